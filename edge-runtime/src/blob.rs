@@ -1,0 +1,665 @@
+//! The int8 model blob (`.vscq`): read in place from a `&[u8]` (e.g. in flash), no heap,
+//! no copy of the weights, every malformed input a typed [`BlobError`].
+//!
+//! # Layout (format version 1), all integers and floats little-endian, no padding
+//!
+//! Fields are read byte by byte (`from_le_bytes`), so the blob may sit at any address.
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | magic `b"VSCQ"` |
+//! | 4 | 2 | format version `u16` (= [`FORMAT_VERSION`]) |
+//! | 6 | 2 | header length `u16` (= [`HEADER_LEN`]) |
+//! | 8 | 4 | total length `u32`, including the CRC trailer |
+//! | 12 | 2 | channel bitmask `u16` ([`ChannelSet::bits`]) |
+//! | 14 | 2 | `window_len` `u16` (samples per channel, 1..=[`WINDOW_LEN`]) |
+//! | 16 | 2 | `input_dim` `u16` (= channels × `window_len`, ≤ [`MAX_INPUT`]) |
+//! | 18 | 2 | `hidden_dim` `u16` (1..=[`MAX_HIDDEN`]) |
+//! | 20 | 2 | `latent_dim` `u16` (1..=[`MAX_LATENT`]) |
+//! | 22 | 2 | reserved, 0 |
+//! | 24 | 4 | `input_scale` `f32`: real value of one input step (= [`INPUT_SCALE`] = 1/255) |
+//! | 28 | 4 | `hidden_scale` `f32`: real value of one step of the `u8` hidden activation |
+//! | 32 | 4 | `mu_scale` `f32`: real value of one step of the `i16` slab mean |
+//! | 36 | 4 | `v_scale` `f32`: real value of one step of the requantised γ pre-activation (= [`V_SCALE`] = 2⁻¹⁶) |
+//! | 40 | 8 | reserved, 0 |
+//! | 48 | 8·C | per channel (C = number of channels): `offset` `f32`, `scale` `f32` |
+//! | … | | hidden layer (rows = `hidden_dim`, cols = `input_dim`), see below |
+//! | … | | μ head (rows = `latent_dim`, cols = `hidden_dim`) |
+//! | … | | γ head (rows = `latent_dim`, cols = `hidden_dim`), with thresholds |
+//! | total−4 | 4 | CRC-32/IEEE (`u32`) of every byte before it |
+//!
+//! A layer section with R rows and K columns is, in order:
+//! `w_scale: [f32; R]` (per-output-channel symmetric weight scale, informational: the
+//! encoder never reads it), `bias: [i32; R]` (in units of input scale × `w_scale`,
+//! |bias| ≤ [`MAX_ABS_BIAS`]), only for the γ head `threshold: [i32; R]`,
+//! `multiplier: [i32; R]` (≥ 0), `shift: [u8; R]` (1..=[`MAX_SHIFT`]),
+//! `weights: [i8; R·K]` row-major (row r = output r).
+//!
+//! The integer semantics of these numbers are documented in [`crate::encoder`].
+
+use core::fmt;
+
+use crate::preprocess::{ChannelScaling, ChannelSet, WINDOW_LEN};
+
+/// First four bytes of every blob.
+pub const MAGIC: [u8; 4] = *b"VSCQ";
+/// The only format version this code reads and writes.
+pub const FORMAT_VERSION: u16 = 1;
+/// Bytes before the per-channel scaling.
+pub const HEADER_LEN: usize = 48;
+/// Bytes of the CRC trailer.
+pub const CRC_LEN: usize = 4;
+/// Most latent dimensions (spike bits fit one `u64`).
+pub const MAX_LATENT: usize = 64;
+/// Most hidden units (size of the encoder's hidden buffer on the stack).
+pub const MAX_HIDDEN: usize = 512;
+/// Most model inputs: 9 channels × 128 samples.
+pub const MAX_INPUT: usize = crate::preprocess::MAX_CHANNELS * WINDOW_LEN;
+/// Largest right shift of a requantisation multiplier.
+pub const MAX_SHIFT: u8 = 62;
+/// Largest |bias|: with it no accumulator can overflow `i32`
+/// (255 · 127 · [`MAX_INPUT`] + 2³⁰ < 2³¹).
+pub const MAX_ABS_BIAS: i32 = 1 << 30;
+/// Real value of one step of the quantised input: x01 ∈ [0, 1] ↦ 0..=255.
+pub const INPUT_SCALE: f32 = 1.0 / 255.0;
+/// Real value of one step of the requantised γ pre-activation `v_q` (Q16).
+pub const V_SCALE: f32 = 1.0 / 65536.0;
+
+// The accumulator bound claimed by MAX_ABS_BIAS.
+const _: () = assert!(255 * 127 * MAX_INPUT as i64 + MAX_ABS_BIAS as i64 <= i32::MAX as i64);
+
+/// Which part of the model a [`BlobError`] refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Section {
+    Hidden,
+    Mu,
+    Gamma,
+}
+
+impl Section {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Section::Hidden => "hidden layer",
+            Section::Mu => "mu head",
+            Section::Gamma => "gamma head",
+        }
+    }
+}
+
+/// Everything that can be wrong with a blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobError {
+    /// Fewer bytes than the fixed header and trailer.
+    TooShort { len: usize },
+    /// The first four bytes are not [`MAGIC`].
+    BadMagic { found: [u8; 4] },
+    /// A format version this code does not read.
+    UnsupportedVersion { found: u16 },
+    /// The header length field is not [`HEADER_LEN`].
+    BadHeaderLen { found: u16 },
+    /// The total-length field disagrees with the number of bytes given (truncated or
+    /// trailing bytes).
+    TotalLength { field: u32, actual: usize },
+    /// The CRC trailer does not match the content.
+    Crc { stored: u32, computed: u32 },
+    /// Empty channel mask or bits above channel 8.
+    BadChannels { bits: u16 },
+    /// A dimension is 0 or above its limit.
+    DimOutOfRange {
+        field: &'static str,
+        value: u16,
+        max: u16,
+    },
+    /// `input_dim` ≠ channels × `window_len`.
+    InputDimMismatch {
+        input_dim: u16,
+        channels: u16,
+        window_len: u16,
+    },
+    /// The dimensions need `expected` bytes in total, the blob has `actual`.
+    Length { expected: usize, actual: usize },
+    /// A reserved field is not zero.
+    Reserved { offset: usize },
+    /// A header scale is not finite and positive, or a fixed scale has the wrong value.
+    BadScale { field: &'static str },
+    /// Channel `index` has a non-finite offset or a scale that is negative or not finite.
+    BadChannelScaling { index: usize },
+    /// Row `row` of `section` has a weight scale that is not finite and positive.
+    BadWeightScale { section: Section, row: usize },
+    /// Row `row` of `section` has |bias| > [`MAX_ABS_BIAS`].
+    BiasOutOfRange {
+        section: Section,
+        row: usize,
+        value: i32,
+    },
+    /// Row `row` of `section` has a negative multiplier.
+    NegativeMultiplier {
+        section: Section,
+        row: usize,
+        value: i32,
+    },
+    /// Row `row` of `section` has a shift outside 1..=[`MAX_SHIFT`].
+    ShiftOutOfRange {
+        section: Section,
+        row: usize,
+        value: u8,
+    },
+}
+
+impl fmt::Display for BlobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            BlobError::TooShort { len } => write!(
+                f,
+                "model blob: {len} bytes, shorter than header + CRC ({} bytes)",
+                HEADER_LEN + CRC_LEN
+            ),
+            BlobError::BadMagic { found } => {
+                write!(f, "model blob: magic {found:02x?} is not \"VSCQ\"")
+            }
+            BlobError::UnsupportedVersion { found } => write!(
+                f,
+                "model blob: format version {found}, this build reads version {FORMAT_VERSION}"
+            ),
+            BlobError::BadHeaderLen { found } => write!(
+                f,
+                "model blob: header length field is {found}, expected {HEADER_LEN}"
+            ),
+            BlobError::TotalLength { field, actual } => write!(
+                f,
+                "model blob: total-length field says {field} bytes, got {actual} (truncated or trailing bytes)"
+            ),
+            BlobError::Crc { stored, computed } => write!(
+                f,
+                "model blob: CRC-32 mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
+            BlobError::BadChannels { bits } => {
+                write!(f, "model blob: invalid channel mask {bits:#06x}")
+            }
+            BlobError::DimOutOfRange { field, value, max } => {
+                write!(f, "model blob: {field} = {value}, must be in 1..={max}")
+            }
+            BlobError::InputDimMismatch {
+                input_dim,
+                channels,
+                window_len,
+            } => write!(
+                f,
+                "model blob: input_dim = {input_dim}, but {channels} channels × window_len {window_len}"
+            ),
+            BlobError::Length { expected, actual } => write!(
+                f,
+                "model blob: the dimensions need {expected} bytes, the blob has {actual}"
+            ),
+            BlobError::Reserved { offset } => {
+                write!(f, "model blob: reserved field at byte {offset} is not zero")
+            }
+            BlobError::BadScale { field } => write!(f, "model blob: invalid {field}"),
+            BlobError::BadChannelScaling { index } => write!(
+                f,
+                "model blob: channel {index} has a non-finite offset or an invalid scale"
+            ),
+            BlobError::BadWeightScale { section, row } => write!(
+                f,
+                "model blob: {} row {row}: weight scale not finite and positive",
+                section.name()
+            ),
+            BlobError::BiasOutOfRange {
+                section,
+                row,
+                value,
+            } => write!(
+                f,
+                "model blob: {} row {row}: bias {value} exceeds ±{MAX_ABS_BIAS}",
+                section.name()
+            ),
+            BlobError::NegativeMultiplier {
+                section,
+                row,
+                value,
+            } => write!(
+                f,
+                "model blob: {} row {row}: negative requantisation multiplier {value}",
+                section.name()
+            ),
+            BlobError::ShiftOutOfRange {
+                section,
+                row,
+                value,
+            } => write!(
+                f,
+                "model blob: {} row {row}: shift {value} outside 1..={MAX_SHIFT}",
+                section.name()
+            ),
+        }
+    }
+}
+
+impl core::error::Error for BlobError {}
+
+// ---------------------------------------------------------------------------------------
+// CRC-32/IEEE (reflected, polynomial 0xEDB88320, init and final xor 0xFFFFFFFF), with a
+// 1 KiB table built at compile time.
+
+const fn crc_table() -> [u32; 256] {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+}
+
+static CRC_TABLE: [u32; 256] = crc_table();
+
+/// CRC-32/IEEE (the zlib / PNG / Ethernet CRC) of `bytes`.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        c = CRC_TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+// ---------------------------------------------------------------------------------------
+// Little-endian element access. Every slice handed to these was cut to its exact length
+// by `parse`; out-of-range indices return 0 instead of panicking.
+
+#[inline(always)]
+fn le_u32_at(bytes: &[u8], offset: usize) -> u32 {
+    match bytes.get(offset..offset.wrapping_add(4)) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+        _ => 0,
+    }
+}
+
+#[inline(always)]
+fn le_u16_at(bytes: &[u8], offset: usize) -> u16 {
+    match bytes.get(offset..offset.wrapping_add(2)) {
+        Some(&[a, b]) => u16::from_le_bytes([a, b]),
+        _ => 0,
+    }
+}
+
+#[inline(always)]
+pub(crate) fn i32_elem(bytes: &[u8], index: usize) -> i32 {
+    le_u32_at(bytes, index.wrapping_mul(4)) as i32
+}
+
+#[inline(always)]
+pub(crate) fn f32_elem(bytes: &[u8], index: usize) -> f32 {
+    f32::from_bits(le_u32_at(bytes, index.wrapping_mul(4)))
+}
+
+/// Cuts consecutive sections off a byte slice.
+struct Cursor<'a> {
+    rest: &'a [u8],
+    needed: usize,
+    actual: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], BlobError> {
+        if n > self.rest.len() {
+            return Err(BlobError::Length {
+                expected: self.needed,
+                actual: self.actual,
+            });
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+}
+
+/// One fully connected layer of the blob, borrowed from it. `rows` outputs, `cols` inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerView<'a> {
+    pub rows: usize,
+    pub cols: usize,
+    w_scale: &'a [u8],
+    bias: &'a [u8],
+    threshold: &'a [u8],
+    multiplier: &'a [u8],
+    shift: &'a [u8],
+    weights: &'a [u8],
+}
+
+impl<'a> LayerView<'a> {
+    /// Per-output-channel weight scale of row `r` (real weight = `w_scale · w_q`).
+    pub fn w_scale(&self, r: usize) -> f32 {
+        f32_elem(self.w_scale, r)
+    }
+    /// Bias of row `r` in accumulator units.
+    pub fn bias(&self, r: usize) -> i32 {
+        i32_elem(self.bias, r)
+    }
+    /// Spike threshold of row `r` (γ head only; 0 for other layers).
+    pub fn threshold(&self, r: usize) -> i32 {
+        i32_elem(self.threshold, r)
+    }
+    /// Requantisation multiplier of row `r`.
+    pub fn multiplier(&self, r: usize) -> i32 {
+        i32_elem(self.multiplier, r)
+    }
+    /// Requantisation shift of row `r`.
+    pub fn shift(&self, r: usize) -> u8 {
+        self.shift.get(r).copied().unwrap_or(1)
+    }
+    /// The `cols` int8 weights of row `r`, as raw two's-complement bytes.
+    pub fn row(&self, r: usize) -> &'a [u8] {
+        let start = r.saturating_mul(self.cols);
+        self.weights
+            .get(start..start.saturating_add(self.cols))
+            .unwrap_or(&[])
+    }
+    /// Weight `(r, c)` as `i8`.
+    pub fn weight(&self, r: usize, c: usize) -> i8 {
+        self.row(r).get(c).copied().unwrap_or(0) as i8
+    }
+    /// All `rows × cols` weight bytes, row-major.
+    pub fn weight_bytes(&self) -> &'a [u8] {
+        self.weights
+    }
+
+    fn parse(
+        cur: &mut Cursor<'a>,
+        section: Section,
+        rows: usize,
+        cols: usize,
+        with_threshold: bool,
+    ) -> Result<Self, BlobError> {
+        let w_scale = cur.take(4 * rows)?;
+        let bias = cur.take(4 * rows)?;
+        let threshold = if with_threshold {
+            cur.take(4 * rows)?
+        } else {
+            &[]
+        };
+        let multiplier = cur.take(4 * rows)?;
+        let shift = cur.take(rows)?;
+        let weights = cur.take(rows * cols)?;
+        let layer = LayerView {
+            rows,
+            cols,
+            w_scale,
+            bias,
+            threshold,
+            multiplier,
+            shift,
+            weights,
+        };
+        for row in 0..rows {
+            let s = layer.w_scale(row);
+            if !(s.is_finite() && s > 0.0) {
+                return Err(BlobError::BadWeightScale { section, row });
+            }
+            let value = layer.bias(row);
+            if value.unsigned_abs() > MAX_ABS_BIAS as u32 {
+                return Err(BlobError::BiasOutOfRange {
+                    section,
+                    row,
+                    value,
+                });
+            }
+            let value = layer.multiplier(row);
+            if value < 0 {
+                return Err(BlobError::NegativeMultiplier {
+                    section,
+                    row,
+                    value,
+                });
+            }
+            let value = layer.shift(row);
+            if !(1..=MAX_SHIFT).contains(&value) {
+                return Err(BlobError::ShiftOutOfRange {
+                    section,
+                    row,
+                    value,
+                });
+            }
+        }
+        Ok(layer)
+    }
+}
+
+/// Size in bytes of a layer section.
+const fn layer_len(rows: usize, cols: usize, with_threshold: bool) -> usize {
+    let per_row = if with_threshold { 4 * 4 + 1 } else { 3 * 4 + 1 };
+    rows * per_row + rows * cols
+}
+
+/// Total blob size for the given dimensions.
+pub const fn blob_len(
+    n_channels: usize,
+    input_dim: usize,
+    hidden_dim: usize,
+    latent_dim: usize,
+) -> usize {
+    HEADER_LEN
+        + 8 * n_channels
+        + layer_len(hidden_dim, input_dim, false)
+        + layer_len(latent_dim, hidden_dim, false)
+        + layer_len(latent_dim, hidden_dim, true)
+        + CRC_LEN
+}
+
+/// A validated model blob, borrowing the bytes it was parsed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelBlob<'a> {
+    bytes: &'a [u8],
+    channels: ChannelSet,
+    window_len: usize,
+    input_dim: usize,
+    hidden_dim: usize,
+    latent_dim: usize,
+    hidden_scale_bits: u32,
+    mu_scale_bits: u32,
+    scaling: &'a [u8],
+    hidden: LayerView<'a>,
+    mu: LayerView<'a>,
+    gamma: LayerView<'a>,
+}
+
+impl<'a> ModelBlob<'a> {
+    /// Validates `bytes` and borrows the model from them. Checks, in order: length,
+    /// magic, version, header length, total length, CRC, channel mask, dimensions,
+    /// section lengths, reserved fields, scales, biases, multipliers and shifts.
+    pub fn parse(bytes: &'a [u8]) -> Result<ModelBlob<'a>, BlobError> {
+        let len = bytes.len();
+        if len < HEADER_LEN + CRC_LEN {
+            return Err(BlobError::TooShort { len });
+        }
+        let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
+        if magic != MAGIC {
+            return Err(BlobError::BadMagic { found: magic });
+        }
+        let version = le_u16_at(bytes, 4);
+        if version != FORMAT_VERSION {
+            return Err(BlobError::UnsupportedVersion { found: version });
+        }
+        let header_len = le_u16_at(bytes, 6);
+        if header_len as usize != HEADER_LEN {
+            return Err(BlobError::BadHeaderLen { found: header_len });
+        }
+        let total = le_u32_at(bytes, 8);
+        if total as usize != len {
+            return Err(BlobError::TotalLength {
+                field: total,
+                actual: len,
+            });
+        }
+        let (content, trailer) = bytes.split_at(len - CRC_LEN);
+        let stored = le_u32_at(trailer, 0);
+        let computed = crc32(content);
+        if stored != computed {
+            return Err(BlobError::Crc { stored, computed });
+        }
+
+        let bits = le_u16_at(bytes, 12);
+        let channels = ChannelSet::from_bits(bits).ok_or(BlobError::BadChannels { bits })?;
+        let window_len = le_u16_at(bytes, 14);
+        let input_dim = le_u16_at(bytes, 16);
+        let hidden_dim = le_u16_at(bytes, 18);
+        let latent_dim = le_u16_at(bytes, 20);
+        let check = |field, value: u16, max: usize| {
+            if value == 0 || value as usize > max {
+                Err(BlobError::DimOutOfRange {
+                    field,
+                    value,
+                    max: max as u16,
+                })
+            } else {
+                Ok(value as usize)
+            }
+        };
+        let window_len = check("window_len", window_len, WINDOW_LEN)?;
+        let input_dim_usize = check("input_dim", input_dim, MAX_INPUT)?;
+        let hidden_dim = check("hidden_dim", hidden_dim, MAX_HIDDEN)?;
+        let latent_dim = check("latent_dim", latent_dim, MAX_LATENT)?;
+        if input_dim_usize != channels.len() * window_len {
+            return Err(BlobError::InputDimMismatch {
+                input_dim,
+                channels: channels.len() as u16,
+                window_len: window_len as u16,
+            });
+        }
+        let input_dim = input_dim_usize;
+        let expected = blob_len(channels.len(), input_dim, hidden_dim, latent_dim);
+        if expected != len {
+            return Err(BlobError::Length {
+                expected,
+                actual: len,
+            });
+        }
+        for offset in [22usize, 40, 44] {
+            let nonzero = if offset == 22 {
+                le_u16_at(bytes, offset) != 0
+            } else {
+                le_u32_at(bytes, offset) != 0
+            };
+            if nonzero {
+                return Err(BlobError::Reserved { offset });
+            }
+        }
+        if le_u32_at(bytes, 24) != INPUT_SCALE.to_bits() {
+            return Err(BlobError::BadScale {
+                field: "input_scale",
+            });
+        }
+        let hidden_scale = f32::from_bits(le_u32_at(bytes, 28));
+        if !(hidden_scale.is_finite() && hidden_scale > 0.0) {
+            return Err(BlobError::BadScale {
+                field: "hidden_scale",
+            });
+        }
+        let mu_scale = f32::from_bits(le_u32_at(bytes, 32));
+        if !(mu_scale.is_finite() && mu_scale > 0.0) {
+            return Err(BlobError::BadScale { field: "mu_scale" });
+        }
+        if le_u32_at(bytes, 36) != V_SCALE.to_bits() {
+            return Err(BlobError::BadScale { field: "v_scale" });
+        }
+
+        let mut cur = Cursor {
+            rest: content.get(HEADER_LEN..).unwrap_or(&[]),
+            needed: expected,
+            actual: len,
+        };
+        let scaling = cur.take(8 * channels.len())?;
+        for index in 0..channels.len() {
+            let offset = f32_elem(scaling, 2 * index);
+            let scale = f32_elem(scaling, 2 * index + 1);
+            if !(offset.is_finite() && scale.is_finite() && scale >= 0.0) {
+                return Err(BlobError::BadChannelScaling { index });
+            }
+        }
+        let hidden = LayerView::parse(&mut cur, Section::Hidden, hidden_dim, input_dim, false)?;
+        let mu = LayerView::parse(&mut cur, Section::Mu, latent_dim, hidden_dim, false)?;
+        let gamma = LayerView::parse(&mut cur, Section::Gamma, latent_dim, hidden_dim, true)?;
+        if !cur.rest.is_empty() {
+            // Unreachable given `expected == len`, kept so a layout change cannot slip.
+            return Err(BlobError::Length {
+                expected,
+                actual: len,
+            });
+        }
+        Ok(ModelBlob {
+            bytes,
+            channels,
+            window_len,
+            input_dim,
+            hidden_dim,
+            latent_dim,
+            hidden_scale_bits: hidden_scale.to_bits(),
+            mu_scale_bits: mu_scale.to_bits(),
+            scaling,
+            hidden,
+            mu,
+            gamma,
+        })
+    }
+
+    /// The bytes the blob was parsed from (CRC trailer included).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+    /// The CRC-32 stored in the trailer (a short model identifier).
+    pub fn crc(&self) -> u32 {
+        le_u32_at(self.bytes, self.bytes.len().saturating_sub(CRC_LEN))
+    }
+    pub fn channels(&self) -> ChannelSet {
+        self.channels
+    }
+    pub fn window_len(&self) -> usize {
+        self.window_len
+    }
+    pub fn input_dim(&self) -> usize {
+        self.input_dim
+    }
+    pub fn hidden_dim(&self) -> usize {
+        self.hidden_dim
+    }
+    pub fn latent_dim(&self) -> usize {
+        self.latent_dim
+    }
+    /// Real value of one step of the `u8` hidden activation.
+    pub fn hidden_scale(&self) -> f32 {
+        f32::from_bits(self.hidden_scale_bits)
+    }
+    /// Real value of one step of the `i16` slab mean.
+    pub fn mu_scale(&self) -> f32 {
+        f32::from_bits(self.mu_scale_bits)
+    }
+    /// Normalisation of channel `index` (row `index` of the window).
+    pub fn scaling(&self, index: usize) -> ChannelScaling {
+        ChannelScaling {
+            offset: f32_elem(self.scaling, 2 * index),
+            scale: f32_elem(self.scaling, 2 * index + 1),
+        }
+    }
+    pub fn hidden(&self) -> &LayerView<'a> {
+        &self.hidden
+    }
+    pub fn mu_head(&self) -> &LayerView<'a> {
+        &self.mu
+    }
+    pub fn gamma_head(&self) -> &LayerView<'a> {
+        &self.gamma
+    }
+    /// Bytes of int8 weights (all layers).
+    pub fn weight_bytes(&self) -> usize {
+        self.hidden.weights.len() + self.mu.weights.len() + self.gamma.weights.len()
+    }
+}

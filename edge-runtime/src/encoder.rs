@@ -1,0 +1,469 @@
+//! The int8 VSC encoder: raw window → spike bits, γ (Q15) and slab means μ (i16), in
+//! integer arithmetic after the input quantisation. No heap, no panic on any input.
+//!
+//! # Integer semantics (normative; the int8 ONNX export must reproduce them)
+//!
+//! Notation: `M` = `input_dim`, `H` = `hidden_dim`, `J` = `latent_dim`; row `r` of a
+//! layer has multiplier `m_r` (i32 ≥ 0) and shift `s_r` (1..=62). For the integer `a`
+//! and such a pair, **`requant(a, m, s) = (a·m + 2^(s−1)) >> s`** in 64-bit two's
+//! complement with an arithmetic (flooring) shift, i.e. `floor(a·m/2^s + ½)`:
+//! round half towards +∞. It cannot overflow (|a·m| ≤ 2⁶², plus 2⁶¹ < 2⁶³).
+//!
+//! 1. **Input** (f32, per element of channel row `c`, exactly these IEEE operations in
+//!    this order): `x01 = clamp((x − offset_c) · scale_c, 0, 1)`,
+//!    `x_q = round_half_even(x01 · 255)` as `u8` (0..=255, real value `x_q / 255`).
+//!    This is `Sub, Mul, Clip(0,1), Mul(255), Round, Cast(uint8)` in ONNX (ONNX `Round`
+//!    rounds half to even). Non-finite inputs are rejected ([`EncodeError::NonFinite`]);
+//!    a NaN produced by the scaling itself (∞ · 0 after an f32 overflow) becomes 0.
+//! 2. **Hidden layer**: `acc1[h] = Σ_i x_q[i] · w1[h][i] + b1[h]` exactly in i32
+//!    (MatMulInteger + Add; |acc1| < 2³¹ is guaranteed by the blob limits), then
+//!    ReLU and requantisation to `u8`:
+//!    `h_q[h] = min(requant(max(acc1[h], 0), m1_h, s1_h), 255)`.
+//!    Because the argument is ≥ 0 the floor shift equals an integer division by `2^s`,
+//!    so ONNX can use `Max(·,0)`, int64 `Mul`, `Add`, `Div` and `Min(·,255)`.
+//!    Real value: `h_q · hidden_scale`.
+//! 3. **Heads**: `acc_mu[j] = Σ_h h_q[h] · w_mu[j][h] + b_mu[j]` and
+//!    `acc_g[j] = Σ_h h_q[h] · w_g[j][h] + b_g[j]`, exactly in i32.
+//! 4. **Spike bit** `j` is set ⇔ `acc_g[j] > threshold[j]` (the quantiser stores
+//!    `threshold = floor(ln ½ / (hidden_scale · w_scale_g[j]))`, so this is
+//!    `v > ln ½` ⇔ `γ = exp(min(v, 0)) > ½` on the real pre-activation; no `exp`).
+//! 5. For **active** dims only (others are 0 in [`SparseCode`]):
+//!    - `mu_q[j] = saturate_i16(requant(acc_mu[j], m_mu_j, s_mu_j))`, real μ = `mu_q · mu_scale`;
+//!    - `v_q[j] = requant(acc_g[j], m_g_j, s_g_j)`, the pre-activation in Q16
+//!      (real `v = v_q / 65536`), then `γ_q15 = exp_q15(v_q)` from a 180-entry table of
+//!      `round(32768 · exp(−k/256))` with linear interpolation (see [`exp_q15`]);
+//!      error < 2 · 2⁻¹⁵ against `exp`.
+//!
+//! Step 5's signed floor shift can be written in ONNX int64 ops as
+//! `q = a·m + 2^(s−1)`, `(q − Mod(q, 2^s)) / 2^s` (`Mod` with `fmod = 0` takes the
+//! divisor's sign, so this is a floor division).
+//!
+//! Bit-identical with an ONNX graph that follows steps 1–4: `x_q`, `acc1`, `h_q`,
+//! `acc_mu`, `acc_g` and the spike bits ([`Encoder::encode_traced`] exposes them all).
+//!
+//! # Stack
+//! `encode` keeps `x_q: [u8; MAX_INPUT]` (1152 B) and `h_q: [u8; MAX_HIDDEN]` (512 B) on
+//! the stack plus a few scalars; no recursion. `encode_traced` writes into a caller's
+//! [`IntTrace`] (4224 B) instead.
+
+use core::fmt;
+
+use crate::blob::{LayerView, MAX_HIDDEN, MAX_INPUT, MAX_LATENT, ModelBlob};
+use crate::kernels::Kernel;
+use crate::preprocess::{ChannelSet, Window};
+
+/// `floor(a·m / 2^s + ½)`, computed as `(a·m + 2^(s−1)) >> s` in i64 (round half up).
+/// `s` outside 1..=62 is clamped into it (the blob parser rejects such shifts anyway).
+#[inline(always)]
+pub const fn requant(acc: i32, multiplier: i32, shift: u8) -> i64 {
+    let s = if shift < 1 {
+        1
+    } else if shift > 62 {
+        62
+    } else {
+        shift
+    };
+    (acc as i64 * multiplier as i64 + (1i64 << (s - 1))) >> s
+}
+
+/// `ln ½` in Q16, rounded towards −∞: the most negative `v_q` of an active dimension.
+pub const V_Q16_MIN: i32 = -45427;
+
+const EXP_TABLE_LEN: usize = 180;
+
+/// `round(32768 · exp(−k/256))` for k in 0..180, from a Taylor series in i128 fixed
+/// point (Q60), evaluated at compile time.
+const fn exp_table() -> [i32; EXP_TABLE_LEN] {
+    let mut table = [0i32; EXP_TABLE_LEN];
+    let one: i128 = 1 << 60;
+    let mut k = 0;
+    while k < EXP_TABLE_LEN {
+        let mut sum = one;
+        let mut term = one;
+        let mut n = 1;
+        while n < 30 {
+            term = term * k as i128 / (256 * n as i128);
+            if n % 2 == 1 {
+                sum -= term;
+            } else {
+                sum += term;
+            }
+            n += 1;
+        }
+        // Q60 → Q15 with rounding.
+        table[k] = ((sum + (1 << 44)) >> 45) as i32;
+        k += 1;
+    }
+    table
+}
+
+static EXP_TABLE: [i32; EXP_TABLE_LEN] = exp_table();
+
+/// γ = exp(v) in Q15 for `v_q` = v in Q16, clamped to `[V_Q16_MIN, 0]` first, so the
+/// result is in 16384..=32767 (γ = 1 saturates to 32767). Linear interpolation between
+/// table points 1/256 apart: `t[k] − ((t[k] − t[k+1])·f + 128) >> 8`, `k = d >> 8`,
+/// `f = d & 255`, `d = −v_q`.
+pub fn exp_q15(v_q: i64) -> i16 {
+    let d = (-v_q.clamp(V_Q16_MIN as i64, 0)) as usize;
+    let (k, f) = (d >> 8, (d & 0xFF) as i32);
+    let t0 = EXP_TABLE.get(k).copied().unwrap_or(16384);
+    let t1 = EXP_TABLE.get(k + 1).copied().unwrap_or(16384);
+    let g = t0 - (((t0 - t1) * f + 128) >> 8);
+    g.clamp(0, i16::MAX as i32) as i16
+}
+
+/// Rounds a finite `t` in `[0, 2²²]` to the nearest integer, ties to even (the IEEE
+/// default rounding of the addition does the work; no libm needed in `no_std`).
+#[inline(always)]
+fn round_half_even_small(t: f32) -> f32 {
+    const TWO_POW_23: f32 = 8_388_608.0;
+    (t + TWO_POW_23) - TWO_POW_23
+}
+
+/// Quantises one raw input value of a channel with normalisation `offset`, `scale`.
+#[inline(always)]
+pub fn quantise_input(x: f32, offset: f32, scale: f32) -> u8 {
+    let x01 = ((x - offset) * scale).clamp(0.0, 1.0);
+    // NaN (only from ∞·0) saturates to 0 in the cast.
+    round_half_even_small(x01 * 255.0) as u8
+}
+
+/// Errors of [`Encoder::encode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The window has `got` values, the model expects `expected`.
+    InputLength { expected: usize, got: usize },
+    /// Value `index` of the window is NaN or infinite.
+    NonFinite { index: usize },
+    /// The window's channels differ from the model's.
+    ChannelMismatch {
+        expected: ChannelSet,
+        got: ChannelSet,
+    },
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::InputLength { expected, got } => {
+                write!(f, "window has {got} values, the model expects {expected}")
+            }
+            EncodeError::NonFinite { index } => {
+                write!(f, "window value {index} is NaN or infinite")
+            }
+            EncodeError::ChannelMismatch { expected, got } => write!(
+                f,
+                "window channels {:#05x} differ from the model's {:#05x}",
+                got.bits(),
+                expected.bits()
+            ),
+        }
+    }
+}
+
+impl core::error::Error for EncodeError {}
+
+/// The encoder's output for one window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SparseCode {
+    /// Number of latent dimensions J (≤ 64).
+    pub latent_dim: u8,
+    /// Bit j set ⇔ γ_j > ½ (dimension j is active).
+    pub spike_bits: u64,
+    /// γ_j in Q15 (γ = value / 32768) for active dims, 0 for inactive ones.
+    pub gamma_q15: [i16; MAX_LATENT],
+    /// Slab mean μ_j = `mu_q[j] · mu_scale` for active dims, 0 for inactive ones.
+    pub mu_q: [i16; MAX_LATENT],
+    /// Real value of one step of `mu_q` (from the blob).
+    pub mu_scale: f32,
+}
+
+impl Default for SparseCode {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl SparseCode {
+    /// No active dimension.
+    pub const EMPTY: SparseCode = SparseCode {
+        latent_dim: 0,
+        spike_bits: 0,
+        gamma_q15: [0; MAX_LATENT],
+        mu_q: [0; MAX_LATENT],
+        mu_scale: 0.0,
+    };
+
+    pub const fn is_active(&self, j: usize) -> bool {
+        j < MAX_LATENT && self.spike_bits & (1u64 << j) != 0
+    }
+    pub const fn active_count(&self) -> u32 {
+        self.spike_bits.count_ones()
+    }
+    /// Indices of the active dimensions, ascending.
+    pub fn active_dims(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..MAX_LATENT).filter(|&j| self.is_active(j))
+    }
+    /// γ_j as f32 (0 for inactive dims).
+    pub fn gamma(&self, j: usize) -> f32 {
+        self.gamma_q15.get(j).map_or(0.0, |&g| g as f32 / 32768.0)
+    }
+    /// μ_j as f32 (0 for inactive dims).
+    pub fn mu(&self, j: usize) -> f32 {
+        self.mu_q.get(j).map_or(0.0, |&m| m as f32 * self.mu_scale)
+    }
+}
+
+/// Every integer intermediate of one encode, for parity tests against other runtimes.
+/// Entries past the model's dimensions are 0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IntTrace {
+    pub x_q: [u8; MAX_INPUT],
+    pub hidden_acc: [i32; MAX_HIDDEN],
+    pub h_q: [u8; MAX_HIDDEN],
+    pub mu_acc: [i32; MAX_LATENT],
+    pub gamma_acc: [i32; MAX_LATENT],
+}
+
+impl Default for IntTrace {
+    fn default() -> Self {
+        IntTrace {
+            x_q: [0; MAX_INPUT],
+            hidden_acc: [0; MAX_HIDDEN],
+            h_q: [0; MAX_HIDDEN],
+            mu_acc: [0; MAX_LATENT],
+            gamma_acc: [0; MAX_LATENT],
+        }
+    }
+}
+
+/// The int8 encoder over a parsed blob.
+#[derive(Clone, Copy, Debug)]
+pub struct Encoder<'a> {
+    blob: ModelBlob<'a>,
+    kernel: Kernel,
+}
+
+#[inline(always)]
+fn layer_acc(kernel: Kernel, layer: &LayerView<'_>, r: usize, input: &[u8]) -> i32 {
+    // |dot| < 2²⁶ and |bias| ≤ 2³⁰ (validated): the sum fits i32; wrapping only to rule
+    // out a debug-build panic on principle.
+    kernel.dot(input, layer.row(r)).wrapping_add(layer.bias(r))
+}
+
+impl<'a> Encoder<'a> {
+    /// An encoder using the kernel for the compilation target ([`Kernel::for_target`]).
+    pub fn new(blob: ModelBlob<'a>) -> Self {
+        Encoder {
+            blob,
+            kernel: Kernel::for_target(),
+        }
+    }
+
+    /// The same encoder with another dot-product kernel (identical results).
+    pub fn with_kernel(self, kernel: Kernel) -> Self {
+        Encoder { kernel, ..self }
+    }
+
+    pub fn blob(&self) -> &ModelBlob<'a> {
+        &self.blob
+    }
+
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// Encodes a window from the preprocessor; its channels must be the model's.
+    pub fn encode_window(&self, window: &Window, out: &mut SparseCode) -> Result<(), EncodeError> {
+        if window.channels() != self.blob.channels() {
+            return Err(EncodeError::ChannelMismatch {
+                expected: self.blob.channels(),
+                got: window.channels(),
+            });
+        }
+        self.encode(window.as_slice(), out)
+    }
+
+    /// Encodes one raw channel-major window (`input_dim` values, physical units).
+    /// On error `out` is left unchanged.
+    pub fn encode(&self, window_raw: &[f32], out: &mut SparseCode) -> Result<(), EncodeError> {
+        let mut x_q = [0u8; MAX_INPUT];
+        let mut h_q = [0u8; MAX_HIDDEN];
+        self.input_stage(window_raw, &mut x_q)?;
+        self.hidden_stage(&x_q, &mut h_q, None);
+        self.head_stage(&h_q, out, None);
+        Ok(())
+    }
+
+    /// Like [`Encoder::encode`], also recording every integer intermediate (head
+    /// accumulators for all dims, active or not) in `trace`.
+    pub fn encode_traced(
+        &self,
+        window_raw: &[f32],
+        out: &mut SparseCode,
+        trace: &mut IntTrace,
+    ) -> Result<(), EncodeError> {
+        self.input_stage(window_raw, &mut trace.x_q)?;
+        self.hidden_stage(&trace.x_q, &mut trace.h_q, Some(&mut trace.hidden_acc));
+        self.head_stage(
+            &trace.h_q,
+            out,
+            Some((&mut trace.mu_acc, &mut trace.gamma_acc)),
+        );
+        Ok(())
+    }
+
+    fn input_stage(
+        &self,
+        window_raw: &[f32],
+        x_q: &mut [u8; MAX_INPUT],
+    ) -> Result<(), EncodeError> {
+        let expected = self.blob.input_dim();
+        if window_raw.len() != expected {
+            return Err(EncodeError::InputLength {
+                expected,
+                got: window_raw.len(),
+            });
+        }
+        if let Some(index) = window_raw.iter().position(|x| !x.is_finite()) {
+            return Err(EncodeError::NonFinite { index });
+        }
+        x_q.fill(0);
+        // ≥ 1 for every parsed blob; `max` keeps `chunks_exact` panic-free regardless.
+        let window_len = self.blob.window_len().max(1);
+        for (c, (raw_row, q_row)) in window_raw
+            .chunks_exact(window_len)
+            .zip(x_q.chunks_exact_mut(window_len))
+            .enumerate()
+        {
+            let s = self.blob.scaling(c);
+            for (q, &x) in q_row.iter_mut().zip(raw_row) {
+                *q = quantise_input(x, s.offset, s.scale);
+            }
+        }
+        Ok(())
+    }
+
+    fn hidden_stage(
+        &self,
+        x_q: &[u8; MAX_INPUT],
+        h_q: &mut [u8; MAX_HIDDEN],
+        mut acc_out: Option<&mut [i32; MAX_HIDDEN]>,
+    ) {
+        let layer = self.blob.hidden();
+        let input = x_q.get(..layer.cols).unwrap_or(&[]);
+        h_q.fill(0);
+        if let Some(a) = acc_out.as_deref_mut() {
+            a.fill(0);
+        }
+        for (r, h) in h_q.iter_mut().enumerate().take(layer.rows) {
+            let acc = layer_acc(self.kernel, layer, r, input);
+            if let Some(slot) = acc_out.as_deref_mut().and_then(|a| a.get_mut(r)) {
+                *slot = acc;
+            }
+            let q = requant(acc.max(0), layer.multiplier(r), layer.shift(r));
+            *h = q.min(255) as u8;
+        }
+    }
+
+    fn head_stage(
+        &self,
+        h_q: &[u8; MAX_HIDDEN],
+        out: &mut SparseCode,
+        mut acc_out: Option<(&mut [i32; MAX_LATENT], &mut [i32; MAX_LATENT])>,
+    ) {
+        let (mu, gamma) = (self.blob.mu_head(), self.blob.gamma_head());
+        let input = h_q.get(..gamma.cols).unwrap_or(&[]);
+        *out = SparseCode {
+            latent_dim: self.blob.latent_dim() as u8,
+            mu_scale: self.blob.mu_scale(),
+            ..SparseCode::EMPTY
+        };
+        if let Some((m, g)) = acc_out.as_mut() {
+            m.fill(0);
+            g.fill(0);
+        }
+        for j in 0..gamma.rows.min(MAX_LATENT) {
+            let acc_g = layer_acc(self.kernel, gamma, j, input);
+            let traced_mu = acc_out.as_mut().map(|(m, g)| {
+                let acc_mu = layer_acc(self.kernel, mu, j, input);
+                if let (Some(ms), Some(gs)) = (m.get_mut(j), g.get_mut(j)) {
+                    *ms = acc_mu;
+                    *gs = acc_g;
+                }
+                acc_mu
+            });
+            if acc_g <= gamma.threshold(j) {
+                continue;
+            }
+            // Active: the μ dot product is only computed here (sparse saving).
+            let acc_mu = traced_mu.unwrap_or_else(|| layer_acc(self.kernel, mu, j, input));
+            out.spike_bits |= 1u64 << j;
+            let v_q = requant(acc_g, gamma.multiplier(j), gamma.shift(j));
+            if let Some(g) = out.gamma_q15.get_mut(j) {
+                *g = exp_q15(v_q);
+            }
+            if let Some(m) = out.mu_q.get_mut(j) {
+                *m = requant(acc_mu, mu.multiplier(j), mu.shift(j))
+                    .clamp(i16::MIN as i64, i16::MAX as i64) as i16;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requant_rounds_half_up() {
+        // m / 2^s = 1/2: 3 → 1.5 → 2, −3 → −1.5 → −1, 1 → 0.5 → 1, −1 → −0.5 → 0.
+        assert_eq!(requant(3, 1 << 30, 31), 2);
+        assert_eq!(requant(-3, 1 << 30, 31), -1);
+        assert_eq!(requant(1, 1 << 30, 31), 1);
+        assert_eq!(requant(-1, 1 << 30, 31), 0);
+        assert_eq!(requant(i32::MIN, i32::MAX, 62), -1);
+        assert_eq!(
+            requant(i32::MAX, i32::MAX, 1),
+            (i32::MAX as i64 * i32::MAX as i64 + 1) >> 1
+        );
+    }
+
+    #[test]
+    fn exp_table_is_accurate() {
+        for d in 0..=(-V_Q16_MIN) {
+            let v = -(d as f64) / 65536.0;
+            let exact = v.exp() * 32768.0;
+            let got = exp_q15(-(d as i64)) as f64;
+            assert!(
+                (got - exact.min(32767.0)).abs() <= 2.0,
+                "d {d}: {got} vs {exact}"
+            );
+        }
+        assert_eq!(exp_q15(5), i16::MAX);
+        assert_eq!(exp_q15(i64::MIN), exp_q15(V_Q16_MIN as i64));
+        assert!(exp_q15(V_Q16_MIN as i64) >= 16383);
+    }
+
+    #[test]
+    fn input_quantisation_rounds_half_to_even_and_clamps() {
+        for (t, want) in [
+            (0.5, 0.0),
+            (1.5, 2.0),
+            (2.5, 2.0),
+            (254.5, 254.0),
+            (3.4999, 3.0),
+        ] {
+            assert_eq!(round_half_even_small(t), want, "{t}");
+        }
+        // 0.5 · 255 = 127.5 exactly → 128 (even).
+        assert_eq!(quantise_input(0.5, 0.0, 1.0), 128);
+        assert_eq!(quantise_input(-7.0, 0.0, 1.0), 0);
+        assert_eq!(quantise_input(7.0, 0.0, 1.0), 255);
+        assert_eq!(
+            quantise_input(0.3, 0.1, 2.0),
+            (0.4f32 * 255.0).round() as u8
+        );
+        assert_eq!(quantise_input(f32::MAX, -f32::MAX, 0.0), 0);
+    }
+}

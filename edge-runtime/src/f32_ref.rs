@@ -1,0 +1,307 @@
+//! The f32 reference encoder (std only): what host-trainer exports from a trained model
+//! and what [`crate::quant`] and the ONNX exporter consume.
+//!
+//! Topology: x (channel-major raw window, `input_dim` = channels × `window_len`) →
+//! per-channel `x01 = clamp((x − offset) · scale, 0, 1)` → `h = ReLU(W1 x01 + b1)` →
+//! three heads `μ = W_μ h + b_μ`, `log σ² = W_σ h + b_σ`, `v = W_γ h + b_γ`,
+//! `log γ = −ReLU(−v) = min(v, 0)`.
+
+use std::fmt;
+use std::vec::Vec;
+
+use crate::blob::{MAX_HIDDEN, MAX_INPUT, MAX_LATENT};
+use crate::preprocess::{ChannelScaling, ChannelSet};
+
+/// A dense f32 encoder. Weight matrices are row-major `[outputs][inputs]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct F32Encoder {
+    pub input_dim: usize,
+    pub hidden_dim: usize,
+    pub latent_dim: usize,
+    /// `[hidden_dim][input_dim]`.
+    pub w1: Vec<f32>,
+    pub b1: Vec<f32>,
+    /// `[latent_dim][hidden_dim]`.
+    pub w_mu: Vec<f32>,
+    pub b_mu: Vec<f32>,
+    pub w_logvar: Vec<f32>,
+    pub b_logvar: Vec<f32>,
+    pub w_gamma: Vec<f32>,
+    pub b_gamma: Vec<f32>,
+    /// Input channels; the window holds them in `Channel` order.
+    pub channels: ChannelSet,
+    /// One normalisation per selected channel, in window row order.
+    pub scaling: Vec<ChannelScaling>,
+}
+
+/// The three head outputs for one window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct F32Code {
+    pub mu: Vec<f32>,
+    pub logvar: Vec<f32>,
+    pub log_gamma: Vec<f32>,
+}
+
+/// What is wrong with an [`F32Encoder`] or its input.
+#[derive(Clone, Debug, PartialEq)]
+pub enum F32EncoderError {
+    /// A dimension is 0 or above the device limit.
+    Dim {
+        field: &'static str,
+        value: usize,
+        max: usize,
+    },
+    /// `input_dim` is not a multiple of the channel count.
+    InputDim { input_dim: usize, channels: usize },
+    /// A parameter vector has the wrong length.
+    Shape {
+        field: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    /// A parameter is NaN or infinite.
+    NonFinite { field: &'static str, index: usize },
+    /// A window has the wrong number of values.
+    InputLength { expected: usize, got: usize },
+}
+
+impl fmt::Display for F32EncoderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            F32EncoderError::Dim { field, value, max } => {
+                write!(f, "encoder {field} = {value}, must be in 1..={max}")
+            }
+            F32EncoderError::InputDim {
+                input_dim,
+                channels,
+            } => write!(
+                f,
+                "encoder input_dim {input_dim} is not a multiple of its {channels} channels"
+            ),
+            F32EncoderError::Shape {
+                field,
+                expected,
+                got,
+            } => write!(
+                f,
+                "encoder field {field}: {got} values, expected {expected}"
+            ),
+            F32EncoderError::NonFinite { field, index } => {
+                write!(f, "encoder field {field}[{index}] is NaN or infinite")
+            }
+            F32EncoderError::InputLength { expected, got } => {
+                write!(f, "window has {got} values, the encoder expects {expected}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for F32EncoderError {}
+
+fn dense(w: &[f32], b: &[f32], x: &[f32]) -> Vec<f32> {
+    w.chunks_exact(x.len().max(1))
+        .zip(b)
+        .map(|(row, &bias)| {
+            row.iter()
+                .zip(x)
+                .fold(bias, |acc, (&wi, &xi)| acc + wi * xi)
+        })
+        .collect()
+}
+
+/// SplitMix64: a tiny seeded generator so the crate needs no `rand`.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [−1, 1).
+    fn symmetric(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+    }
+}
+
+impl F32Encoder {
+    /// Samples per channel in a window.
+    pub fn window_len(&self) -> usize {
+        self.input_dim / self.channels.len().max(1)
+    }
+
+    /// Checks dimensions against the device limits, vector lengths and finiteness.
+    pub fn validate(&self) -> Result<(), F32EncoderError> {
+        for (field, value, max) in [
+            ("input_dim", self.input_dim, MAX_INPUT),
+            ("hidden_dim", self.hidden_dim, MAX_HIDDEN),
+            ("latent_dim", self.latent_dim, MAX_LATENT),
+        ] {
+            if value == 0 || value > max {
+                return Err(F32EncoderError::Dim { field, value, max });
+            }
+        }
+        let n_channels = self.channels.len();
+        if !self.input_dim.is_multiple_of(n_channels)
+            || self.window_len() > crate::preprocess::WINDOW_LEN
+        {
+            return Err(F32EncoderError::InputDim {
+                input_dim: self.input_dim,
+                channels: n_channels,
+            });
+        }
+        let (m, h, j) = (self.input_dim, self.hidden_dim, self.latent_dim);
+        let fields: [(&'static str, &[f32], usize); 8] = [
+            ("w1", &self.w1, h * m),
+            ("b1", &self.b1, h),
+            ("w_mu", &self.w_mu, j * h),
+            ("b_mu", &self.b_mu, j),
+            ("w_logvar", &self.w_logvar, j * h),
+            ("b_logvar", &self.b_logvar, j),
+            ("w_gamma", &self.w_gamma, j * h),
+            ("b_gamma", &self.b_gamma, j),
+        ];
+        for (field, values, expected) in fields {
+            if values.len() != expected {
+                return Err(F32EncoderError::Shape {
+                    field,
+                    expected,
+                    got: values.len(),
+                });
+            }
+            if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+                return Err(F32EncoderError::NonFinite { field, index });
+            }
+        }
+        if self.scaling.len() != n_channels {
+            return Err(F32EncoderError::Shape {
+                field: "scaling",
+                expected: n_channels,
+                got: self.scaling.len(),
+            });
+        }
+        for (index, s) in self.scaling.iter().enumerate() {
+            if !(s.offset.is_finite() && s.scale.is_finite() && s.scale >= 0.0) {
+                return Err(F32EncoderError::NonFinite {
+                    field: "scaling",
+                    index,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the per-channel normalisation to a raw window.
+    pub fn normalise(&self, x_raw: &[f32]) -> Result<Vec<f32>, F32EncoderError> {
+        if x_raw.len() != self.input_dim {
+            return Err(F32EncoderError::InputLength {
+                expected: self.input_dim,
+                got: x_raw.len(),
+            });
+        }
+        let window_len = self.window_len().max(1);
+        Ok(x_raw
+            .chunks(window_len)
+            .zip(&self.scaling)
+            .flat_map(|(row, s)| row.iter().map(move |&x| s.apply(x)))
+            .collect())
+    }
+
+    /// Hidden activations `ReLU(W1 x01 + b1)` of a normalised window.
+    pub fn hidden_x01(&self, x01: &[f32]) -> Result<Vec<f32>, F32EncoderError> {
+        if x01.len() != self.input_dim {
+            return Err(F32EncoderError::InputLength {
+                expected: self.input_dim,
+                got: x01.len(),
+            });
+        }
+        Ok(dense(&self.w1, &self.b1, x01)
+            .into_iter()
+            .map(|v| v.max(0.0))
+            .collect())
+    }
+
+    /// Head outputs from hidden activations.
+    pub fn heads(&self, hidden: &[f32]) -> F32Code {
+        F32Code {
+            mu: dense(&self.w_mu, &self.b_mu, hidden),
+            logvar: dense(&self.w_logvar, &self.b_logvar, hidden),
+            log_gamma: dense(&self.w_gamma, &self.b_gamma, hidden)
+                .into_iter()
+                .map(|v| v.min(0.0))
+                .collect(),
+        }
+    }
+
+    /// Encodes an already normalised window (values in [0, 1]).
+    pub fn try_forward_x01(&self, x01: &[f32]) -> Result<F32Code, F32EncoderError> {
+        Ok(self.heads(&self.hidden_x01(x01)?))
+    }
+
+    /// Encodes a raw window (applies the normalisation first).
+    pub fn try_forward(&self, x_raw: &[f32]) -> Result<F32Code, F32EncoderError> {
+        self.try_forward_x01(&self.normalise(x_raw)?)
+    }
+
+    /// `(μ, log σ², log γ)` of a raw window.
+    ///
+    /// # Panics
+    /// If `x_raw.len() != input_dim` (a caller bug); use [`F32Encoder::try_forward`] for
+    /// untrusted input.
+    pub fn forward(&self, x_raw: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        match self.try_forward(x_raw) {
+            Ok(code) => (code.mu, code.logvar, code.log_gamma),
+            Err(e) => panic!("F32Encoder::forward: {e}"),
+        }
+    }
+
+    /// A randomly initialised encoder (uniform ±1/√fan_in weights, like a fresh
+    /// linear layer) for tests and for trying the pipeline before a model is trained.
+    /// Channels map raw values in [−2, 2] onto [0, 1]. The γ-head biases are spread
+    /// over [−1.5, 0.5] so that some dimensions are active and some are not.
+    pub fn random(
+        channels: ChannelSet,
+        window_len: usize,
+        hidden_dim: usize,
+        latent_dim: usize,
+        seed: u64,
+    ) -> F32Encoder {
+        let mut rng = SplitMix(seed);
+        let input_dim = channels.len() * window_len;
+        let mut uniform = |n: usize, bound: f32| -> Vec<f32> {
+            (0..n).map(|_| rng.symmetric() * bound).collect()
+        };
+        let b_in = 1.0 / (input_dim.max(1) as f32).sqrt();
+        let b_h = 1.0 / (hidden_dim.max(1) as f32).sqrt();
+        let w1 = uniform(hidden_dim * input_dim, b_in);
+        let b1 = uniform(hidden_dim, b_in);
+        let w_mu = uniform(latent_dim * hidden_dim, b_h * 3.0);
+        let b_mu = uniform(latent_dim, b_h);
+        let w_logvar = uniform(latent_dim * hidden_dim, b_h);
+        let b_logvar = uniform(latent_dim, b_h);
+        let w_gamma = uniform(latent_dim * hidden_dim, b_h * 3.0);
+        let b_gamma = uniform(latent_dim, 1.0)
+            .into_iter()
+            .map(|b| b - 0.5)
+            .collect();
+        F32Encoder {
+            input_dim,
+            hidden_dim,
+            latent_dim,
+            w1,
+            b1,
+            w_mu,
+            b_mu,
+            w_logvar,
+            b_logvar,
+            w_gamma,
+            b_gamma,
+            channels,
+            scaling: (0..channels.len())
+                .map(|_| ChannelScaling::from_min_max(-2.0, 2.0))
+                .collect(),
+        }
+    }
+}
