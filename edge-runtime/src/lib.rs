@@ -1,0 +1,25 @@
+//! Everything that runs on the device: streaming preprocessing of raw 50 Hz IMU samples,
+//! the int8 model blob, the integer encoder, the IMU driver and the frame format.
+//!
+//! `#![no_std]`, no `alloc`: every buffer has a capacity fixed at compile time.
+#![no_std]
+// `deny`, not `forbid`: the one `unsafe` block is the optional SMLAD kernel
+// (`kernels::smlad_step`, feature `dsp`), allowed there with a SAFETY comment.
+#![deny(unsafe_code)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod preprocess;
+pub mod blob;
+pub mod encoder;
+pub mod kernels;
+#[cfg(feature = "std")]
+pub mod f32_ref;
+#[cfg(feature = "std")]
+pub mod quant;
+#[cfg(feature = "std")]
+pub use f32_ref::F32Encoder;
+pub mod frame;
+pub mod sensor;
+pub mod stream;

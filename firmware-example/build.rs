@@ -1,0 +1,29 @@
+//! Puts `memory.x` on the linker path and copies the assets `cargo xtask firmware`
+//! prepared (the sensor excerpt and the model blob) into OUT_DIR for `include_bytes!`.
+
+use std::path::PathBuf;
+use std::{env, fs};
+
+fn main() {
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    fs::copy("memory.x", out.join("memory.x")).expect("copy memory.x into OUT_DIR");
+    println!("cargo:rustc-link-search={}", out.display());
+    println!("cargo:rerun-if-changed=memory.x");
+
+    for (var, name) in [
+        ("VSC_FW_EXCERPT", "excerpt.bin"),
+        ("VSC_FW_MODEL", "model.vscq"),
+    ] {
+        println!("cargo:rerun-if-env-changed={var}");
+        let Some(path) = env::var_os(var) else {
+            panic!(
+                "{var} is not set: build the firmware with `cargo xtask firmware`, which \
+                 generates the sensor excerpt and picks the model blob"
+            );
+        };
+        let path = PathBuf::from(path);
+        println!("cargo:rerun-if-changed={}", path.display());
+        fs::copy(&path, out.join(name))
+            .unwrap_or_else(|e| panic!("{var}={}: cannot copy: {e}", path.display()));
+    }
+}
