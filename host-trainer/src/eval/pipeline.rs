@@ -1,0 +1,707 @@
+//! `vsc eval RUN_DIR`: evaluates a trained run on its test split and writes
+//! `metrics.json` and PNG figures into the run directory (or `--out`).
+//!
+//! HAR runs (inputs are windows, `InputScaling::HarChannels`): test ELBO, active dims,
+//! E3 per-activity spike heatmap, linear probes (γ, sparse code, raw normalised windows,
+//! and a β-VAE run's means when given), E4/E5 generation grids.
+//! Smiley runs (1024 inputs, `--smiley DIR` written by `vsc data smiley`): test ELBO,
+//! active dims, E2 |corr| matrix and top1−top2 gap, image grids.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use edge_runtime::preprocess::{ChannelSet, WINDOW_LEN};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use super::metrics::{
+    ActiveDims, ElboTerms, SPIKE_ON_THRESHOLD, abs_correlation, active_dims, group_latent_order,
+    mean_gamma_per_class, sparse_code, top_gap,
+};
+use super::probe::{ProbeConfig, ProbeError, ProbeResult, run_probe};
+use crate::data::{ACTIVITY_NAMES, DataError, WindowConfig, load_har_windows, resolve_data_dir};
+use crate::matrix::{MatrixError, read_matrix};
+use crate::model::ModelKind;
+use crate::plot::{self, Heatmap, PlotError, SignalPanel, Trace};
+use crate::smiley::{FEATURES, N_SOURCES, SMILEY_PIXELS, SMILEY_SIDE_PX};
+use crate::train::{InputScaling, TrainError, TrainedModel};
+
+/// Errors of the evaluation pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Matrix(#[from] MatrixError),
+    #[error(transparent)]
+    Plot(#[from] PlotError),
+    #[error("linear probe on {features}: {source}")]
+    Probe {
+        features: String,
+        source: ProbeError,
+    },
+    #[error("writing {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Input(String),
+}
+
+/// Options of an evaluation.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// HAR data folder (else `$VSC_DATA_DIR`).
+    pub data_dir: Option<PathBuf>,
+    /// Folder written by `vsc data smiley` (needed for Smiley runs).
+    pub smiley_dir: Option<PathBuf>,
+    /// A β-VAE (or other baseline) run on the same data whose means are probed too.
+    pub baseline: Option<PathBuf>,
+    /// Where metrics.json and figures go (default: the run directory).
+    pub out_dir: Option<PathBuf>,
+    /// Seed of the ELBO's posterior samples and of the generation draws.
+    pub seed: u64,
+    pub probe: ProbeConfig,
+    /// Evaluate at most this many test rows (Smiley: the test set is 20,000 images).
+    pub max_test_rows: Option<usize>,
+    /// Skip figures (tests, sweeps).
+    pub figures: bool,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            smiley_dir: None,
+            baseline: None,
+            out_dir: None,
+            seed: 0,
+            probe: ProbeConfig::default(),
+            max_test_rows: None,
+            figures: true,
+        }
+    }
+}
+
+/// E2 results.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Disentanglement {
+    pub source_names: Vec<String>,
+    /// |corr| sources × latents (latents in model order).
+    pub abs_corr: Vec<Vec<f64>>,
+    /// Mean over sources of (largest − second-largest |corr|).
+    pub top_gap: f64,
+    /// Column order used in the figure (latents grouped by their best source).
+    pub latent_order: Vec<usize>,
+    /// What was correlated: "sparse code μ⊙1[γ>0.5]" (VSC) or "μ" (Gaussian baselines).
+    pub latents: String,
+}
+
+/// Everything `vsc eval` writes to metrics.json.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalMetrics {
+    pub run_dir: String,
+    /// "vsc", "beta_vae(β=…)", "beta_tcvae(β=…)".
+    pub model: String,
+    /// Likelihood of the decoder (VSC.md §8: say which one each run used).
+    pub likelihood: String,
+    pub latent_dim: usize,
+    pub train_steps: u64,
+    /// "har" or "smiley".
+    pub data: String,
+    pub n_train: usize,
+    pub n_test: usize,
+    pub test_elbo: ElboTerms,
+    pub active: ActiveDims,
+    pub probes: Vec<ProbeResult>,
+    pub class_names: Vec<String>,
+    /// E3: mean γ per (latent dim, class) on the test set.
+    pub per_class_gamma: Option<Vec<Vec<f64>>>,
+    pub disentanglement: Option<Disentanglement>,
+    /// Figure file → caption (read by `vsc report`).
+    pub figures: BTreeMap<String, String>,
+}
+
+fn model_name(kind: &ModelKind) -> String {
+    match kind {
+        ModelKind::Vsc => "vsc".into(),
+        ModelKind::BetaVae { beta } => format!("beta_vae(beta={beta})"),
+        ModelKind::BetaTcVae { beta } => format!("beta_tcvae(beta={beta})"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn probe(
+    features: &str,
+    train_x: &[f32],
+    train_y: &[usize],
+    test_x: &[f32],
+    test_y: &[usize],
+    dim: usize,
+    n_classes: usize,
+    cfg: &ProbeConfig,
+) -> Result<ProbeResult, EvalError> {
+    run_probe(
+        features, train_x, train_y, test_x, test_y, dim, n_classes, cfg,
+    )
+    .map_err(|source| EvalError::Probe {
+        features: features.into(),
+        source,
+    })
+}
+
+/// Evaluate `run_dir`; writes metrics.json (+ figures) and returns the metrics.
+pub fn evaluate_run(run_dir: &Path, opts: &EvalOptions) -> Result<EvalMetrics, EvalError> {
+    let model = TrainedModel::open(run_dir)?;
+    let out_dir = opts
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| run_dir.to_path_buf());
+    std::fs::create_dir_all(&out_dir).map_err(|source| EvalError::Io {
+        path: out_dir.clone(),
+        source,
+    })?;
+    let metrics = match model.scaling().clone() {
+        InputScaling::HarChannels {
+            channel_bits,
+            scaling,
+            ..
+        } => {
+            let channels = ChannelSet::from_bits(channel_bits).ok_or_else(|| {
+                EvalError::Input(format!(
+                    "{}: bad channel_bits {channel_bits}",
+                    run_dir.display()
+                ))
+            })?;
+            evaluate_har(&model, run_dir, &out_dir, channels, &scaling, opts)?
+        }
+        _ if model.model_config().input_dim == SMILEY_PIXELS => {
+            let dir = opts.smiley_dir.as_deref().ok_or_else(|| {
+                EvalError::Input(format!(
+                    "{} has 1024 inputs and no HAR scaling: pass --smiley DIR (from `vsc data smiley`)",
+                    run_dir.display()
+                ))
+            })?;
+            evaluate_smiley(&model, run_dir, &out_dir, dir, opts)?
+        }
+        _ => {
+            return Err(EvalError::Input(format!(
+                "{}: neither a HAR run nor a Smiley run (input_dim {}); nothing to evaluate against",
+                run_dir.display(),
+                model.model_config().input_dim
+            )));
+        }
+    };
+    let path = out_dir.join("metrics.json");
+    let text =
+        serde_json::to_string_pretty(&metrics).map_err(|e| EvalError::Input(e.to_string()))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|source| EvalError::Io { path, source })?;
+    Ok(metrics)
+}
+
+fn base_metrics(model: &TrainedModel, run_dir: &Path, data: &str) -> EvalMetrics {
+    let cfg = model.model_config();
+    EvalMetrics {
+        run_dir: run_dir.display().to_string(),
+        model: model_name(&cfg.kind),
+        likelihood: format!("{:?}", cfg.likelihood),
+        latent_dim: cfg.latent_dim,
+        train_steps: model.config().total_iters(),
+        data: data.into(),
+        n_train: 0,
+        n_test: 0,
+        test_elbo: ElboTerms::default(),
+        active: active_dims(&[], cfg.latent_dim.max(1)),
+        probes: Vec::new(),
+        class_names: Vec::new(),
+        per_class_gamma: None,
+        disentanglement: None,
+        figures: BTreeMap::new(),
+    }
+}
+
+fn elbo(model: &TrainedModel, x01: &[f32], rows: usize, seed: u64) -> Result<ElboTerms, EvalError> {
+    let e = model.evaluate(x01, rows, seed)?;
+    Ok(ElboTerms::new(e.recon_nll, e.kl, e.sparsity, e.rows))
+}
+
+fn gamma_bars(out_dir: &Path, m: &mut EvalMetrics) -> Result<(), EvalError> {
+    let name = "active_dims.png";
+    plot::bar_chart(
+        &out_dir.join(name),
+        &format!(
+            "mean γ per latent dim (test): {} with mean γ > {}, {} on for ≥ {} % of examples",
+            m.active.n_active,
+            m.active.mean_gamma_threshold,
+            m.active.n_used,
+            m.active.min_on_fraction * 100.0
+        ),
+        "latent dim",
+        "mean γ",
+        &m.active.mean_gamma,
+        Some(m.active.mean_gamma_threshold),
+    )?;
+    m.figures.insert(
+        name.into(),
+        "Active dimensions: mean spike probability per latent dimension".into(),
+    );
+    Ok(())
+}
+
+fn evaluate_har(
+    model: &TrainedModel,
+    run_dir: &Path,
+    out_dir: &Path,
+    channels: ChannelSet,
+    scaling: &[edge_runtime::preprocess::ChannelScaling],
+    opts: &EvalOptions,
+) -> Result<EvalMetrics, EvalError> {
+    let data_dir = resolve_data_dir(opts.data_dir.as_deref())?;
+    let (train, mut test) = load_har_windows(
+        &data_dir,
+        &WindowConfig {
+            channels,
+            include_transitions: false,
+        },
+    )?;
+    if let Some(max) = opts.max_test_rows {
+        let keep = max.min(test.labels.len());
+        test.x.truncate(keep * test.dim);
+        test.labels.truncate(keep);
+    }
+    let dim = train.dim;
+    let (n_train, n_test) = (train.labels.len(), test.labels.len());
+    let train01 = model.scaling().apply(&train.x, dim);
+    let test01 = model.scaling().apply(&test.x, dim);
+    let mut m = base_metrics(model, run_dir, "har");
+    m.n_train = n_train;
+    m.n_test = n_test;
+    m.test_elbo = elbo(model, &test01, n_test, opts.seed)?;
+    let ctrain = model.encode(&train01, n_train)?;
+    let ctest = model.encode(&test01, n_test)?;
+    let j = ctest.latent_dim;
+    m.active = active_dims(&ctest.gamma, j);
+
+    let n_classes = usize::from(
+        train
+            .labels
+            .iter()
+            .chain(&test.labels)
+            .copied()
+            .max()
+            .unwrap_or(1),
+    );
+    m.class_names = ACTIVITY_NAMES
+        .iter()
+        .take(n_classes)
+        .map(|s| s.to_string())
+        .collect();
+    let ytr: Vec<usize> = train.labels.iter().map(|&l| usize::from(l) - 1).collect();
+    let yte: Vec<usize> = test.labels.iter().map(|&l| usize::from(l) - 1).collect();
+    let per_class = mean_gamma_per_class(&ctest.gamma, j, &yte, n_classes);
+
+    let is_vsc = matches!(model.model_config().kind, ModelKind::Vsc);
+    if is_vsc {
+        m.probes.push(probe(
+            "gamma",
+            &ctrain.gamma,
+            &ytr,
+            &ctest.gamma,
+            &yte,
+            j,
+            n_classes,
+            &opts.probe,
+        )?);
+        m.probes.push(probe(
+            "sparse_code",
+            &sparse_code(&ctrain.mu, &ctrain.gamma),
+            &ytr,
+            &sparse_code(&ctest.mu, &ctest.gamma),
+            &yte,
+            j,
+            n_classes,
+            &opts.probe,
+        )?);
+    } else {
+        m.probes.push(probe(
+            "mu",
+            &ctrain.mu,
+            &ytr,
+            &ctest.mu,
+            &yte,
+            j,
+            n_classes,
+            &opts.probe,
+        )?);
+    }
+    m.probes.push(probe(
+        "raw_window_01",
+        &train01,
+        &ytr,
+        &test01,
+        &yte,
+        dim,
+        n_classes,
+        &opts.probe,
+    )?);
+    if let Some(b) = &opts.baseline {
+        let base = TrainedModel::open(b)?;
+        let (btr, bte) = (
+            base.encode(&train01, n_train)?,
+            base.encode(&test01, n_test)?,
+        );
+        let name = format!("baseline_mu ({})", model_name(&base.model_config().kind));
+        m.probes.push(probe(
+            &name,
+            &btr.mu,
+            &ytr,
+            &bte.mu,
+            &yte,
+            btr.latent_dim,
+            n_classes,
+            &opts.probe,
+        )?);
+    }
+
+    if opts.figures {
+        gamma_bars(out_dir, &mut m)?;
+        let dims: Vec<String> = (0..j).map(|d| format!("z{d}")).collect();
+        plot::heatmap(
+            &out_dir.join("e3_gamma_per_class.png"),
+            &Heatmap {
+                title: "E3: mean spike probability γ per activity (test subjects)",
+                values: &per_class,
+                row_labels: &dims,
+                col_labels: &m.class_names,
+                row_axis: "latent dim",
+                col_axis: "activity",
+                vmin: 0.0,
+                vmax: 1.0,
+                annotate_decimals: None,
+            },
+        )?;
+        m.figures.insert(
+            "e3_gamma_per_class.png".into(),
+            "E3: average spike probability per activity".into(),
+        );
+        for p in &m.probes {
+            let file = format!("probe_{}.png", p.features.split(' ').next().unwrap_or("x"));
+            plot::confusion_matrix(
+                &out_dir.join(&file),
+                &format!(
+                    "probe on {}: test accuracy {:.1} %",
+                    p.features,
+                    100.0 * p.test.accuracy
+                ),
+                &p.test.confusion,
+                &m.class_names,
+            )?;
+            m.figures.insert(
+                file,
+                format!(
+                    "Linear probe confusion matrix ({}), rows = true activity",
+                    p.features
+                ),
+            );
+        }
+        generation_figures(
+            model, out_dir, &test, &test01, &ctest, channels, scaling, opts.seed, &mut m,
+        )?;
+    }
+    m.per_class_gamma = Some(per_class);
+    Ok(m)
+}
+
+/// Maps a [0, 1] window back to physical units, channel by channel.
+fn to_raw(x01: &[f32], scaling: &[edge_runtime::preprocess::ChannelScaling]) -> Vec<f32> {
+    x01.chunks(WINDOW_LEN)
+        .zip(scaling)
+        .flat_map(|(block, s)| {
+            block.iter().map(move |&v| {
+                if s.scale != 0.0 {
+                    v / s.scale + s.offset
+                } else {
+                    s.offset
+                }
+            })
+        })
+        .collect()
+}
+
+/// E4 (conditional generation) and E5 (controlled generation) as acc x/y/z signal grids.
+#[allow(clippy::too_many_arguments)]
+fn generation_figures(
+    model: &TrainedModel,
+    out_dir: &Path,
+    test: &crate::data::HarWindows,
+    test01: &[f32],
+    codes: &crate::train::Codes,
+    channels: ChannelSet,
+    scaling: &[edge_runtime::preprocess::ChannelScaling],
+    seed: u64,
+    m: &mut EvalMetrics,
+) -> Result<(), EvalError> {
+    let (dim, j) = (test.dim, codes.latent_dim);
+    let names: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
+    let shown = names.len().min(3); // the first three channels (total acc x/y/z when present)
+    let panel = |title: String, x01: &[f32]| -> (String, Vec<Vec<f32>>) {
+        let raw = to_raw(x01, scaling);
+        (
+            title,
+            (0..shown)
+                .map(|c| raw[c * WINDOW_LEN..(c + 1) * WINDOW_LEN].to_vec())
+                .collect(),
+        )
+    };
+    let draw =
+        |file: &str, title: &str, panels: &[(String, Vec<Vec<f32>>)]| -> Result<(), EvalError> {
+            let sp: Vec<SignalPanel> = panels
+                .iter()
+                .map(|(t, traces)| SignalPanel {
+                    title: t.clone(),
+                    traces: traces
+                        .iter()
+                        .zip(&names)
+                        .map(|(v, n)| Trace { name: n, values: v })
+                        .collect(),
+                })
+                .collect();
+            plot::signal_grid(
+                &out_dir.join(file),
+                title,
+                &sp,
+                3,
+                edge_runtime::preprocess::SAMPLE_RATE_HZ,
+                "raw units",
+            )?;
+            Ok(())
+        };
+    let row = |i: usize| &test01[i * dim..(i + 1) * dim];
+    let active = |i: usize| -> Vec<usize> {
+        (0..j)
+            .filter(|&d| codes.gamma[i * j + d] > SPIKE_ON_THRESHOLD)
+            .collect()
+    };
+    let code = |i: usize| {
+        sparse_code(
+            &codes.mu[i * j..(i + 1) * j],
+            &codes.gamma[i * j..(i + 1) * j],
+        )
+    };
+    // E4: first test window of class 1 (walking); sample its active dims from its prior slab.
+    let Some(i0) = test
+        .labels
+        .iter()
+        .position(|&l| l == 1)
+        .or(if test.labels.is_empty() {
+            None
+        } else {
+            Some(0)
+        })
+    else {
+        return Ok(());
+    };
+    let a0 = active(i0);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xE4);
+    let prior = model.prior_for(row(i0), 1)?;
+    let n_samples = 5;
+    let mut z = vec![0.0f32; n_samples * j];
+    for s in 0..n_samples {
+        for &d in &a0 {
+            let (mu, lv) = match &prior {
+                Some(p) => (p.mu[d], p.logvar[d]),
+                None => (0.0, 0.0),
+            };
+            let e: f32 = StandardNormal.sample(&mut rng);
+            z[s * j + d] = mu + (0.5 * lv).exp() * e;
+        }
+    }
+    let (gen_mean, _) = model.decode(&z, n_samples)?;
+    let (recon, _) = model.decode(&code(i0), 1)?;
+    let mut panels = vec![
+        panel(
+            format!(
+                "test window {i0} ({})",
+                ACTIVITY_NAMES[usize::from(test.labels[i0]) - 1]
+            ),
+            row(i0),
+        ),
+        panel(format!("reconstruction ({} active dims)", a0.len()), &recon),
+    ];
+    for s in 0..n_samples {
+        panels.push(panel(
+            format!("sample {}", s + 1),
+            &gen_mean[s * dim..(s + 1) * dim],
+        ));
+    }
+    draw(
+        "e4_conditional_generation.png",
+        "E4: conditional generation (active dims sampled from the selected prior)",
+        &panels,
+    )?;
+    m.figures.insert(
+        "e4_conditional_generation.png".into(),
+        "E4: one test window, its reconstruction and decoded samples sharing its active dims"
+            .into(),
+    );
+
+    // E5: a second window of another class (laying = 6 if present).
+    let i1 = test
+        .labels
+        .iter()
+        .position(|&l| l == 6)
+        .or(test.labels.iter().position(|&l| l != test.labels[i0]));
+    let Some(i1) = i1 else { return Ok(()) };
+    let a1 = active(i1);
+    let shared: Vec<usize> = a0.iter().copied().filter(|d| a1.contains(d)).collect();
+    let only1: Vec<usize> = a1.iter().copied().filter(|d| !a0.contains(d)).collect();
+    let z0 = code(i0);
+    let z1 = code(i1);
+    let mut zs: Vec<f32> = Vec::new();
+    let mut titles: Vec<String> = Vec::new();
+    if let Some(&d) = shared.first() {
+        for k in [-2.0f32, -1.0, 0.0, 1.0, 2.0] {
+            let mut z = z0.clone();
+            z[d] += k;
+            zs.extend(&z);
+            titles.push(format!("shared dim z{d} {:+}", k));
+        }
+    }
+    if let Some(&d) = only1.first() {
+        let mut z = z0.clone();
+        z[d] = z1[d];
+        zs.extend(&z);
+        titles.push(format!("toggle on z{d} (active in window {i1})"));
+    }
+    zs.extend(&z1);
+    titles.push(format!(
+        "window {i1} ({}) reconstruction",
+        ACTIVITY_NAMES[usize::from(test.labels[i1]) - 1]
+    ));
+    let rows = titles.len();
+    let (dec, _) = model.decode(&zs, rows)?;
+    let mut panels = vec![panel(format!("window {i0} reconstruction"), &recon)];
+    for (r, t) in titles.into_iter().enumerate() {
+        panels.push(panel(t, &dec[r * dim..(r + 1) * dim]));
+    }
+    draw(
+        "e5_controlled_generation.png",
+        "E5: controlled generation (traverse a shared dim, toggle a dim)",
+        &panels,
+    )?;
+    m.figures.insert(
+        "e5_controlled_generation.png".into(),
+        "E5: traversal of a shared active dim and toggling a dim active only in the second window"
+            .into(),
+    );
+    Ok(())
+}
+
+fn evaluate_smiley(
+    model: &TrainedModel,
+    run_dir: &Path,
+    out_dir: &Path,
+    dir: &Path,
+    opts: &EvalOptions,
+) -> Result<EvalMetrics, EvalError> {
+    let images = read_matrix(&dir.join("test_images.npy"))?;
+    let values = read_matrix(&dir.join("test_values.npy"))?;
+    if images.cols != SMILEY_PIXELS || values.cols != N_SOURCES || images.rows != values.rows {
+        return Err(EvalError::Input(format!(
+            "{}: expected test_images n×{SMILEY_PIXELS} and test_values n×{N_SOURCES}, got {}×{} and {}×{}",
+            dir.display(),
+            images.rows,
+            images.cols,
+            values.rows,
+            values.cols
+        )));
+    }
+    let n = opts
+        .max_test_rows
+        .map_or(images.rows, |m| m.min(images.rows));
+    let x01 = model
+        .scaling()
+        .apply(&images.data[..n * SMILEY_PIXELS], SMILEY_PIXELS);
+    let v = &values.data[..n * N_SOURCES];
+    let mut m = base_metrics(model, run_dir, "smiley");
+    m.n_test = n;
+    m.test_elbo = elbo(model, &x01, n, opts.seed)?;
+    let codes = model.encode(&x01, n)?;
+    let j = codes.latent_dim;
+    m.active = active_dims(&codes.gamma, j);
+    let is_vsc = matches!(model.model_config().kind, ModelKind::Vsc);
+    let latents = if is_vsc {
+        sparse_code(&codes.mu, &codes.gamma)
+    } else {
+        codes.mu.clone()
+    };
+    let abs_corr = abs_correlation(v, N_SOURCES, &latents, j);
+    let order = group_latent_order(&abs_corr, 0.2);
+    let d = Disentanglement {
+        source_names: FEATURES.iter().map(|f| f.name.to_string()).collect(),
+        top_gap: top_gap(&abs_corr),
+        latent_order: order.clone(),
+        abs_corr,
+        latents: if is_vsc {
+            "sparse code μ⊙1[γ>0.5]".into()
+        } else {
+            "μ".into()
+        },
+    };
+    if opts.figures {
+        gamma_bars(out_dir, &mut m)?;
+        let ordered: Vec<Vec<f64>> = d
+            .abs_corr
+            .iter()
+            .map(|r| order.iter().map(|&l| r[l]).collect())
+            .collect();
+        let cols: Vec<String> = order.iter().map(|l| format!("z{l}")).collect();
+        plot::heatmap(
+            &out_dir.join("e2_abs_correlation.png"),
+            &Heatmap {
+                title: &format!(
+                    "E2: |corr| sources × latents, top1−top2 gap {:.3}",
+                    d.top_gap
+                ),
+                values: &ordered,
+                row_labels: &d.source_names,
+                col_labels: &cols,
+                row_axis: "source feature",
+                col_axis: "latent (grouped by best source)",
+                vmin: 0.0,
+                vmax: 1.0,
+                annotate_decimals: None,
+            },
+        )?;
+        m.figures.insert(
+            "e2_abs_correlation.png".into(),
+            "E2: |correlation| between the 18 Smiley sources and the latents".into(),
+        );
+        let k = n.min(8);
+        let (recon, _) = model.decode(&latents[..k * j], k)?;
+        let mut grid = x01[..k * SMILEY_PIXELS].to_vec();
+        grid.extend(recon);
+        plot::image_grid(
+            &out_dir.join("smiley_reconstructions.png"),
+            &grid,
+            SMILEY_SIDE_PX,
+            8,
+            3,
+            &["test images".into(), "decoded codes".into()],
+        )?;
+        m.figures.insert(
+            "smiley_reconstructions.png".into(),
+            "Smiley test images (top) and their decoded codes (bottom)".into(),
+        );
+    }
+    m.disentanglement = Some(d);
+    Ok(m)
+}

@@ -1,0 +1,640 @@
+//! PNG figures with plotters (bitmap backend). Text uses DejaVu Sans bundled by the
+//! `dejavu` crate, registered once as "sans-serif", so no system font is needed.
+//! Every figure is drawn to a temporary file and renamed into place.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+/// Errors drawing a figure.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error("drawing {path}: {message}")]
+    Draw { path: PathBuf, message: String },
+    #[error("writing {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bad plot input for {path}: {message}")]
+    Input { path: PathBuf, message: String },
+    #[error("registering the bundled font failed")]
+    Font,
+}
+
+const FONT: &str = "sans-serif";
+
+fn ensure_font() -> Result<(), PlotError> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok()
+            && plotters::style::register_font(FONT, FontStyle::Bold, dejavu::sans::bold()).is_ok()
+    });
+    if ok { Ok(()) } else { Err(PlotError::Font) }
+}
+
+/// Draw into `path` (PNG) through a temp file, then rename.
+fn draw_png(
+    path: &Path,
+    size_px: (u32, u32),
+    f: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<(), String>,
+) -> Result<(), PlotError> {
+    ensure_font()?;
+    let tmp = path.with_extension("tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, size_px).into_drawing_area();
+        let err = |message: String| PlotError::Draw {
+            path: path.to_path_buf(),
+            message,
+        };
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        f(&root).map_err(err)?;
+        root.present().map_err(|e| err(e.to_string()))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|source| PlotError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn s<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// Viridis-like colour for `t` in [0, 1] (piecewise linear through 5 anchors of viridis).
+pub fn viridis(t: f64) -> RGBColor {
+    const ANCHORS: [(f64, f64, f64); 5] = [
+        (68.0, 1.0, 84.0),
+        (59.0, 82.0, 139.0),
+        (33.0, 145.0, 140.0),
+        (94.0, 201.0, 98.0),
+        (253.0, 231.0, 37.0),
+    ];
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let x = t * (ANCHORS.len() - 1) as f64;
+    let i = (x.floor() as usize).min(ANCHORS.len() - 2);
+    let f = x - i as f64;
+    let (a, b) = (ANCHORS[i], ANCHORS[i + 1]);
+    let lerp = |p: f64, q: f64| (p + (q - p) * f).round() as u8;
+    RGBColor(lerp(a.0, b.0), lerp(a.1, b.1), lerp(a.2, b.2))
+}
+
+/// A matrix to draw as a heatmap: `values[row][col]`, NaN drawn grey.
+pub struct Heatmap<'a> {
+    pub title: &'a str,
+    pub values: &'a [Vec<f64>],
+    pub row_labels: &'a [String],
+    pub col_labels: &'a [String],
+    pub row_axis: &'a str,
+    pub col_axis: &'a str,
+    /// Colour scale range.
+    pub vmin: f64,
+    pub vmax: f64,
+    /// Write each cell's value (format with this many decimals) — for small matrices.
+    pub annotate_decimals: Option<usize>,
+}
+
+/// Heatmap with a colour bar; row 0 at the top.
+pub fn heatmap(path: &Path, h: &Heatmap) -> Result<(), PlotError> {
+    let rows = h.values.len();
+    let cols = h.values.first().map_or(0, Vec::len);
+    if rows == 0 || cols == 0 || h.values.iter().any(|r| r.len() != cols) {
+        return Err(PlotError::Input {
+            path: path.to_path_buf(),
+            message: format!("heatmap needs a non-empty rectangular matrix, got {rows} rows"),
+        });
+    }
+    let cell = (
+        if cols > 30 { 14 } else { 36 },
+        if rows > 30 { 12 } else { 30 },
+    );
+    let label_font = if rows > 30 || cols > 30 { 10 } else { 13 };
+    let width = (cols as u32 * cell.0 + 260).max(520);
+    let height = (rows as u32 * cell.1 + 200).max(360);
+    let span = if h.vmax > h.vmin {
+        h.vmax - h.vmin
+    } else {
+        1.0
+    };
+    draw_png(path, (width, height), |root| {
+        let (main, bar) = root.split_horizontally(width - 90);
+        let mut chart = ChartBuilder::on(&main)
+            .caption(h.title, (FONT, 18))
+            .margin(10)
+            .x_label_area_size(110)
+            .y_label_area_size(110)
+            .build_cartesian_2d(
+                // plotters' integer ranges include their end: n segments need 0..n-1.
+                (0..cols as i32 - 1).into_segmented(),
+                (0..rows as i32 - 1).into_segmented(),
+            )
+            .map_err(s)?;
+        let row_name = |v: &SegmentValue<i32>| match v {
+            SegmentValue::CenterOf(i) => h
+                .row_labels
+                .get(rows.wrapping_sub(1).wrapping_sub(*i as usize))
+                .cloned()
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(cols)
+            .y_labels(rows)
+            // Column names are drawn below, rotated, by hand: plotters centres rotated
+            // tick labels on the tick, which puts them across the axis.
+            .x_label_formatter(&|_| String::new())
+            .y_label_formatter(&row_name)
+            .y_label_style((FONT, label_font))
+            .x_desc(h.col_axis)
+            .y_desc(h.row_axis)
+            .draw()
+            .map_err(s)?;
+        for (c, name) in h.col_labels.iter().enumerate().take(cols) {
+            let (px, py) =
+                chart.backend_coord(&(SegmentValue::CenterOf(c as i32), SegmentValue::Exact(0)));
+            let style = TextStyle::from((FONT, label_font).into_font())
+                .transform(FontTransform::Rotate90)
+                .pos(Pos::new(HPos::Left, VPos::Center));
+            main.draw(&Text::new(name.clone(), (px, py + 8), style))
+                .map_err(s)?;
+        }
+        let cells = (0..rows).flat_map(|r| (0..cols).map(move |c| (r, c)));
+        chart
+            .draw_series(cells.map(|(r, c)| {
+                let v = h.values[r][c];
+                let y = (rows - 1 - r) as i32;
+                let colour = if v.is_finite() {
+                    viridis((v - h.vmin) / span)
+                } else {
+                    RGBColor(200, 200, 200)
+                };
+                Rectangle::new(
+                    [
+                        (SegmentValue::Exact(c as i32), SegmentValue::Exact(y)),
+                        (
+                            SegmentValue::Exact(c as i32 + 1),
+                            SegmentValue::Exact(y + 1),
+                        ),
+                    ],
+                    colour.filled(),
+                )
+            }))
+            .map_err(s)?;
+        if let Some(decimals) = h.annotate_decimals {
+            for r in 0..rows {
+                for c in 0..cols {
+                    let v = h.values[r][c];
+                    let bright = (v - h.vmin) / span > 0.6;
+                    let style = TextStyle::from((FONT, 12).into_font())
+                        .color(if bright { &BLACK } else { &WHITE })
+                        .pos(Pos::new(HPos::Center, VPos::Center));
+                    let y = (rows - 1 - r) as i32;
+                    chart
+                        .draw_series(std::iter::once(Text::new(
+                            format!("{v:.decimals$}"),
+                            (SegmentValue::CenterOf(c as i32), SegmentValue::CenterOf(y)),
+                            style,
+                        )))
+                        .map_err(s)?;
+                }
+            }
+        }
+        colour_bar(&bar, h.vmin, h.vmax)
+    })
+}
+
+fn colour_bar(
+    area: &DrawingArea<BitMapBackend, Shift>,
+    vmin: f64,
+    vmax: f64,
+) -> Result<(), String> {
+    let top = if vmax > vmin { vmax } else { vmin + 1.0 };
+    let mut chart = ChartBuilder::on(area)
+        .margin_top(40)
+        .margin_bottom(110)
+        .margin_right(10)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..1.0, vmin..top)
+        .map_err(s)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_labels(6)
+        .y_label_style((FONT, 11))
+        .draw()
+        .map_err(s)?;
+    let steps = 100;
+    chart
+        .draw_series((0..steps).map(|i| {
+            let a = vmin + (top - vmin) * i as f64 / steps as f64;
+            let b = vmin + (top - vmin) * (i + 1) as f64 / steps as f64;
+            Rectangle::new(
+                [(0.0, a), (1.0, b)],
+                viridis(i as f64 / (steps - 1) as f64).filled(),
+            )
+        }))
+        .map_err(s)?;
+    Ok(())
+}
+
+/// Confusion matrix heatmap, each row normalised to fractions of the true class,
+/// with the fractions written in the cells.
+pub fn confusion_matrix(
+    path: &Path,
+    title: &str,
+    confusion: &[Vec<u64>],
+    class_names: &[String],
+) -> Result<(), PlotError> {
+    let norm: Vec<Vec<f64>> = confusion
+        .iter()
+        .map(|row| {
+            let total: u64 = row.iter().sum();
+            row.iter()
+                .map(|&c| {
+                    if total == 0 {
+                        f64::NAN
+                    } else {
+                        c as f64 / total as f64
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    heatmap(
+        path,
+        &Heatmap {
+            title,
+            values: &norm,
+            row_labels: class_names,
+            col_labels: class_names,
+            row_axis: "true class",
+            col_axis: "predicted class",
+            vmin: 0.0,
+            vmax: 1.0,
+            annotate_decimals: Some(2),
+        },
+    )
+}
+
+/// One labelled trace of a signal panel.
+pub struct Trace<'a> {
+    pub name: &'a str,
+    pub values: &'a [f32],
+}
+
+/// One panel of a signal grid (e.g. acc x/y/z of one window).
+pub struct SignalPanel<'a> {
+    pub title: String,
+    pub traces: Vec<Trace<'a>>,
+}
+
+const TRACE_COLOURS: [RGBColor; 6] = [
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+/// Grid of signal panels (`n_cols` per row) sharing one y range; x in seconds.
+pub fn signal_grid(
+    path: &Path,
+    title: &str,
+    panels: &[SignalPanel],
+    n_cols: usize,
+    sample_rate_hz: f32,
+    y_label: &str,
+) -> Result<(), PlotError> {
+    if panels.is_empty() || n_cols == 0 {
+        return Err(PlotError::Input {
+            path: path.to_path_buf(),
+            message: "no panels".into(),
+        });
+    }
+    let n_rows = panels.len().div_ceil(n_cols);
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut max_len = 1usize;
+    for t in panels.iter().flat_map(|p| &p.traces) {
+        max_len = max_len.max(t.values.len());
+        for &v in t.values.iter().filter(|v| v.is_finite()) {
+            lo = lo.min(f64::from(v));
+            hi = hi.max(f64::from(v));
+        }
+    }
+    // Also catches NaN bounds (no finite values).
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
+        lo -= 1.0;
+        hi += 1.0;
+    }
+    let pad = 0.05 * (hi - lo);
+    let duration_s = max_len as f64 / f64::from(sample_rate_hz);
+    let size = (n_cols as u32 * 340 + 20, n_rows as u32 * 230 + 60);
+    draw_png(path, size, |root| {
+        let root = root.titled(title, (FONT, 20)).map_err(s)?;
+        for (area, panel) in root.split_evenly((n_rows, n_cols)).iter().zip(panels) {
+            let mut chart = ChartBuilder::on(area)
+                .caption(&panel.title, (FONT, 13))
+                .margin(6)
+                .x_label_area_size(28)
+                .y_label_area_size(42)
+                .build_cartesian_2d(0.0..duration_s, (lo - pad)..(hi + pad))
+                .map_err(s)?;
+            chart
+                .configure_mesh()
+                .x_labels(6)
+                .y_labels(5)
+                .x_desc("time (s)")
+                .y_desc(y_label)
+                .label_style((FONT, 10))
+                .light_line_style(RGBColor(235, 235, 235))
+                .draw()
+                .map_err(s)?;
+            for (k, t) in panel.traces.iter().enumerate() {
+                let colour = TRACE_COLOURS[k % TRACE_COLOURS.len()];
+                let pts = t
+                    .values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| (i as f64 / f64::from(sample_rate_hz), f64::from(v)));
+                chart
+                    .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+                    .map_err(s)?
+                    .label(t.name)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 14, y)], colour.stroke_width(2))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .label_font((FONT, 10))
+                .background_style(WHITE.mix(0.7))
+                .border_style(RGBColor(180, 180, 180))
+                .draw()
+                .map_err(s)?;
+        }
+        Ok(())
+    })
+}
+
+/// A point with mean and error (e.g. ±1 sd over seeds).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ErrorPoint {
+    pub x: f64,
+    pub mean: f64,
+    pub err: f64,
+}
+
+/// One panel of an error-bar figure.
+pub struct ErrorPanel<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    /// Plot x on a log10 axis (ticks at the data's x values).
+    pub log_x: bool,
+    pub points: &'a [ErrorPoint],
+}
+
+/// Panels side by side sharing one y range: mean joined by a line, ±err bars.
+pub fn errorbar_panels(path: &Path, title: &str, panels: &[ErrorPanel]) -> Result<(), PlotError> {
+    let all: Vec<&ErrorPoint> = panels
+        .iter()
+        .flat_map(|p| p.points)
+        .filter(|p| p.mean.is_finite())
+        .collect();
+    if all.is_empty() {
+        return Err(PlotError::Input {
+            path: path.to_path_buf(),
+            message: "no finite points".into(),
+        });
+    }
+    let lo = all
+        .iter()
+        .map(|p| p.mean - p.err.abs())
+        .fold(f64::INFINITY, f64::min);
+    let hi = all
+        .iter()
+        .map(|p| p.mean + p.err.abs())
+        .fold(f64::NEG_INFINITY, f64::max);
+    let pad = if hi > lo { 0.08 * (hi - lo) } else { 1.0 };
+    let size = (panels.len() as u32 * 420 + 20, 400);
+    draw_png(path, size, |root| {
+        let root = root.titled(title, (FONT, 20)).map_err(s)?;
+        for (area, panel) in root.split_evenly((1, panels.len())).iter().zip(panels) {
+            let tx = |x: f64| if panel.log_x { x.log10() } else { x };
+            let xs: Vec<f64> = panel.points.iter().map(|p| tx(p.x)).collect();
+            let xmin = xs.iter().cloned().fold(f64::INFINITY, f64::min);
+            let xmax = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let xpad = if xmax > xmin {
+                0.08 * (xmax - xmin)
+            } else {
+                1.0
+            };
+            let mut chart = ChartBuilder::on(area)
+                .caption(panel.title, (FONT, 15))
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(70)
+                .build_cartesian_2d((xmin - xpad)..(xmax + xpad), (lo - pad)..(hi + pad))
+                .map_err(s)?;
+            // Ticks at the data's own x values (α, β), written by hand: plotters would
+            // put them at round positions of the (log) axis instead.
+            chart
+                .configure_mesh()
+                .x_labels(0)
+                .x_desc(panel.x_label)
+                .y_desc(panel.y_label)
+                .label_style((FONT, 12))
+                .light_line_style(RGBColor(235, 235, 235))
+                .draw()
+                .map_err(s)?;
+            for (tx_v, p) in xs.iter().zip(panel.points) {
+                // backend_coord is absolute; `area` draws relative to its own corner.
+                let (ax, ay) = chart.backend_coord(&(*tx_v, lo - pad));
+                let (bx, by) = area.get_base_pixel();
+                let (px, py) = (ax - bx, ay - by);
+                let style =
+                    TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+                area.draw(&Text::new(format!("{}", p.x), (px, py + 6), style))
+                    .map_err(s)?;
+                area.draw(&PathElement::new(vec![(px, py), (px, py + 4)], BLACK))
+                    .map_err(s)?;
+            }
+            let mut pts: Vec<(f64, &ErrorPoint)> =
+                xs.iter().cloned().zip(panel.points.iter()).collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let colour = TRACE_COLOURS[2];
+            chart
+                .draw_series(LineSeries::new(
+                    pts.iter().map(|(x, p)| (*x, p.mean)),
+                    colour.stroke_width(2),
+                ))
+                .map_err(s)?;
+            // Error bars: vertical line ± err with caps a fixed fraction of the x span wide.
+            let cap = 0.02 * (xmax - xmin + 2.0 * xpad);
+            for (x, p) in &pts {
+                let (a, b) = (p.mean - p.err.abs(), p.mean + p.err.abs());
+                chart
+                    .draw_series([
+                        PathElement::new(vec![(*x, a), (*x, b)], colour.stroke_width(2)),
+                        PathElement::new(
+                            vec![(*x - cap, a), (*x + cap, a)],
+                            colour.stroke_width(2),
+                        ),
+                        PathElement::new(
+                            vec![(*x - cap, b), (*x + cap, b)],
+                            colour.stroke_width(2),
+                        ),
+                    ])
+                    .map_err(s)?;
+            }
+            chart
+                .draw_series(
+                    pts.iter()
+                        .map(|(x, p)| Circle::new((*x, p.mean), 4, colour.filled())),
+                )
+                .map_err(s)?;
+        }
+        Ok(())
+    })
+}
+
+/// Bar chart of one value per index (e.g. mean γ per latent dim) with a dashed threshold line.
+pub fn bar_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    values: &[f64],
+    threshold: Option<f64>,
+) -> Result<(), PlotError> {
+    if values.is_empty() {
+        return Err(PlotError::Input {
+            path: path.to_path_buf(),
+            message: "no values".into(),
+        });
+    }
+    let n = values.len();
+    let top = values
+        .iter()
+        .cloned()
+        .filter(|v| v.is_finite())
+        .fold(threshold.unwrap_or(0.0), f64::max)
+        .max(1e-9)
+        * 1.08;
+    let size = ((n as u32 * 12 + 140).max(500), 360);
+    draw_png(path, size, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 18))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(-0.5..(n as f64 - 0.5), 0.0..top)
+            .map_err(s)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .label_style((FONT, 11))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(s)?;
+        chart
+            .draw_series(values.iter().enumerate().map(|(i, &v)| {
+                Rectangle::new(
+                    [(i as f64 - 0.4, 0.0), (i as f64 + 0.4, v.max(0.0))],
+                    TRACE_COLOURS[2].filled(),
+                )
+            }))
+            .map_err(s)?;
+        if let Some(t) = threshold {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(-0.5, t), (n as f64 - 0.5, t)],
+                    6,
+                    4,
+                    TRACE_COLOURS[0].stroke_width(2),
+                ))
+                .map_err(s)?;
+        }
+        Ok(())
+    })
+}
+
+/// Grid of grey-scale images (values in [0, 1], row-major `side`×`side` each),
+/// `n_cols` per row, each pixel drawn as `scale`×`scale`; optional caption per row.
+pub fn image_grid(
+    path: &Path,
+    images: &[f32],
+    side: usize,
+    n_cols: usize,
+    scale: u32,
+    row_captions: &[String],
+) -> Result<(), PlotError> {
+    let per = side * side;
+    if per == 0 || n_cols == 0 || images.is_empty() || !images.len().is_multiple_of(per) {
+        return Err(PlotError::Input {
+            path: path.to_path_buf(),
+            message: format!("{} values are not whole {side}×{side} images", images.len()),
+        });
+    }
+    let n = images.len() / per;
+    let n_rows = n.div_ceil(n_cols);
+    let gap = 4u32;
+    let caption_w = if row_captions.is_empty() { 0 } else { 150 };
+    let tile = side as u32 * scale;
+    let size = (
+        caption_w + n_cols as u32 * (tile + gap) + gap,
+        n_rows as u32 * (tile + gap) + gap,
+    );
+    draw_png(path, size, |root| {
+        for (i, img) in images.chunks_exact(per).enumerate() {
+            let (gr, gc) = ((i / n_cols) as u32, (i % n_cols) as u32);
+            let (x0, y0) = (caption_w + gap + gc * (tile + gap), gap + gr * (tile + gap));
+            for (p, &v) in img.iter().enumerate() {
+                let g = (255.0 * (1.0 - f64::from(v).clamp(0.0, 1.0))).round() as u8;
+                let (px, py) = (
+                    x0 + (p % side) as u32 * scale,
+                    y0 + (p / side) as u32 * scale,
+                );
+                root.draw(&Rectangle::new(
+                    [
+                        (px as i32, py as i32),
+                        ((px + scale) as i32, (py + scale) as i32),
+                    ],
+                    RGBColor(g, g, g).filled(),
+                ))
+                .map_err(s)?;
+            }
+            root.draw(&Rectangle::new(
+                [
+                    (x0 as i32 - 1, y0 as i32 - 1),
+                    ((x0 + tile) as i32, (y0 + tile) as i32),
+                ],
+                RGBColor(170, 170, 170).stroke_width(1),
+            ))
+            .map_err(s)?;
+        }
+        for (r, caption) in row_captions.iter().enumerate().take(n_rows) {
+            let y = (gap + r as u32 * (tile + gap) + tile / 2) as i32;
+            root.draw(&Text::new(
+                caption.clone(),
+                (6, y),
+                TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
+            ))
+            .map_err(s)?;
+        }
+        Ok(())
+    })
+}
