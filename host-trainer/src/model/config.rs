@@ -1,0 +1,302 @@
+//! Serialisable model and training configuration, with the `paper`, `edge` and `tiny` presets.
+
+use serde::{Deserialize, Serialize};
+
+/// Which latent-variable model is trained. All share the same encoder/decoder widths.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Variational Sparse Coding (spike-and-slab posterior, pseudo-input prior).
+    Vsc,
+    /// β-VAE: Gaussian posterior, N(0, I) prior, KL weighted by `beta`.
+    BetaVae { beta: f32 },
+    /// β-TCVAE (minibatch-weighted sampling) with weight `beta` on the total correlation.
+    BetaTcVae { beta: f32 },
+}
+
+/// Observation model p(x|z). See VSC.md §8 for why the learned variance needs a floor.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Likelihood {
+    /// Gaussian with sigmoid mean and a learned per-output log-variance clamped from below
+    /// at `logvar_floor` (None = no floor, the paper's setting).
+    GaussianLearned { logvar_floor: Option<f32> },
+    /// Gaussian with sigmoid mean and a fixed standard deviation.
+    GaussianFixed { std: f32 },
+    /// Bernoulli with sigmoid mean (binary data such as Smiley).
+    Bernoulli,
+}
+
+/// The selector network C_ω(x) that picks the pseudo-input prior (VSC.md §1).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectorKind {
+    /// ReLU layer, unit-sum normalisation, sigmoid(60 (v − 0.5)) (supplement A.3/D.1).
+    Paper,
+    /// Sigmoid layer divided by its L2 norm (the authors' TensorFlow code).
+    AuthorsCode,
+}
+
+/// Relaxation constant c of the spike step T(y) = sigmoid(c y).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CSchedule {
+    /// Linear increase from `start` to `end` over the whole run (supplement B.2: 50 → 200).
+    Anneal { start: f32, end: f32 },
+    /// Constant c (the authors' code uses 100).
+    Fixed { c: f32 },
+}
+
+/// Network shapes and model hyper-parameters.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    pub kind: ModelKind,
+    /// M: length of one observation (e.g. channels × 128 samples).
+    pub input_dim: usize,
+    /// Hidden width of both the encoder and the decoder.
+    pub hidden_dim: usize,
+    /// J: number of latent dimensions.
+    pub latent_dim: usize,
+    /// U: number of pseudo-inputs (VSC only).
+    pub pseudo_inputs: usize,
+    /// Target prior spike probability α of the sparsity term (VSC only).
+    pub alpha: f32,
+    pub selector: SelectorKind,
+    pub likelihood: Likelihood,
+    /// Authors'-code option: sharpen the prior spike probabilities to sigmoid(c (γ_u − 0.5)).
+    #[serde(default)]
+    pub sharpen_prior_gamma: bool,
+    /// Initial bias of the spike head v. With log γ = −ReLU(−v), every v > 0 gives γ = 1
+    /// with zero gradient from the KL/sparsity terms, so a negative start (γ ≈ e^b) lets
+    /// those terms act; `None` keeps the random initialisation (paper/authors' code).
+    #[serde(default)]
+    pub spike_bias_init: Option<f32>,
+}
+
+/// Optimisation schedule (paper Algorithm 1 / supplement D.1).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Preset name this config came from (informational).
+    pub preset: String,
+    pub model: ModelConfig,
+    pub batch_size: usize,
+    /// Iterations with λ = 0 (spike-only warm-up).
+    pub warmup_iters: u64,
+    /// Iterations over which λ rises linearly from 0 to 1.
+    pub ramp_iters: u64,
+    /// Iterations after the ramp (λ = 1, learning rate `lr_after`).
+    pub main_iters: u64,
+    /// Adam step size during warm-up and ramp.
+    pub lr: f64,
+    /// Adam step size after the ramp (the learning-rate drop).
+    pub lr_after: f64,
+    pub c_schedule: CSchedule,
+    pub seed: u64,
+    /// Steps between checkpoints (0 = only at the end).
+    pub checkpoint_every: u64,
+    /// Steps between rows appended to metrics.csv.
+    pub log_every: u64,
+}
+
+impl TrainConfig {
+    /// Total number of optimiser steps.
+    pub fn total_iters(&self) -> u64 {
+        self.warmup_iters + self.ramp_iters + self.main_iters
+    }
+
+    /// Spike warm-up coefficient λ at `step` (paper eq. 7): 0, then a linear ramp, then 1.
+    pub fn lambda_at(&self, step: u64) -> f32 {
+        if step < self.warmup_iters {
+            0.0
+        } else if self.ramp_iters == 0 || step >= self.warmup_iters + self.ramp_iters {
+            1.0
+        } else {
+            (step - self.warmup_iters) as f32 / self.ramp_iters as f32
+        }
+    }
+
+    /// Learning rate at `step`: `lr` until the ramp ends, then `lr_after`.
+    pub fn lr_at(&self, step: u64) -> f64 {
+        if step < self.warmup_iters + self.ramp_iters {
+            self.lr
+        } else {
+            self.lr_after
+        }
+    }
+
+    /// Relaxation constant c at `step`.
+    pub fn c_at(&self, step: u64) -> f32 {
+        match self.c_schedule {
+            CSchedule::Fixed { c } => c,
+            CSchedule::Anneal { start, end } => {
+                let total = self.total_iters().max(1);
+                let t = (step.min(total) as f32) / total as f32;
+                start + (end - start) * t
+            }
+        }
+    }
+
+    /// A named preset for inputs of length `input_dim`.
+    pub fn preset(name: &str, input_dim: usize) -> Option<TrainConfig> {
+        match name {
+            "paper" => Some(Self::paper(input_dim)),
+            "edge" => Some(Self::edge(input_dim)),
+            "tiny" => Some(Self::tiny(input_dim)),
+            _ => None,
+        }
+    }
+
+    /// Supplement D.1 (UCI HAR): hidden 3000, J = 60, U = 20, batch 500,
+    /// 15k warm-up + 5k ramp at 1e-3, then 50k at 1e-4.
+    pub fn paper(input_dim: usize) -> TrainConfig {
+        TrainConfig {
+            preset: "paper".into(),
+            model: ModelConfig {
+                kind: ModelKind::Vsc,
+                input_dim,
+                hidden_dim: 3000,
+                latent_dim: 60,
+                pseudo_inputs: 20,
+                alpha: 0.01,
+                selector: SelectorKind::Paper,
+                likelihood: Likelihood::GaussianLearned {
+                    logvar_floor: Some(DEFAULT_LOGVAR_FLOOR),
+                },
+                sharpen_prior_gamma: false,
+                spike_bias_init: None,
+            },
+            batch_size: 500,
+            warmup_iters: 15_000,
+            ramp_iters: 5_000,
+            main_iters: 50_000,
+            lr: 1e-3,
+            lr_after: 1e-4,
+            c_schedule: CSchedule::Anneal {
+                start: 50.0,
+                end: 200.0,
+            },
+            seed: 0,
+            checkpoint_every: 2_000,
+            log_every: 50,
+        }
+    }
+
+    /// Microcontroller encoder: hidden 128, J = 32. With accelerometer-only windows
+    /// (6 channels × 128 = 768 inputs) the int8 encoder is 768·128 + 3·128·32 = 110,592 bytes
+    /// (≤ 128 KiB). Iteration counts keep a full HAPT training run within the CPU budget.
+    pub fn edge(input_dim: usize) -> TrainConfig {
+        TrainConfig {
+            preset: "edge".into(),
+            model: ModelConfig {
+                kind: ModelKind::Vsc,
+                input_dim,
+                hidden_dim: 128,
+                latent_dim: 32,
+                pseudo_inputs: 20,
+                alpha: 0.01,
+                selector: SelectorKind::Paper,
+                likelihood: Likelihood::GaussianLearned {
+                    logvar_floor: Some(DEFAULT_LOGVAR_FLOOR),
+                },
+                sharpen_prior_gamma: false,
+                spike_bias_init: None,
+            },
+            batch_size: 128,
+            // 20k steps ≈ 8–9 min at the measured ~40 steps/s on flex (2 cores).
+            warmup_iters: 5_000,
+            ramp_iters: 1_500,
+            main_iters: 13_500,
+            lr: 1e-3,
+            lr_after: 1e-4,
+            c_schedule: CSchedule::Anneal {
+                start: 50.0,
+                end: 200.0,
+            },
+            seed: 0,
+            checkpoint_every: 2_000,
+            log_every: 50,
+        }
+    }
+
+    /// Small and fast, for tests.
+    pub fn tiny(input_dim: usize) -> TrainConfig {
+        TrainConfig {
+            preset: "tiny".into(),
+            model: ModelConfig {
+                kind: ModelKind::Vsc,
+                input_dim,
+                hidden_dim: 32,
+                latent_dim: 8,
+                pseudo_inputs: 4,
+                alpha: 0.1,
+                selector: SelectorKind::Paper,
+                likelihood: Likelihood::GaussianLearned {
+                    logvar_floor: Some(DEFAULT_LOGVAR_FLOOR),
+                },
+                sharpen_prior_gamma: false,
+                spike_bias_init: None,
+            },
+            batch_size: 16,
+            warmup_iters: 40,
+            ramp_iters: 40,
+            main_iters: 120,
+            lr: 3e-3,
+            lr_after: 1e-3,
+            c_schedule: CSchedule::Anneal {
+                start: 50.0,
+                end: 200.0,
+            },
+            seed: 0,
+            checkpoint_every: 50,
+            log_every: 10,
+        }
+    }
+}
+
+/// Default floor on the decoder log-variance: σ_x ≥ e^{-3} ≈ 0.05 on [0, 1] data, which bounds
+/// the per-dimension reconstruction log-likelihood (VSC.md §8).
+pub const DEFAULT_LOGVAR_FLOOR: f32 = -6.0;
+
+/// Number of bytes of the int8 encoder weights (one byte per weight, biases excluded).
+pub fn int8_encoder_weight_bytes(cfg: &ModelConfig) -> usize {
+    cfg.input_dim * cfg.hidden_dim + 3 * cfg.hidden_dim * cfg.latent_dim
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edge_fits_128_kib_for_acc_only_windows() {
+        let cfg = TrainConfig::edge(6 * 128);
+        assert!(int8_encoder_weight_bytes(&cfg.model) <= 128 * 1024);
+        let cfg = TrainConfig::edge(9 * 128);
+        assert!(int8_encoder_weight_bytes(&cfg.model) > 128 * 1024);
+    }
+
+    #[test]
+    fn schedules_follow_eq7() {
+        let cfg = TrainConfig::paper(561);
+        assert_eq!(cfg.lambda_at(0), 0.0);
+        assert_eq!(cfg.lambda_at(14_999), 0.0);
+        assert_eq!(cfg.lambda_at(17_500), 0.5);
+        assert_eq!(cfg.lambda_at(20_000), 1.0);
+        assert_eq!(cfg.lr_at(19_999), 1e-3);
+        assert_eq!(cfg.lr_at(20_000), 1e-4);
+        assert_eq!(cfg.c_at(0), 50.0);
+        assert_eq!(cfg.c_at(cfg.total_iters()), 200.0);
+    }
+
+    #[test]
+    fn config_round_trips_through_toml_and_json() {
+        let mut cfg = TrainConfig::tiny(10);
+        cfg.model.kind = ModelKind::BetaTcVae { beta: 6.0 };
+        cfg.model.likelihood = Likelihood::Bernoulli;
+        let text = toml::to_string(&cfg).unwrap();
+        let back: TrainConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, cfg);
+        let json = serde_json::to_string(&cfg).unwrap();
+        let back: TrainConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, cfg);
+    }
+}

@@ -1,0 +1,363 @@
+//! The VSC network (encoder, decoder, pseudo-inputs, selector) and its objective (VSC.md §1–3).
+//!
+//! One [`VscNet`] serves all model kinds: β-VAE/β-TCVAE simply have no spike head, no
+//! pseudo-inputs and no selector (same encoder/decoder capacity).
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::Rng;
+
+use super::config::{Likelihood, ModelConfig, ModelKind, SelectorKind};
+use super::kl::{bernoulli_kl, spike_slab_kl};
+
+/// ln(2π), used by Gaussian log densities.
+pub const LN_2PI: f32 = 1.837_877_1;
+
+/// Fully connected layer `y = x W + b` with `W` stored `[in, out]`.
+#[derive(Module, Debug)]
+pub struct Dense {
+    pub weight: Param<Tensor<2>>,
+    pub bias: Param<Tensor<1>>,
+}
+
+impl Dense {
+    /// Uniform(−1/√in, 1/√in) initialisation drawn from the caller's RNG, so that a seed
+    /// fully determines the initial weights on every backend.
+    pub fn new(d_in: usize, d_out: usize, rng: &mut impl Rng, device: &Device) -> Self {
+        let k = 1.0 / (d_in as f32).sqrt();
+        let w: Vec<f32> = (0..d_in * d_out).map(|_| rng.random_range(-k..k)).collect();
+        let b: Vec<f32> = (0..d_out).map(|_| rng.random_range(-k..k)).collect();
+        Dense {
+            weight: Param::from_data(TensorData::new(w, [d_in, d_out]), device),
+            bias: Param::from_data(TensorData::new(b, [d_out]), device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        burn::tensor::module::linear(x, self.weight.val(), Some(self.bias.val()))
+    }
+
+    /// Weights as `[out][in]` row-major (the edge runtime's layout) and the bias.
+    pub fn to_out_in(&self) -> (Vec<f32>, Vec<f32>) {
+        let [d_in, d_out] = self.weight.val().dims();
+        let w = tensor_to_vec(self.weight.val());
+        let mut t = vec![0.0f32; d_in * d_out];
+        for i in 0..d_in {
+            for o in 0..d_out {
+                t[o * d_in + i] = w[i * d_out + o];
+            }
+        }
+        (t, tensor_to_vec(self.bias.val()))
+    }
+}
+
+/// Recognition model: one hidden ReLU layer and three heads.
+#[derive(Module, Debug)]
+pub struct Encoder {
+    pub hidden: Dense,
+    pub mu: Dense,
+    pub logvar: Dense,
+    /// Spike head `v` (log γ = −ReLU(−v)); absent for the Gaussian baselines.
+    pub spike: Option<Dense>,
+}
+
+/// Posterior parameters for a batch, each `[rows, J]`.
+#[derive(Clone, Debug)]
+pub struct Posterior {
+    pub mu: Tensor<2>,
+    pub logvar: Tensor<2>,
+    /// log γ ≤ 0; `None` for Gaussian encoders.
+    pub log_gamma: Option<Tensor<2>>,
+}
+
+impl Encoder {
+    pub fn forward(&self, x: Tensor<2>) -> Posterior {
+        let h = relu(self.hidden.forward(x));
+        Posterior {
+            mu: self.mu.forward(h.clone()),
+            logvar: self.logvar.forward(h.clone()),
+            log_gamma: self.spike.as_ref().map(|s| relu(s.forward(h).neg()).neg()),
+        }
+    }
+}
+
+/// Likelihood model: one hidden ReLU layer, a mean head (logits) and an optional log-variance head.
+#[derive(Module, Debug)]
+pub struct Decoder {
+    pub hidden: Dense,
+    pub mean: Dense,
+    pub logvar: Option<Dense>,
+}
+
+/// Decoder output for a batch, `[rows, M]`.
+#[derive(Clone, Debug)]
+pub struct DecoderOut {
+    /// Pre-sigmoid mean (logits for the Bernoulli likelihood).
+    pub logits: Tensor<2>,
+    /// Log-variance after the floor; `None` for Bernoulli, constant for fixed variance.
+    pub logvar: Option<Tensor<2>>,
+}
+
+impl Decoder {
+    pub fn forward(&self, z: Tensor<2>, likelihood: Likelihood) -> DecoderOut {
+        let h = relu(self.hidden.forward(z));
+        let logits = self.mean.forward(h.clone());
+        let logvar = match likelihood {
+            Likelihood::Bernoulli => None,
+            Likelihood::GaussianFixed { std } => {
+                let lv = 2.0 * std.ln();
+                Some(logits.zeros_like().add_scalar(lv))
+            }
+            Likelihood::GaussianLearned { logvar_floor } => {
+                let head = self
+                    .logvar
+                    .as_ref()
+                    .expect("learned-variance decoder has a log-variance head");
+                let lv = head.forward(h);
+                Some(match logvar_floor {
+                    Some(f) => lv.clamp_min(f),
+                    None => lv,
+                })
+            }
+        };
+        DecoderOut { logits, logvar }
+    }
+}
+
+/// −log p(x|z) per row, `[rows, 1]`.
+pub fn recon_nll(x: Tensor<2>, out: &DecoderOut) -> Tensor<2> {
+    match &out.logvar {
+        None => {
+            // −[x log σ(l) + (1 − x) log σ(−l)]
+            let pos = log_sigmoid(out.logits.clone());
+            let neg = log_sigmoid(out.logits.clone().neg());
+            (x.clone() * pos + (x.neg() + 1.0) * neg).neg().sum_dim(1)
+        }
+        Some(lv) => {
+            let mean = sigmoid(out.logits.clone());
+            let sq = (x - mean).square() * lv.clone().neg().exp();
+            (lv.clone().add_scalar(LN_2PI) + sq)
+                .mul_scalar(0.5)
+                .sum_dim(1)
+        }
+    }
+}
+
+/// The complete network.
+#[derive(Module, Debug)]
+pub struct VscNet {
+    pub encoder: Encoder,
+    pub decoder: Decoder,
+    /// U × M learnable pseudo-inputs (VSC only).
+    pub pseudo_inputs: Option<Param<Tensor<2>>>,
+    /// Selector C_ω: M → U (VSC only).
+    pub selector: Option<Dense>,
+}
+
+impl VscNet {
+    /// Fresh network; `pseudo_init` (U × M, row-major) overrides the Uniform(0,1) initialisation
+    /// of the pseudo-inputs (e.g. with training rows).
+    pub fn new(
+        cfg: &ModelConfig,
+        rng: &mut impl Rng,
+        device: &Device,
+        pseudo_init: Option<Vec<f32>>,
+    ) -> Self {
+        let (m, h, j) = (cfg.input_dim, cfg.hidden_dim, cfg.latent_dim);
+        let vsc = matches!(cfg.kind, ModelKind::Vsc);
+        let encoder = Encoder {
+            hidden: Dense::new(m, h, rng, device),
+            mu: Dense::new(h, j, rng, device),
+            logvar: Dense::new(h, j, rng, device),
+            spike: vsc.then(|| {
+                let mut d = Dense::new(h, j, rng, device);
+                if let Some(b) = cfg.spike_bias_init {
+                    d.bias = Param::from_data(TensorData::new(vec![b; j], [j]), device);
+                }
+                d
+            }),
+        };
+        let decoder = Decoder {
+            hidden: Dense::new(j, h, rng, device),
+            mean: Dense::new(h, m, rng, device),
+            logvar: matches!(cfg.likelihood, Likelihood::GaussianLearned { .. })
+                .then(|| Dense::new(h, m, rng, device)),
+        };
+        let (pseudo_inputs, selector) = if vsc {
+            let u = cfg.pseudo_inputs;
+            let init = pseudo_init.unwrap_or_else(|| (0..u * m).map(|_| rng.random()).collect());
+            assert_eq!(init.len(), u * m, "pseudo-input init must be U × M");
+            (
+                Some(Param::from_data(TensorData::new(init, [u, m]), device)),
+                Some(Dense::new(m, u, rng, device)),
+            )
+        } else {
+            (None, None)
+        };
+        VscNet {
+            encoder,
+            decoder,
+            pseudo_inputs,
+            selector,
+        }
+    }
+}
+
+/// Per-step random numbers (drawn on the host so runs are reproducible on every backend).
+#[derive(Clone, Debug)]
+pub struct StepNoise {
+    /// ε ~ N(0, 1), `[B, J]`.
+    pub eps: Tensor<2>,
+    /// η ~ Uniform(0, 1), `[B, J]`.
+    pub eta: Tensor<2>,
+}
+
+/// Per-row loss components (each `[B, 1]`) and scalars for logging.
+#[derive(Clone, Debug)]
+pub struct LossParts {
+    /// Objective minimised (mean over the batch), `[1]`.
+    pub loss: Tensor<1>,
+    /// −log p(x|z) per row.
+    pub recon_nll: Tensor<2>,
+    /// KL term per row (selector-weighted spike-and-slab KL, or the Gaussian KL).
+    pub kl: Tensor<2>,
+    /// Sparsity term J·KL(γ̄‖α) per row (zeros for the baselines).
+    pub sparsity: Tensor<2>,
+    /// Mean posterior spike probability over the batch (1 for the baselines).
+    pub mean_gamma: Tensor<1>,
+}
+
+/// Warm-up slab sample (paper eq. 7): N(λμ, λσ² + 1 − λ) via ε.
+pub fn sample_slab(mu: Tensor<2>, logvar: Tensor<2>, eps: Tensor<2>, lambda: f32) -> Tensor<2> {
+    let std = (logvar.exp().mul_scalar(lambda).add_scalar(1.0 - lambda)).sqrt();
+    mu.mul_scalar(lambda) + std * eps
+}
+
+/// Relaxed spike indicator T(η − 1 + γ) = sigmoid(c (η − 1 + γ)).
+pub fn spike_step(log_gamma: Tensor<2>, eta: Tensor<2>, c: f32) -> Tensor<2> {
+    sigmoid((eta.sub_scalar(1.0) + log_gamma.exp()).mul_scalar(c))
+}
+
+/// Selector weights w_u = u*_u / Σ_u u*_u for each row, `[B, U]`.
+pub fn selector_weights(selector: &Dense, kind: SelectorKind, x: Tensor<2>) -> Tensor<2> {
+    let u_star = match kind {
+        SelectorKind::Paper => {
+            let v = relu(selector.forward(x));
+            let v = v.clone() / v.sum_dim(1).add_scalar(1e-8);
+            sigmoid(v.sub_scalar(0.5).mul_scalar(60.0))
+        }
+        SelectorKind::AuthorsCode => {
+            let v = sigmoid(selector.forward(x));
+            v.clone() / v.square().sum_dim(1).sqrt().add_scalar(1e-8)
+        }
+    };
+    // u* can be tiny for every u (sigmoid(−30) ≈ 1e-13) but stays a normal f32, so
+    // normalising keeps a proper weighting.
+    u_star.clone() / u_star.sum_dim(1).add_scalar(1e-30)
+}
+
+/// Prior (pseudo-input) encodings, each `[U, J]`, with γ_u as probabilities.
+pub struct PriorSlabs {
+    pub mu: Tensor<2>,
+    pub logvar: Tensor<2>,
+    pub gamma: Tensor<2>,
+}
+
+impl VscNet {
+    /// Encode the pseudo-inputs through the shared encoder (VSC only).
+    pub fn prior_slabs(&self, cfg: &ModelConfig, c: f32) -> Option<PriorSlabs> {
+        let p = self.pseudo_inputs.as_ref()?.val();
+        let post = self.encoder.forward(p);
+        let mut gamma = post.log_gamma?.exp();
+        if cfg.sharpen_prior_gamma {
+            gamma = sigmoid(gamma.sub_scalar(0.5).mul_scalar(c));
+        }
+        Some(PriorSlabs {
+            mu: post.mu,
+            logvar: post.logvar,
+            gamma,
+        })
+    }
+
+    /// VSC objective for a batch `x` `[B, M]` in [0, 1] (VSC.md §1–3).
+    pub fn vsc_loss(
+        &self,
+        cfg: &ModelConfig,
+        x: Tensor<2>,
+        noise: &StepNoise,
+        lambda: f32,
+        c: f32,
+    ) -> LossParts {
+        let post = self.encoder.forward(x.clone());
+        let log_gamma = post
+            .log_gamma
+            .clone()
+            .expect("VSC encoder has a spike head");
+        let slab = sample_slab(
+            post.mu.clone(),
+            post.logvar.clone(),
+            noise.eps.clone(),
+            lambda,
+        );
+        let z = spike_step(log_gamma.clone(), noise.eta.clone(), c) * slab;
+        let out = self.decoder.forward(z, cfg.likelihood);
+        let nll = recon_nll(x.clone(), &out);
+
+        let (kl, sparsity) = self.prior_terms(cfg, x, &post, c);
+        let loss = (nll.clone() + kl.clone() + sparsity.clone()).mean();
+        LossParts {
+            loss,
+            recon_nll: nll,
+            kl,
+            sparsity,
+            mean_gamma: log_gamma.exp().mean(),
+        }
+    }
+
+    /// Selector-weighted KL to the pseudo-input priors and the sparsity term, each `[B, 1]`.
+    pub fn prior_terms(
+        &self,
+        cfg: &ModelConfig,
+        x: Tensor<2>,
+        post: &Posterior,
+        c: f32,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let prior = self
+            .prior_slabs(cfg, c)
+            .expect("VSC model has pseudo-inputs");
+        let selector = self.selector.as_ref().expect("VSC model has a selector");
+        let w = selector_weights(selector, cfg.selector, x);
+        let [b, j] = post.mu.dims();
+        let u = cfg.pseudo_inputs;
+        let rows = |t: Tensor<2>| t.unsqueeze_dim::<3>(1).expand([b, u, j]);
+        let cols = |t: Tensor<2>| t.unsqueeze_dim::<3>(0).expand([b, u, j]);
+        let gamma_i = post
+            .log_gamma
+            .clone()
+            .expect("VSC encoder has a spike head")
+            .exp();
+        let kl_bu = spike_slab_kl(
+            rows(post.mu.clone()),
+            rows(post.logvar.clone()),
+            rows(gamma_i),
+            cols(prior.mu),
+            cols(prior.logvar),
+            cols(prior.gamma.clone()),
+        )
+        .reshape([b, u]);
+        let kl = (w.clone() * kl_bu).sum_dim(1);
+        // γ̄(x): selector-weighted mean over u of the prior's mean spike probability.
+        let gamma_bar = w.matmul(prior.gamma.mean_dim(1));
+        let sparsity = bernoulli_kl(gamma_bar, cfg.alpha).mul_scalar(j as f32);
+        (kl, sparsity)
+    }
+}
+
+/// Flatten any float tensor to a host `Vec<f32>`.
+pub fn tensor_to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("float tensor converts to f32")
+}

@@ -1,0 +1,511 @@
+//! Training loop (Adam, seeded, spike warm-up, LR drop), atomic checkpoints with bit-identical
+//! resume on flex, metrics.csv, and loading trained runs ([`TrainedModel`]).
+
+pub mod checkpoint;
+pub mod metrics;
+pub mod scaling;
+pub mod trained;
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::store::ModuleRecord;
+use burn::tensor::{Device, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{LossParts, ModelKind, StepNoise, TrainConfig, VscNet};
+use checkpoint::{CheckpointState, RngState};
+use metrics::{MetricsWriter, StepMetrics};
+pub use scaling::{ChannelScaling, InputScaling};
+pub use trained::{Codes, EvalSummary, F32EncoderWeights, PriorSelection, TrainedModel};
+
+/// File names inside a run directory.
+pub const CONFIG_FILE: &str = "config.toml";
+pub const FINAL_MODEL_FILE: &str = "model.bpk";
+
+/// Training matrix: `rows × cols`, row-major, every value already in [0, 1].
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainData {
+    pub x01: Vec<f32>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl TrainData {
+    /// Checks the shape and range.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        if self.rows == 0 || self.cols == 0 || self.x01.len() != self.rows * self.cols {
+            return Err(TrainError::BadData(format!(
+                "expected rows × cols = {} × {} values, got {}",
+                self.rows,
+                self.cols,
+                self.x01.len()
+            )));
+        }
+        if let Some(i) = self
+            .x01
+            .iter()
+            .position(|v| !v.is_finite() || *v < 0.0 || *v > 1.0)
+        {
+            return Err(TrainError::BadData(format!(
+                "value {} at row {}, column {} is not in [0, 1]",
+                self.x01[i],
+                i / self.cols,
+                i % self.cols
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What `RUN_DIR/config.toml` holds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RunMeta {
+    pub train: TrainConfig,
+    pub scaling: InputScaling,
+    /// Rows of the training matrix (N of the β-TCVAE estimator).
+    pub train_rows: usize,
+}
+
+/// Options that do not change the result of a run.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Device to train on; autodiff is enabled on it by `train`.
+    pub device: Device,
+    /// Continue from the latest checkpoint in the run directory.
+    pub resume: bool,
+    /// Show an indicatif progress bar.
+    pub progress: bool,
+    /// Stop (as if killed) once this many steps are done, after any checkpoint due then.
+    pub stop_after_steps: Option<u64>,
+    /// Test hook: make the loss NaN at this step.
+    pub inject_nan_at_step: Option<u64>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            device: Device::flex(),
+            resume: false,
+            progress: false,
+            stop_after_steps: None,
+            inject_nan_at_step: None,
+        }
+    }
+}
+
+/// Result of [`train`].
+#[derive(Clone, Debug)]
+pub struct TrainOutcome {
+    pub run_dir: PathBuf,
+    /// Steps completed (equals `total_iters` unless stopped early).
+    pub steps_done: u64,
+    /// Step training resumed from, if any.
+    pub resumed_from: Option<u64>,
+    /// Metrics of the last step.
+    pub last: Option<StepMetrics>,
+    /// True when the final model file was written.
+    pub finished: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bad file {path}: {msg}")]
+    Format { path: PathBuf, msg: String },
+    #[error("bad training data: {0}")]
+    BadData(String),
+    #[error("bad configuration: {0}")]
+    BadConfig(String),
+    #[error(
+        "loss became {value} at step {step}; training stopped. Last good checkpoint: {}",
+        last_checkpoint.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into())
+    )]
+    NonFinite {
+        step: u64,
+        value: f32,
+        last_checkpoint: Option<PathBuf>,
+    },
+    #[error("{path}: burn record error: {msg}")]
+    Record { path: PathBuf, msg: String },
+    #[error(
+        "--resume: the configuration in {path} differs from the requested one; use a new run directory or the same preset/flags"
+    )]
+    ConfigMismatch { path: PathBuf },
+    #[error("unknown device {0:?}: expected flex, wgpu or cuda")]
+    UnknownDevice(String),
+    #[error("device {0:?} needs host-trainer to be built with the `{0}` feature")]
+    DeviceNotCompiled(String),
+}
+
+/// Device by name: `flex` (CPU), `wgpu`, `cuda` (the last two behind cargo features).
+pub fn device_from_name(name: &str) -> Result<Device, TrainError> {
+    match name {
+        "flex" | "cpu" => Ok(Device::flex()),
+        "wgpu" => {
+            #[cfg(feature = "wgpu")]
+            {
+                Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
+            }
+            #[cfg(not(feature = "wgpu"))]
+            {
+                Err(TrainError::DeviceNotCompiled("wgpu".into()))
+            }
+        }
+        "cuda" => {
+            #[cfg(feature = "cuda")]
+            {
+                Ok(Device::cuda(0))
+            }
+            #[cfg(not(feature = "cuda"))]
+            {
+                Err(TrainError::DeviceNotCompiled("cuda".into()))
+            }
+        }
+        other => Err(TrainError::UnknownDevice(other.into())),
+    }
+}
+
+/// RNG for weight initialisation, independent of the training stream.
+pub(crate) fn init_rng(seed: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(1);
+    rng
+}
+
+fn train_rng(seed: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(2);
+    rng
+}
+
+/// Builds a fresh network for `cfg`; VSC pseudo-inputs start as randomly chosen training rows.
+pub fn init_net(cfg: &TrainConfig, data: Option<&TrainData>, device: &Device) -> VscNet {
+    let mut rng = init_rng(cfg.seed);
+    let m = &cfg.model;
+    let pseudo = match (m.kind, data) {
+        (ModelKind::Vsc, Some(d)) => {
+            let mut v = Vec::with_capacity(m.pseudo_inputs * d.cols);
+            for _ in 0..m.pseudo_inputs {
+                let r = rng.random_range(0..d.rows);
+                v.extend_from_slice(&d.x01[r * d.cols..(r + 1) * d.cols]);
+            }
+            Some(v)
+        }
+        _ => None,
+    };
+    VscNet::new(m, &mut rng, device, pseudo)
+}
+
+/// Loss for one batch according to the model kind.
+pub fn model_loss(
+    net: &VscNet,
+    cfg: &TrainConfig,
+    x: Tensor<2>,
+    noise: &StepNoise,
+    step: u64,
+    train_rows: usize,
+) -> LossParts {
+    let m = &cfg.model;
+    match m.kind {
+        ModelKind::Vsc => net.vsc_loss(m, x, noise, cfg.lambda_at(step), cfg.c_at(step)),
+        ModelKind::BetaVae { beta } => net.beta_vae_loss(m, x, noise, beta),
+        ModelKind::BetaTcVae { beta } => net.tcvae_loss(m, x, noise, beta, train_rows),
+    }
+}
+
+/// Draws ε and η for `rows × latent_dim`.
+pub fn draw_noise(
+    rng: &mut ChaCha8Rng,
+    rows: usize,
+    latent_dim: usize,
+    device: &Device,
+) -> StepNoise {
+    let n = rows * latent_dim;
+    let eps: Vec<f32> = (0..n).map(|_| rng.sample(StandardNormal)).collect();
+    let eta: Vec<f32> = (0..n).map(|_| rng.random::<f32>()).collect();
+    StepNoise {
+        eps: Tensor::from_data(TensorData::new(eps, [rows, latent_dim]), device),
+        eta: Tensor::from_data(TensorData::new(eta, [rows, latent_dim]), device),
+    }
+}
+
+fn record_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Record {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    }
+}
+
+/// Saves a module's weights atomically as burnpack.
+pub fn save_net(net: &VscNet, path: &Path) -> Result<(), TrainError> {
+    let bytes = net
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| record_err(path, e))?;
+    checkpoint::write_atomic(path, &bytes)
+}
+
+/// Loads weights saved by [`save_net`] into `net` (same config).
+pub fn load_net(net: VscNet, path: &Path) -> Result<VscNet, TrainError> {
+    let record = ModuleRecord::load(path).map_err(|e| record_err(path, e))?;
+    net.try_load_record(record).map_err(|e| record_err(path, e))
+}
+
+fn adam() -> ModuleOptimizer {
+    // ε = 1e-8 as in TensorFlow's Adam used by the authors.
+    AdamConfig::new().with_epsilon(1e-8).init()
+}
+
+fn mean_scalar(t: Tensor<2>) -> f32 {
+    t.mean().into_scalar::<f32>()
+}
+
+/// Trains `cfg` on `data`, writing everything to `run_dir` (created if needed).
+///
+/// With `opts.resume`, continues from the latest complete checkpoint; on flex the result is
+/// bit-identical to an uninterrupted run.
+pub fn train(
+    cfg: &TrainConfig,
+    data: &TrainData,
+    scaling: InputScaling,
+    run_dir: &Path,
+    opts: &TrainOptions,
+) -> Result<TrainOutcome, TrainError> {
+    data.validate()?;
+    if data.cols != cfg.model.input_dim {
+        return Err(TrainError::BadConfig(format!(
+            "model input_dim {} but data has {} columns",
+            cfg.model.input_dim, data.cols
+        )));
+    }
+    if cfg.batch_size == 0 || cfg.model.latent_dim == 0 || cfg.model.hidden_dim == 0 {
+        return Err(TrainError::BadConfig(
+            "batch_size, hidden_dim and latent_dim must be positive".into(),
+        ));
+    }
+    if matches!(cfg.model.kind, ModelKind::Vsc) && cfg.model.pseudo_inputs == 0 {
+        return Err(TrainError::BadConfig("VSC needs pseudo_inputs ≥ 1".into()));
+    }
+    std::fs::create_dir_all(run_dir).map_err(|source| TrainError::Io {
+        path: run_dir.to_path_buf(),
+        source,
+    })?;
+    let meta = RunMeta {
+        train: cfg.clone(),
+        scaling,
+        train_rows: data.rows,
+    };
+    let config_path = run_dir.join(CONFIG_FILE);
+    let device = opts.device.clone().autodiff();
+
+    let mut net = init_net(cfg, Some(data), &device);
+    let mut optim = adam();
+    let mut rng = train_rng(cfg.seed);
+    let mut start_step = 0u64;
+    let mut resumed_from = None;
+    let mut last_ckpt: Option<PathBuf> = None;
+
+    if opts.resume {
+        checkpoint::remove_stale_temps(run_dir);
+        if let Some(ck) = checkpoint::find_latest(run_dir)? {
+            let stored =
+                std::fs::read_to_string(&config_path).map_err(|source| TrainError::Io {
+                    path: config_path.clone(),
+                    source,
+                })?;
+            let stored: RunMeta = toml::from_str(&stored).map_err(|e| TrainError::Format {
+                path: config_path.clone(),
+                msg: e.to_string(),
+            })?;
+            if stored != meta {
+                return Err(TrainError::ConfigMismatch { path: config_path });
+            }
+            net = load_net(net, &ck.dir.join(checkpoint::MODEL_FILE))?;
+            let opath = ck.dir.join(checkpoint::OPTIM_FILE);
+            optim = optim.load(&opath).map_err(|e| record_err(&opath, e))?;
+            rng = ck.state.rng.restore().ok_or_else(|| TrainError::Format {
+                path: ck.dir.join(checkpoint::STATE_FILE),
+                msg: "invalid RNG state".into(),
+            })?;
+            start_step = ck.state.step;
+            resumed_from = Some(start_step);
+            last_ckpt = Some(ck.dir);
+        }
+    }
+    if resumed_from.is_none() {
+        let text = toml::to_string(&meta).map_err(|e| TrainError::BadConfig(e.to_string()))?;
+        checkpoint::write_atomic(&config_path, text.as_bytes())?;
+    }
+    let mut metrics =
+        MetricsWriter::open(run_dir, Some(start_step).filter(|_| resumed_from.is_some()))?;
+
+    let total = cfg.total_iters();
+    let end = opts.stop_after_steps.map_or(total, |s| s.min(total));
+    let bar = if opts.progress {
+        let b = ProgressBar::new(total);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta}) {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        b.set_position(start_step);
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let (b, m, j) = (cfg.batch_size, data.cols, cfg.model.latent_dim);
+    let mut last = None;
+    let mut batch = vec![0.0f32; b * m];
+    for step in start_step..end {
+        for r in 0..b {
+            let i = rng.random_range(0..data.rows);
+            batch[r * m..(r + 1) * m].copy_from_slice(&data.x01[i * m..(i + 1) * m]);
+        }
+        let x = Tensor::<2>::from_data(TensorData::new(batch.clone(), [b, m]), &device);
+        let noise = draw_noise(&mut rng, b, j, &device);
+        let mut parts = model_loss(&net, cfg, x, &noise, step, data.rows);
+        if opts.inject_nan_at_step == Some(step) {
+            parts.loss = parts.loss.mul_scalar(f32::NAN);
+        }
+        let loss_value: f32 = parts.loss.clone().into_scalar::<f32>();
+        if !loss_value.is_finite() {
+            bar.abandon_with_message(format!("loss {loss_value} at step {step}"));
+            return Err(TrainError::NonFinite {
+                step,
+                value: loss_value,
+                last_checkpoint: last_ckpt,
+            });
+        }
+        let done = step + 1;
+        let log_now = cfg.log_every > 0 && (done % cfg.log_every == 0 || done == total);
+        if log_now || done == end {
+            let recon = mean_scalar(parts.recon_nll.clone());
+            let kl = mean_scalar(parts.kl.clone());
+            let sm = StepMetrics {
+                step: done,
+                loss: loss_value,
+                elbo: -(recon + kl),
+                recon_nll: recon,
+                kl,
+                sparsity: mean_scalar(parts.sparsity.clone()),
+                lambda: cfg.lambda_at(step),
+                c: cfg.c_at(step),
+                lr: cfg.lr_at(step),
+                mean_gamma: parts.mean_gamma.clone().into_scalar::<f32>(),
+            };
+            if log_now {
+                metrics.append(&sm)?;
+            }
+            bar.set_message(format!(
+                "ELBO {:.1} recon {:.1} KL {:.2} sparse {:.2} λ {:.2} c {:.0} γ̄ {:.3}",
+                sm.elbo, sm.recon_nll, sm.kl, sm.sparsity, sm.lambda, sm.c, sm.mean_gamma
+            ));
+            last = Some(sm);
+        }
+        let grads = GradientsParams::from_grads(parts.loss.backward(), &net);
+        net = optim.step(cfg.lr_at(step), net, grads);
+        bar.set_position(done);
+
+        if cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0 && done < total {
+            let state = CheckpointState {
+                step: done,
+                rng: RngState::capture(&rng),
+                last_loss: loss_value,
+            };
+            let dir = checkpoint::write_checkpoint(run_dir, &state, |dir| {
+                save_net(&net, &dir.join(checkpoint::MODEL_FILE))?;
+                let opath = dir.join(checkpoint::OPTIM_FILE);
+                optim.save(&opath).map_err(|e| record_err(&opath, e))
+            })?;
+            last_ckpt = Some(dir);
+        }
+    }
+    let finished = end == total;
+    if finished {
+        save_net(&net, &run_dir.join(FINAL_MODEL_FILE))?;
+        bar.finish();
+    } else {
+        bar.abandon();
+    }
+    Ok(TrainOutcome {
+        run_dir: run_dir.to_path_buf(),
+        steps_done: end.max(start_step),
+        resumed_from,
+        last,
+        finished,
+    })
+}
+
+/// Throughput of the training loop for `cfg` on random [0, 1] data (`cargo xtask bench train`).
+#[derive(Clone, Copy, Debug)]
+pub struct BenchResult {
+    pub steps: u64,
+    pub batch_size: usize,
+    pub seconds: f64,
+    pub steps_per_s: f64,
+    pub samples_per_s: f64,
+}
+
+/// Times `steps` optimiser steps (after one untimed warm-up step) of `cfg` on `device`.
+pub fn bench_train(
+    cfg: &TrainConfig,
+    steps: u64,
+    device: &Device,
+) -> Result<BenchResult, TrainError> {
+    let rows = (cfg.batch_size * 4).max(64);
+    let mut rng = ChaCha8Rng::seed_from_u64(99);
+    let data = TrainData {
+        x01: (0..rows * cfg.model.input_dim)
+            .map(|_| rng.random())
+            .collect(),
+        rows,
+        cols: cfg.model.input_dim,
+    };
+    let mut cfg = cfg.clone();
+    cfg.checkpoint_every = 0;
+    cfg.log_every = 0;
+    let dir = std::env::temp_dir().join(format!("vsc-bench-{}-{}", cfg.preset, std::process::id()));
+    let run = |n: u64, cfg: &mut TrainConfig| -> Result<f64, TrainError> {
+        cfg.warmup_iters = n / 2;
+        cfg.ramp_iters = 0;
+        cfg.main_iters = n - n / 2;
+        let t0 = std::time::Instant::now();
+        train(
+            cfg,
+            &data,
+            InputScaling::Identity,
+            &dir,
+            &TrainOptions {
+                device: device.clone(),
+                ..Default::default()
+            },
+        )?;
+        Ok(t0.elapsed().as_secs_f64())
+    };
+    let one = run(1, &mut cfg)?;
+    let total = run(steps + 1, &mut cfg)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    // Subtract the per-run fixed cost (init, final save) measured by the 1-step run.
+    let seconds = (total - one).max(1e-9);
+    Ok(BenchResult {
+        steps,
+        batch_size: cfg.batch_size,
+        seconds,
+        steps_per_s: steps as f64 / seconds,
+        samples_per_s: (steps * cfg.batch_size as u64) as f64 / seconds,
+    })
+}

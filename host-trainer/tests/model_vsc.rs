@@ -1,0 +1,229 @@
+//! Model-level tests: closed-form KL vs Monte Carlo, warm-up slab, spike relaxation,
+//! gradient flow.
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData};
+use host_trainer::model::kl::{spike_slab_kl, spike_slab_kl_scalar};
+use host_trainer::model::vsc::{sample_slab, spike_step, tensor_to_vec};
+use host_trainer::model::{ModelKind, SelectorKind, TrainConfig, VscNet};
+use host_trainer::train::draw_noise;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+fn t2(v: Vec<f32>, r: usize, c: usize, d: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(v, [r, c]), d)
+}
+
+/// Monte Carlo estimate of KL(q_i || q_u) for one dimension of a spike-and-slab pair:
+/// E_{z~q_i}[log q_i(z) − log q_u(z)] with the spike at 0 as a point mass in both.
+fn mc_kl(
+    (mi, vi, gi): (f64, f64, f64),
+    (mu, vu, gu): (f64, f64, f64),
+    n: usize,
+    rng: &mut ChaCha8Rng,
+) -> (f64, f64) {
+    let slab = Normal::new(mi, vi.sqrt()).unwrap();
+    let logn = |z: f64, m: f64, v: f64| {
+        -0.5 * ((2.0 * std::f64::consts::PI * v).ln() + (z - m).powi(2) / v)
+    };
+    let (mut s, mut s2) = (0.0, 0.0);
+    for _ in 0..n {
+        let term = if rng.random::<f64>() < gi {
+            let z = slab.sample(rng);
+            (gi.ln() + logn(z, mi, vi)) - (gu.ln() + logn(z, mu, vu))
+        } else {
+            ((1.0 - gi) / (1.0 - gu)).ln()
+        };
+        s += term;
+        s2 += term * term;
+    }
+    let mean = s / n as f64;
+    let var = (s2 / n as f64 - mean * mean).max(0.0);
+    (mean, (var / n as f64).sqrt())
+}
+
+#[test]
+fn closed_form_kl_matches_monte_carlo() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1234);
+    let gammas = [
+        (0.02, 0.5),
+        (0.98, 0.3),
+        (0.5, 0.97),
+        (0.3, 0.05),
+        (0.9, 0.9),
+    ];
+    for (k, &(gi, gu)) in gammas.iter().enumerate() {
+        let p = (rng.random_range(-2.0..2.0), rng.random_range(0.2..2.0), gi);
+        let q = (rng.random_range(-2.0..2.0), rng.random_range(0.2..2.0), gu);
+        let exact = spike_slab_kl_scalar(p, q);
+        let (est, se) = mc_kl(p, q, 200_000, &mut rng);
+        assert!(
+            (exact - est).abs() < 3.0 * se + 1e-9,
+            "case {k}: closed form {exact} vs MC {est} ± {se}"
+        );
+        // The tensor implementation agrees with the scalar reference.
+        let d = Device::flex();
+        let one = |x: f64| t2(vec![x as f32], 1, 1, &d);
+        let kt = spike_slab_kl(
+            one(p.0),
+            one(p.1.ln()),
+            one(p.2),
+            one(q.0),
+            one(q.1.ln()),
+            one(q.2),
+        );
+        let kt = tensor_to_vec(kt)[0] as f64;
+        assert!(
+            (kt - exact).abs() < 1e-3 * (1.0 + exact.abs()),
+            "tensor {kt} vs {exact}"
+        );
+    }
+}
+
+#[test]
+fn kl_of_identical_distributions_is_zero_and_positive_otherwise() {
+    let d = Device::flex();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let n = 64;
+    let mu: Vec<f32> = (0..n).map(|_| rng.random_range(-3.0..3.0)).collect();
+    let lv: Vec<f32> = (0..n).map(|_| rng.random_range(-2.0..2.0)).collect();
+    let g: Vec<f32> = (0..n).map(|_| rng.random_range(0.0..1.0)).collect();
+    let kl = spike_slab_kl(
+        t2(mu.clone(), 4, 16, &d),
+        t2(lv.clone(), 4, 16, &d),
+        t2(g.clone(), 4, 16, &d),
+        t2(mu.clone(), 4, 16, &d),
+        t2(lv.clone(), 4, 16, &d),
+        t2(g.clone(), 4, 16, &d),
+    );
+    for v in tensor_to_vec(kl) {
+        assert!(v.abs() < 1e-5, "KL(q||q) = {v}");
+    }
+    let mu2: Vec<f32> = mu.iter().map(|m| m + 0.5).collect();
+    let kl = spike_slab_kl(
+        t2(mu, 4, 16, &d),
+        t2(lv.clone(), 4, 16, &d),
+        t2(g.clone(), 4, 16, &d),
+        t2(mu2, 4, 16, &d),
+        t2(lv, 4, 16, &d),
+        t2(g, 4, 16, &d),
+    );
+    assert!(tensor_to_vec(kl).iter().all(|&v| v > 0.01));
+}
+
+#[test]
+fn lambda_zero_slab_ignores_mu_and_sigma() {
+    let d = Device::flex();
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let eps = draw_noise(&mut rng, 8, 5, &d).eps;
+    let a = sample_slab(
+        Tensor::ones([8, 5], &d).mul_scalar(3.0),
+        Tensor::ones([8, 5], &d).mul_scalar(2.0),
+        eps.clone(),
+        0.0,
+    );
+    let b = sample_slab(
+        Tensor::ones([8, 5], &d).mul_scalar(-7.0),
+        Tensor::ones([8, 5], &d).mul_scalar(-4.0),
+        eps.clone(),
+        0.0,
+    );
+    assert_eq!(tensor_to_vec(a.clone()), tensor_to_vec(b));
+    assert_eq!(tensor_to_vec(a), tensor_to_vec(eps.clone()));
+    // With λ = 1 the slab depends on μ, σ.
+    let c = sample_slab(
+        Tensor::ones([8, 5], &d).mul_scalar(3.0),
+        Tensor::zeros([8, 5], &d),
+        eps.clone(),
+        1.0,
+    );
+    assert_ne!(tensor_to_vec(c), tensor_to_vec(eps));
+}
+
+#[test]
+fn nonzero_fraction_approaches_gamma_as_c_grows() {
+    let d = Device::flex();
+    let n = 20_000;
+    let gamma = 0.3f32;
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let eta: Vec<f32> = (0..n).map(|_| rng.random()).collect();
+    let err_at = |c: f32| {
+        let t = spike_step(
+            Tensor::ones([n, 1], &d).mul_scalar(gamma.ln()),
+            t2(eta.clone(), n, 1, &d),
+            c,
+        );
+        let frac = tensor_to_vec(t).iter().filter(|&&v| v > 1e-3).count() as f32 / n as f32;
+        (frac - gamma).abs()
+    };
+    let (e1, e50, e1000) = (err_at(1.0), err_at(50.0), err_at(1000.0));
+    assert!(e1 > e50 && e50 > e1000, "errors {e1} {e50} {e1000}");
+    assert!(
+        e1000 < 0.02,
+        "fraction of non-zero draws at c = 1000 is off by {e1000}"
+    );
+}
+
+#[test]
+fn gradients_reach_encoder_decoder_pseudo_inputs_and_selector() {
+    for selector in [SelectorKind::Paper, SelectorKind::AuthorsCode] {
+        let d = Device::flex().autodiff();
+        let mut cfg = TrainConfig::tiny(12);
+        cfg.model.selector = selector;
+        cfg.model.kind = ModelKind::Vsc;
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let net = VscNet::new(&cfg.model, &mut rng, &d, None);
+        let x: Vec<f32> = (0..16 * 12).map(|_| rng.random()).collect();
+        let noise = draw_noise(&mut rng, 16, cfg.model.latent_dim, &d);
+        // λ = 1: every parameter, incl. μ/σ heads, is on the path.
+        let parts = net.vsc_loss(&cfg.model, t2(x, 16, 12, &d), &noise, 1.0, 50.0);
+        let grads = GradientsParams::from_grads(parts.loss.backward(), &net);
+        let nonzero2 = |p: &burn::module::Param<Tensor<2>>, name: &str| {
+            let g = grads
+                .get::<2>(p.id)
+                .unwrap_or_else(|| panic!("{selector:?}: no gradient for {name}"));
+            let s: f32 = tensor_to_vec(g).iter().map(|v| v.abs()).sum();
+            assert!(
+                s > 0.0 && s.is_finite(),
+                "{selector:?}: gradient of {name} is {s}"
+            );
+        };
+        nonzero2(&net.encoder.hidden.weight, "encoder.hidden");
+        nonzero2(&net.encoder.mu.weight, "encoder.mu");
+        nonzero2(&net.encoder.logvar.weight, "encoder.logvar");
+        nonzero2(&net.encoder.spike.as_ref().unwrap().weight, "encoder.spike");
+        nonzero2(&net.decoder.hidden.weight, "decoder.hidden");
+        nonzero2(&net.decoder.mean.weight, "decoder.mean");
+        nonzero2(
+            &net.decoder.logvar.as_ref().unwrap().weight,
+            "decoder.logvar",
+        );
+        nonzero2(net.pseudo_inputs.as_ref().unwrap(), "pseudo_inputs");
+        nonzero2(&net.selector.as_ref().unwrap().weight, "selector");
+        assert!(net.num_params() > 0);
+    }
+}
+
+#[test]
+fn baselines_produce_finite_losses_and_gradients() {
+    for kind in [
+        ModelKind::BetaVae { beta: 4.0 },
+        ModelKind::BetaTcVae { beta: 6.0 },
+    ] {
+        let d = Device::flex().autodiff();
+        let mut cfg = TrainConfig::tiny(12);
+        cfg.model.kind = kind;
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let net = VscNet::new(&cfg.model, &mut rng, &d, None);
+        assert!(net.pseudo_inputs.is_none() && net.encoder.spike.is_none());
+        let x: Vec<f32> = (0..16 * 12).map(|_| rng.random()).collect();
+        let noise = draw_noise(&mut rng, 16, cfg.model.latent_dim, &d);
+        let parts = host_trainer::train::model_loss(&net, &cfg, t2(x, 16, 12, &d), &noise, 0, 1000);
+        let l: f32 = parts.loss.clone().into_scalar();
+        assert!(l.is_finite(), "{kind:?} loss {l}");
+        let grads = GradientsParams::from_grads(parts.loss.backward(), &net);
+        assert!(grads.get::<2>(net.encoder.hidden.weight.id).is_some());
+    }
+}
