@@ -237,40 +237,8 @@ impl fmt::Display for BlobError {
 
 impl core::error::Error for BlobError {}
 
-// ---------------------------------------------------------------------------------------
-// CRC-32/IEEE (reflected, polynomial 0xEDB88320, init and final xor 0xFFFFFFFF), with a
-// 1 KiB table built at compile time.
-
-const fn crc_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-}
-
-static CRC_TABLE: [u32; 256] = crc_table();
-
-/// CRC-32/IEEE (the zlib / PNG / Ethernet CRC) of `bytes`.
-pub fn crc32(bytes: &[u8]) -> u32 {
-    let mut c = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        c = CRC_TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
-    }
-    !c
-}
+/// The blob checksum; the same CRC-32 guards frames on the wire.
+pub use crate::crc::crc32;
 
 // ---------------------------------------------------------------------------------------
 // Little-endian element access. Every slice handed to these was cut to its exact length

@@ -10,12 +10,13 @@
 #[cfg(feature = "std")]
 extern crate std;
 
-pub mod preprocess;
 pub mod blob;
+pub mod crc;
 pub mod encoder;
-pub mod kernels;
 #[cfg(feature = "std")]
 pub mod f32_ref;
+pub mod kernels;
+pub mod preprocess;
 #[cfg(feature = "std")]
 pub mod quant;
 #[cfg(feature = "std")]

@@ -4,11 +4,16 @@
 pub mod api;
 pub mod cli;
 pub mod data;
+pub mod eval;
+pub mod listen;
 pub mod matrix;
 pub mod model;
-pub mod train;
-pub mod eval;
-pub mod smiley;
 pub mod plot;
-pub mod listen;
 pub mod report;
+pub mod smiley;
+pub mod train;
+
+/// The README's Rust examples, compiled and run as doc tests so the docs keep working.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

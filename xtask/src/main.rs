@@ -1,0 +1,75 @@
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod data;
+mod firmware;
+use xtask::onnx;
+mod quantise;
+mod run;
+mod test;
+
+/// `cargo xtask …`: project automation.
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The main job: train `edge` → evaluate → quantise → export ONNX → firmware in QEMU → summary.
+    Run(run::RunArgs),
+    /// Download the official UCI HAR (id 240) and HAPT (id 341) zips, verifying sha256.
+    Data(data::DataArgs),
+    /// Every check CI runs: fmt, clippy, tests, thumb build, firmware golden test in QEMU.
+    Test(test::TestArgs),
+    /// Build the Cortex-M4F firmware (size report vs budget); `--run` runs it in QEMU.
+    Firmware(firmware::FirmwareArgs),
+    /// Quantise a trained run into an int8 blob (`models/NAME.vscq`) and its model card.
+    Quantise(quantise::QuantiseArgs),
+    /// Write the f32 and int8 ONNX encoders of a run or blob (`NAME.f32.onnx`, `NAME.int8.onnx`).
+    ExportOnnx(quantise::ExportOnnxArgs),
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Guest instructions per encode on the emulated Cortex-M4 (QEMU plugin), per MAC.
+    Mcu(firmware::BenchMcuArgs),
+    /// Training throughput (samples/s) of the edge and paper presets on flex.
+    Train(bench::BenchTrainArgs),
+    /// ns per window: edge-runtime int8 vs tract f32 and int8 ONNX, single thread.
+    Encode(onnx::bench::BenchEncodeArgs),
+}
+
+/// The firmware golden check `cargo xtask test` ends with.
+pub fn firmware_golden_check() -> anyhow::Result<()> {
+    firmware::golden_check(&firmware::FirmwareArgs {
+        run: true,
+        golden: true,
+        data: None,
+        model: None,
+        timeout_s: 120,
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Run(args) => run::run(&args),
+        Cmd::Data(args) => data::run(&args),
+        Cmd::Test(args) => test::run(&args),
+        Cmd::Firmware(args) => firmware::run(&args),
+        Cmd::Quantise(args) => quantise::quantise(&args),
+        Cmd::ExportOnnx(args) => quantise::export_onnx(&args),
+        Cmd::Bench { which } => match which {
+            BenchCmd::Mcu(args) => firmware::bench_mcu(&args),
+            BenchCmd::Train(args) => bench::train(&args),
+            BenchCmd::Encode(args) => onnx::bench::run(&args),
+        },
+    }
+}

@@ -1,0 +1,198 @@
+//! `cargo xtask test`: the project's one test entry point (CI calls it through `.ci/run`).
+//!
+//! It installs what it can (rustup target and components, Debian's qemu-system-arm when
+//! root), then runs, in order: format check, clippy with `-D warnings`, a compile of the
+//! GPU feature, every workspace test, the thumbv7em build of edge-runtime, and the firmware
+//! golden test under QEMU. It stops at the first failure and names the step.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+/// The microcontroller target that edge-runtime and the firmware must build for.
+pub const THUMB_TARGET: &str = "thumbv7em-none-eabihf";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct TestArgs {
+    /// Skip `cargo check --features wgpu` (the GPU backend compile takes minutes cold).
+    #[arg(long)]
+    pub skip_gpu_check: bool,
+    /// Skip building and running the firmware under QEMU.
+    #[arg(long)]
+    pub skip_firmware: bool,
+    /// Extra arguments passed to `cargo test` (e.g. a test name filter).
+    #[arg(last = true)]
+    pub cargo_test_args: Vec<String>,
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Runs a command in the workspace root, echoing it, and fails with the step's name.
+pub fn run_step(step: &str, cmd: &mut Command) -> Result<()> {
+    let started = Instant::now();
+    eprintln!("==> [{step}] {cmd:?}");
+    let status = cmd
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("[{step}] could not start {cmd:?}"))?;
+    let secs = started.elapsed().as_secs_f32();
+    if !status.success() {
+        bail!("[{step}] failed ({status}) after {secs:.0} s: {cmd:?}");
+    }
+    eprintln!("<== [{step}] ok in {secs:.0} s");
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Makes sure the thumb target and the rustfmt/clippy components are installed.
+pub fn ensure_rust_tools() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("`rustup` is needed to add the thumbv7em-none-eabihf target")?;
+    if !String::from_utf8_lossy(&installed.stdout).contains(THUMB_TARGET) {
+        run_step(
+            "rustup target",
+            Command::new("rustup").args(["target", "add", THUMB_TARGET]),
+        )?;
+    }
+    for component in ["rustfmt", "clippy"] {
+        let present = Command::new("rustup")
+            .args(["component", "list", "--installed"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(component));
+        if !present {
+            run_step(
+                "rustup component",
+                Command::new("rustup").args(["component", "add", component]),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure `qemu-system-arm` is on PATH, installing Debian's package when root.
+pub fn ensure_qemu() -> Result<()> {
+    if Command::new("qemu-system-arm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Ok(());
+    }
+    if is_root() && Path::new("/usr/bin/apt-get").exists() {
+        run_step("apt-get update", Command::new("apt-get").arg("update"))?;
+        run_step(
+            "apt-get install qemu-system-arm",
+            Command::new("apt-get")
+                .args([
+                    "install",
+                    "-y",
+                    "--no-install-recommends",
+                    "qemu-system-arm",
+                ])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        return Ok(());
+    }
+    bail!(
+        "qemu-system-arm is missing and this user cannot install it; run:\n  \
+         sudo apt-get install -y qemu-system-arm"
+    )
+}
+
+/// Fails early, with the fix, when the data the real-data tests need is absent in CI.
+fn check_data_present() -> Result<()> {
+    let dir = std::env::var_os("VSC_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/data"));
+    let hapt = dir.join("HAPT_RawData.zip");
+    if hapt.exists() || dir.join("HAPT Data Set").exists() {
+        return Ok(());
+    }
+    let msg = format!(
+        "HAPT data not found in {} (set VSC_DATA_DIR to the folder holding \
+         HAPT_RawData.zip, or run `cargo xtask data`)",
+        dir.display()
+    );
+    if in_ci() {
+        bail!("{msg}; CI=true, so a missing dataset is a failure");
+    }
+    eprintln!("note: {msg}; real-data tests will be skipped");
+    Ok(())
+}
+
+pub fn run(args: &TestArgs) -> Result<()> {
+    let started = Instant::now();
+    ensure_rust_tools()?;
+    check_data_present()?;
+
+    run_step("fmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run_step(
+        "fmt firmware",
+        cargo().args([
+            "fmt",
+            "--manifest-path",
+            "firmware-example/Cargo.toml",
+            "--",
+            "--check",
+        ]),
+    )?;
+    run_step(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    if !args.skip_gpu_check {
+        run_step(
+            "gpu feature compiles",
+            cargo().args(["check", "-p", "host-trainer", "--features", "wgpu"]),
+        )?;
+    }
+    let mut test = cargo();
+    test.args(["test", "--workspace"]);
+    if !args.cargo_test_args.is_empty() {
+        test.arg("--").args(&args.cargo_test_args);
+    }
+    run_step("tests", &mut test)?;
+    run_step(
+        "thumb build",
+        cargo().args(["build", "-p", "edge-runtime", "--target", THUMB_TARGET]),
+    )?;
+    if !args.skip_firmware {
+        ensure_qemu()?;
+        crate::firmware_golden_check()?;
+    }
+    eprintln!(
+        "all checks passed in {:.1} min",
+        started.elapsed().as_secs_f32() / 60.0
+    );
+    Ok(())
+}
