@@ -43,13 +43,14 @@
 //!
 //! # Stack
 //! `encode` keeps `x_q: [u8; MAX_INPUT]` (1152 B) and `h_q: [u8; MAX_HIDDEN]` (512 B) on
-//! the stack plus a few scalars; no recursion. `encode_traced` writes into a caller's
-//! [`IntTrace`] (4224 B) instead.
+//! the stack, and with [`Kernel::Packed`] their SMLAD layouts ([`Packed`], 2320 B and
+//! 1040 B, one at a time per stage) plus a few scalars; no recursion. `encode_traced`
+//! writes into a caller's [`IntTrace`] (4224 B) instead of `x_q`/`h_q`.
 
 use core::fmt;
 
 use crate::blob::{LayerView, MAX_HIDDEN, MAX_INPUT, MAX_LATENT, ModelBlob};
-use crate::kernels::Kernel;
+use crate::kernels::{Kernel, Packed, dot_portable, packed_words};
 use crate::preprocess::{ChannelSet, Window};
 
 /// `floor(a·m / 2^s + ½)`, computed as `(a·m + 2^(s−1)) >> s` in i64 (round half up).
@@ -126,6 +127,17 @@ pub fn quantise_input(x: f32, offset: f32, scale: f32) -> u8 {
     let x01 = ((x - offset) * scale).clamp(0.0, 1.0);
     // NaN (only from ∞·0) saturates to 0 in the cast.
     round_half_even_small(x01 * 255.0) as u8
+}
+
+/// [`quantise_input`] with the clamp moved behind the rounding, where it is an integer
+/// saturation (cheaper on a Cortex-M4F, whose FPU has no `min`/`max`). Equal for every
+/// input: on `[0, 1]` both round the same product `v · 255`; for `v > 1` (or +∞) the
+/// rounded product is ≥ 255 (the rounding steps are monotone), for `v < 0` (or −∞) it
+/// is ≤ 0, and NaN converts to 0 — exactly the clamped results 255, 0 and 0.
+#[inline(always)]
+fn quantise_input_fast(x: f32, offset: f32, scale: f32) -> u8 {
+    let t = (x - offset) * scale * 255.0;
+    (round_half_even_small(t) as i32).clamp(0, 255) as u8
 }
 
 /// Errors of [`Encoder::encode`].
@@ -244,12 +256,56 @@ pub struct Encoder<'a> {
     kernel: Kernel,
 }
 
-#[inline(always)]
-fn layer_acc(kernel: Kernel, layer: &LayerView<'_>, r: usize, input: &[u8]) -> i32 {
-    // |dot| < 2²⁶ and |bias| ≤ 2³⁰ (validated): the sum fits i32; wrapping only to rule
-    // out a debug-build panic on principle.
-    kernel.dot(input, layer.row(r)).wrapping_add(layer.bias(r))
+/// A layer's input in the form the encoder's kernel reads.
+enum LayerInput<'x> {
+    Bytes(&'x [u8]),
+    Packed(Packed<'x>),
 }
+
+impl LayerInput<'_> {
+    /// Calls `f(r, acc_r)` for every row `r` of `rows` (in order, `Packed` in pairs),
+    /// `acc_r = Σ_i x[i] · w[r][i] + bias[r]`. |dot| < 2²⁶ and |bias| ≤ 2³⁰ (validated):
+    /// the sum fits i32; the kernels add wrapping only to rule out a debug-build panic.
+    /// One out-of-line instance (dynamic `rows` and `f`) keeps the firmware small; the
+    /// indirect calls cost a few instructions per row, not per MAC.
+    #[inline(never)]
+    fn accumulate(
+        &self,
+        layer: &LayerView<'_>,
+        rows: &mut dyn Iterator<Item = usize>,
+        f: &mut dyn FnMut(usize, i32),
+    ) {
+        match self {
+            LayerInput::Bytes(x) => {
+                for r in rows {
+                    f(r, dot_portable(x, layer.row(r)).wrapping_add(layer.bias(r)));
+                }
+            }
+            LayerInput::Packed(p) => {
+                let mut pending = None;
+                for r in rows {
+                    if let Some(a) = pending.take() {
+                        let (acc_a, acc_r) =
+                            p.dot2(layer.row(a), layer.row(r), (layer.bias(a), layer.bias(r)));
+                        f(a, acc_a);
+                        f(r, acc_r);
+                    } else {
+                        pending = Some(r);
+                    }
+                }
+                if let Some(a) = pending {
+                    // An odd row out runs as a pair with itself (the fast loop).
+                    let bias = layer.bias(a);
+                    f(a, p.dot2(layer.row(a), layer.row(a), (bias, bias)).0);
+                }
+            }
+        }
+    }
+}
+
+/// Packed-input buffer sizes.
+const INPUT_WORDS: usize = packed_words(MAX_INPUT);
+const HIDDEN_WORDS: usize = packed_words(MAX_HIDDEN);
 
 impl<'a> Encoder<'a> {
     /// An encoder using the kernel for the compilation target ([`Kernel::for_target`]).
@@ -313,6 +369,7 @@ impl<'a> Encoder<'a> {
         Ok(())
     }
 
+    #[inline(never)]
     fn input_stage(
         &self,
         window_raw: &[f32],
@@ -338,12 +395,13 @@ impl<'a> Encoder<'a> {
         {
             let s = self.blob.scaling(c);
             for (q, &x) in q_row.iter_mut().zip(raw_row) {
-                *q = quantise_input(x, s.offset, s.scale);
+                *q = quantise_input_fast(x, s.offset, s.scale);
             }
         }
         Ok(())
     }
 
+    #[inline(never)]
     fn hidden_stage(
         &self,
         x_q: &[u8; MAX_INPUT],
@@ -356,16 +414,24 @@ impl<'a> Encoder<'a> {
         if let Some(a) = acc_out.as_deref_mut() {
             a.fill(0);
         }
-        for (r, h) in h_q.iter_mut().enumerate().take(layer.rows) {
-            let acc = layer_acc(self.kernel, layer, r, input);
+        let mut buf = [0u32; INPUT_WORDS];
+        let input = match self.kernel {
+            Kernel::Portable => LayerInput::Bytes(input),
+            Kernel::Packed => LayerInput::Packed(Packed::new(input, &mut buf)),
+        };
+        let rows = layer.rows.min(MAX_HIDDEN);
+        input.accumulate(layer, &mut (0..rows), &mut |r, acc| {
             if let Some(slot) = acc_out.as_deref_mut().and_then(|a| a.get_mut(r)) {
                 *slot = acc;
             }
             let q = requant(acc.max(0), layer.multiplier(r), layer.shift(r));
-            *h = q.min(255) as u8;
-        }
+            if let Some(h) = h_q.get_mut(r) {
+                *h = q.min(255) as u8;
+            }
+        });
     }
 
+    #[inline(never)]
     fn head_stage(
         &self,
         h_q: &[u8; MAX_HIDDEN],
@@ -383,31 +449,45 @@ impl<'a> Encoder<'a> {
             m.fill(0);
             g.fill(0);
         }
-        for j in 0..gamma.rows.min(MAX_LATENT) {
-            let acc_g = layer_acc(self.kernel, gamma, j, input);
-            let traced_mu = acc_out.as_mut().map(|(m, g)| {
-                let acc_mu = layer_acc(self.kernel, mu, j, input);
-                if let (Some(ms), Some(gs)) = (m.get_mut(j), g.get_mut(j)) {
-                    *ms = acc_mu;
-                    *gs = acc_g;
+        let mut buf = [0u32; HIDDEN_WORDS];
+        let input = match self.kernel {
+            Kernel::Portable => LayerInput::Bytes(input),
+            Kernel::Packed => LayerInput::Packed(Packed::new(input, &mut buf)),
+        };
+        let latent = gamma.rows.min(MAX_LATENT);
+        let mut acc_g = [0i32; MAX_LATENT];
+        input.accumulate(gamma, &mut (0..latent), &mut |j, acc| {
+            if let Some(slot) = acc_g.get_mut(j) {
+                *slot = acc;
+            }
+        });
+        for (j, &acc) in acc_g.iter().enumerate().take(latent) {
+            if acc > gamma.threshold(j) {
+                out.spike_bits |= 1u64 << j;
+                let v_q = requant(acc, gamma.multiplier(j), gamma.shift(j));
+                if let Some(g) = out.gamma_q15.get_mut(j) {
+                    *g = exp_q15(v_q);
                 }
-                acc_mu
-            });
-            if acc_g <= gamma.threshold(j) {
-                continue;
             }
-            // Active: the μ dot product is only computed here (sparse saving).
-            let acc_mu = traced_mu.unwrap_or_else(|| layer_acc(self.kernel, mu, j, input));
-            out.spike_bits |= 1u64 << j;
-            let v_q = requant(acc_g, gamma.multiplier(j), gamma.shift(j));
-            if let Some(g) = out.gamma_q15.get_mut(j) {
-                *g = exp_q15(v_q);
+        }
+        let spikes = out.spike_bits;
+        // The μ dot product only for active dims (sparse saving), for all when traced.
+        let traced = acc_out.is_some();
+        let mut mu_rows = (0..latent).filter(|&j| traced || spikes & (1u64 << j) != 0);
+        input.accumulate(mu, &mut mu_rows, &mut |j, acc_mu| {
+            if let Some((m, g)) = acc_out.as_mut()
+                && let (Some(ms), Some(gs), Some(&a)) = (m.get_mut(j), g.get_mut(j), acc_g.get(j))
+            {
+                *ms = acc_mu;
+                *gs = a;
             }
-            if let Some(m) = out.mu_q.get_mut(j) {
+            if spikes & (1u64 << j) != 0
+                && let Some(m) = out.mu_q.get_mut(j)
+            {
                 *m = requant(acc_mu, mu.multiplier(j), mu.shift(j))
                     .clamp(i16::MIN as i64, i16::MAX as i64) as i16;
             }
-        }
+        });
     }
 }
 
@@ -465,5 +545,57 @@ mod tests {
             (0.4f32 * 255.0).round() as u8
         );
         assert_eq!(quantise_input(f32::MAX, -f32::MAX, 0.0), 0);
+    }
+
+    #[test]
+    fn fast_input_quantisation_equals_the_reference() {
+        let specials = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.5 / 255.0,
+            1.5 / 255.0,
+            254.5 / 255.0,
+            1.0 + f32::EPSILON,
+            f32::MAX,
+            -f32::MAX,
+            f32::MIN_POSITIVE,
+            1e30,
+            -1e30,
+            4_194_304.0,
+            8_388_607.5,
+        ];
+        let mut state = 0x1234_5678u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        for &x in &specials {
+            for &(offset, scale) in &[(0.0, 1.0), (-f32::MAX, 1.0), (0.25, 0.0), (1.0, 3.0)] {
+                assert_eq!(
+                    quantise_input_fast(x, offset, scale),
+                    quantise_input(x, offset, scale),
+                    "{x} {offset} {scale}"
+                );
+            }
+        }
+        for _ in 0..200_000 {
+            // Finite values of every magnitude (random bit patterns) and values near [0, 1].
+            let x = f32::from_bits(next());
+            let near = (next() % 100_000) as f32 / 50_000.0 - 0.5;
+            let scale = [1.0, 0.37, 1e-3, 3.0e5][next() as usize % 4];
+            for x in [x, near] {
+                if x.is_finite() {
+                    assert_eq!(
+                        quantise_input_fast(x, -0.2, scale),
+                        quantise_input(x, -0.2, scale),
+                        "{x} {scale}"
+                    );
+                }
+            }
+        }
     }
 }

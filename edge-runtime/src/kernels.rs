@@ -12,6 +12,16 @@
 //!   intrinsics are not stable, and the `dsp` target feature cannot be tested in
 //!   `cfg` on stable Rust), so the same code runs — and is tested — on the host.
 //!
+//! The encoder's `Packed` path goes further ([`Packed`], [`Packed::dot2`]): each layer
+//! input is packed once into 16-bit lane pairs, so per 4 weights only the weight word
+//! is split, and two rows share every input load. With `dsp` on `target_arch = "arm"`
+//! its inner loop is assembly (`smlad_groups`): per 8 columns one `LDM` of inputs, per
+//! row one `LDRD` (two `LDR` for rows that are not word-aligned) of weights, 2 `SXTB16`,
+//! 2 `SXTB16 … ROR #8` and 4 `SMLAD`: 78 instructions per 64 MACs. Its result is checked
+//! on the host against the same packing in plain Rust only indirectly (the host cannot
+//! run it): `cargo xtask firmware --golden` compares the device's frames with the
+//! host's.
+//!
 //! [`Kernel::for_target`] picks `Packed` on `target_arch = "arm"` and `Portable`
 //! elsewhere. On thumbv7em LLVM compiles the plain-Rust lane arithmetic to `SMLABB`
 //! (one 16-bit MAC per instruction). With the crate feature `dsp` on `target_arch =
@@ -51,17 +61,29 @@ impl Kernel {
     pub fn dot(self, x: &[u8], w: &[u8]) -> i32 {
         match self {
             Kernel::Portable => dot_portable(x, w),
-            Kernel::Packed => dot_packed(x, w),
+            Kernel::Packed => dot_via_packed(x, w),
         }
     }
 }
 
 /// Reference kernel: `Σ x[i] · (w[i] as i8)` over the common length.
-#[inline]
+#[inline(never)]
 pub fn dot_portable(x: &[u8], w: &[u8]) -> i32 {
     x.iter().zip(w).fold(0i32, |acc, (&a, &b)| {
         acc.wrapping_add(a as i32 * (b as i8) as i32)
     })
+}
+
+/// [`Kernel::Packed`] on plain slices: packs `x` in chunks of [`crate::blob::MAX_INPUT`]
+/// columns and runs [`Packed::dot2`] (the encoder's path) on each.
+fn dot_via_packed(x: &[u8], w: &[u8]) -> i32 {
+    const CHUNK: usize = crate::blob::MAX_INPUT;
+    let mut buf = [0u32; packed_words(CHUNK)];
+    x.chunks(CHUNK)
+        .zip(w.chunks(CHUNK))
+        .fold(0i32, |acc, (xc, wc)| {
+            Packed::new(xc, &mut buf).dot2(wc, wc, (acc, 0)).0
+        })
 }
 
 /// Zero-extends bytes 0 and 2 of `word` into two 16-bit lanes (`UXTB16`).
@@ -139,6 +161,248 @@ pub fn dot_packed(x: &[u8], w: &[u8]) -> i32 {
     acc.wrapping_add(dot_portable(xs.remainder(), ws.remainder()))
 }
 
+/// Columns per iteration of the grouped two-row loop ([`Packed::dot2`]).
+pub const GROUP_COLS: usize = 32;
+/// Words after the grouped part of a packed input: the end marker and three words that
+/// the loop's look-ahead load reads.
+const END_WORDS: usize = 4;
+/// The end marker; no packed word equals it (lanes hold 0..=255).
+const END_MARK: u32 = u32::MAX;
+
+/// Words of a [`Packed`] buffer for up to `cols` inputs.
+pub const fn packed_words(cols: usize) -> usize {
+    cols.div_ceil(4) * 2 + END_WORDS
+}
+
+/// An input vector `x` (u8) laid out for `SMLAD`: every group of four inputs
+/// `(x0, x1, x2, x3)` becomes the two words `x0 | x2 << 16` and `x1 | x3 << 16`, the
+/// 16-bit lanes that `SXTB16` and `SXTB16 … ROR #8` make of four weight bytes. The first
+/// `GROUP_COLS · ⌊cols / GROUP_COLS⌋` columns come first, then four words
+/// starting with the end marker (it stops the assembly loop without a counter register),
+/// then the remaining columns (zero-padded to four). Packed once per layer input and
+/// shared by every row.
+#[derive(Clone, Copy, Debug)]
+pub struct Packed<'a> {
+    words: &'a [u32],
+    cols: usize,
+}
+
+impl<'a> Packed<'a> {
+    /// Packs `x` into `buf`; inputs beyond the capacity of `buf` are dropped.
+    #[inline(never)]
+    pub fn new(x: &[u8], buf: &'a mut [u32]) -> Packed<'a> {
+        let capacity = buf.len().saturating_sub(END_WORDS) / 2 * 4;
+        let cols = x.len().min(capacity);
+        let x = x.get(..cols).unwrap_or(&[]);
+        let grouped = cols / GROUP_COLS * GROUP_COLS;
+        let (head, tail) = x.split_at(grouped);
+        let mut out = buf.iter_mut();
+        let mut put = |a: u32, b: u32| {
+            if let (Some(p), Some(q)) = (out.next(), out.next()) {
+                (*p, *q) = (a, b);
+            }
+        };
+        for c in head.chunks_exact(4) {
+            let w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            put(uxtb16(w), uxtb16(w >> 8));
+        }
+        put(END_MARK, 0);
+        put(0, 0);
+        for c in tail.chunks(4) {
+            let mut b = [0u8; 4];
+            b[..c.len()].copy_from_slice(c);
+            let w = u32::from_le_bytes(b);
+            put(uxtb16(w), uxtb16(w >> 8));
+        }
+        Packed { words: buf, cols }
+    }
+
+    /// Number of inputs.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The two words of 4-column block `block` (zero past the end).
+    #[inline(always)]
+    fn block(&self, block: usize) -> (u32, u32) {
+        let grouped_blocks = self.cols / GROUP_COLS * (GROUP_COLS / 4);
+        let at = if block < grouped_blocks {
+            2 * block
+        } else {
+            2 * block + END_WORDS
+        };
+        (
+            self.words.get(at).copied().unwrap_or(0),
+            self.words.get(at + 1).copied().unwrap_or(0),
+        )
+    }
+
+    /// `acc + Σ x[i] · w[i]` over 4-column blocks `from_block..` (plain Rust with
+    /// single SMLAD steps).
+    #[inline(never)]
+    fn dot_from(&self, w: &[u8], from_block: usize, mut acc: i32) -> i32 {
+        let n = self.cols.min(w.len());
+        let w = w.get(..n).unwrap_or(&[]);
+        let mut chunks = w.chunks_exact(4);
+        for (b, c) in (from_block..).zip((&mut chunks).skip(from_block)) {
+            let ww = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            let (x02, x13) = self.block(b);
+            acc = smlad_step(sxtb16(ww), x02, acc);
+            acc = smlad_step(sxtb16(ww >> 8), x13, acc);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() && n / 4 >= from_block {
+            let ww = rest
+                .iter()
+                .rev()
+                .fold(0u32, |word, &byte| (word << 8) | byte as u32);
+            let (x02, x13) = self.block(n / 4);
+            acc = smlad_step(sxtb16(ww), x02, acc);
+            acc = smlad_step(sxtb16(ww >> 8), x13, acc);
+        }
+        acc
+    }
+
+    /// `acc + Σ x[i] · (w[i] as i8)` over the common length.
+    pub fn dot(&self, w: &[u8], acc: i32) -> i32 {
+        self.dot_from(w, 0, acc)
+    }
+
+    /// Two rows at once: `(acc0 + x·w0, acc1 + x·w1)`, each over its common length.
+    /// On `target_arch = "arm"` with the `dsp` feature the grouped columns run in the
+    /// assembly loop `smlad_groups`.
+    #[inline(never)]
+    pub fn dot2(&self, w0: &[u8], w1: &[u8], acc: (i32, i32)) -> (i32, i32) {
+        #[cfg(all(target_arch = "arm", feature = "dsp"))]
+        let (acc, from_block) = {
+            let groups = self.cols / GROUP_COLS;
+            match smlad_groups(self.words, groups, w0, w1, acc) {
+                Some(grouped) => (grouped, groups * (GROUP_COLS / 4)),
+                None => (acc, 0),
+            }
+        };
+        #[cfg(not(all(target_arch = "arm", feature = "dsp")))]
+        let from_block = 0;
+        if from_block * 4 >= self.cols {
+            return acc;
+        }
+        (
+            self.dot_from(w0, from_block, acc.0),
+            self.dot_from(w1, from_block, acc.1),
+        )
+    }
+}
+
+/// The grouped loop of [`smlad_groups`] for one way of loading 8 weight bytes of a row
+/// (`$load0`, `$load1`: into `r5`, `r12`, advancing `r3` resp. `r4` by 8).
+#[cfg(all(target_arch = "arm", feature = "dsp"))]
+macro_rules! smlad_loop {
+    ($x:expr, $w0:expr, $w1:expr, $a0:ident, $a1:ident, $load0:literal, $load1:literal) => {
+        core::arch::asm!(
+            "ldm r2!, {{r8-r11}}",
+            "2:",
+            ".rept 4",
+            $load0,
+            "sxtb16 lr, r5",
+            "smlad r0, lr, r8, r0",
+            "sxtb16 r5, r5, ror #8",
+            "smlad r0, r5, r9, r0",
+            "sxtb16 lr, r12",
+            "smlad r0, lr, r10, r0",
+            "sxtb16 r12, r12, ror #8",
+            "smlad r0, r12, r11, r0",
+            $load1,
+            "sxtb16 lr, r5",
+            "smlad r1, lr, r8, r1",
+            "sxtb16 r5, r5, ror #8",
+            "smlad r1, r5, r9, r1",
+            "sxtb16 lr, r12",
+            "smlad r1, lr, r10, r1",
+            "sxtb16 r12, r12, ror #8",
+            "smlad r1, r12, r11, r1",
+            "ldm r2!, {{r8-r11}}",
+            ".endr",
+            "cmn r8, #1",
+            "bne 2b",
+            inout("r0") $a0,
+            inout("r1") $a1,
+            inout("r2") $x => _,
+            inout("r3") $w0 => _,
+            inout("r4") $w1 => _,
+            out("r5") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+            options(readonly, nostack),
+        )
+    };
+}
+
+/// The grouped part of [`Packed::dot2`] in assembly. Per 8 columns: one `LDM` of 4 input
+/// words shared by both rows; per row one `LDRD` of 8 weight bytes (two `LDR`s when a
+/// row is not word-aligned, as in a blob embedded at an odd address), 2 `SXTB16`,
+/// 2 `SXTB16 … ROR #8` and 4 `SMLAD`. `None` (nothing computed) unless `groups ≥ 1`,
+/// both rows hold `32 · groups` bytes and the end marker sits at word `16 · groups`.
+#[cfg(all(target_arch = "arm", feature = "dsp"))]
+#[inline(never)]
+#[allow(unsafe_code)]
+fn smlad_groups(
+    x: &[u32],
+    groups: usize,
+    w0: &[u8],
+    w1: &[u8],
+    acc: (i32, i32),
+) -> Option<(i32, i32)> {
+    let grouped_cols = groups * GROUP_COLS;
+    let end = groups * (GROUP_COLS / 2);
+    if groups == 0
+        || w0.len() < grouped_cols
+        || w1.len() < grouped_cols
+        || x.len() < end + END_WORDS
+        || x.get(end) != Some(&END_MARK)
+    {
+        return None;
+    }
+    let (mut a0, mut a1) = acc;
+    let aligned = (w0.as_ptr() as usize | w1.as_ptr() as usize).is_multiple_of(4);
+    let (xp, p0, p1) = (x.as_ptr(), w0.as_ptr(), w1.as_ptr());
+    // SAFETY: the loop reads input words from `x` until the first group start holding
+    // the end marker, which is at word `end` or before (checked above), plus the three
+    // words after it (`x.len() ≥ end + 4`), and at most `grouped_cols` bytes from each of
+    // `w0` and `w1` (checked). `x` is `[u32]` (word-aligned for `LDM`); `LDRD` is used
+    // only on word-aligned rows, else `LDR`, which ARMv7-M allows unaligned. It writes no
+    // memory and no stack; every register it changes is an output or clobber. SXTB16 and
+    // SMLAD need the DSP extension, which the `dsp` feature promises. SMLAD may set the
+    // sticky Q flag (unreachable sums); flags are not declared preserved.
+    unsafe {
+        if aligned {
+            smlad_loop!(
+                xp,
+                p0,
+                p1,
+                a0,
+                a1,
+                "ldrd r5, r12, [r3], #8",
+                "ldrd r5, r12, [r4], #8"
+            );
+        } else {
+            smlad_loop!(
+                xp,
+                p0,
+                p1,
+                a0,
+                a1,
+                "ldr r5, [r3], #4\nldr r12, [r3], #4",
+                "ldr r5, [r4], #4\nldr r12, [r4], #4"
+            );
+        }
+    }
+    Some((a0, a1))
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -190,7 +454,50 @@ mod tests {
         check_all_kernels(&[1, 2], &[0xFF; 9]);
     }
 
+    /// `Packed::dot2` on two different rows (any length, any byte offset of the rows, with
+    /// and without grouped columns) equals the portable kernel row by row.
+    fn check_dot2(x: &[u8], w0: &[u8], w1: &[u8], acc: (i32, i32)) {
+        let mut buf = [0u32; packed_words(crate::blob::MAX_INPUT)];
+        let packed = Packed::new(x, &mut buf);
+        assert_eq!(packed.cols(), x.len());
+        let got = packed.dot2(w0, w1, acc);
+        let want = (
+            acc.0.wrapping_add(dot_portable(x, w0)),
+            acc.1.wrapping_add(dot_portable(x, w1)),
+        );
+        assert_eq!(got, want, "len {} / {} / {}", x.len(), w0.len(), w1.len());
+        assert_eq!(packed.dot(w0, acc.0), want.0);
+    }
+
+    #[test]
+    fn two_row_kernel_at_every_length_and_offset() {
+        let bytes: std::vec::Vec<u8> = (0..400u32).map(|i| (i * 97 + 13) as u8).collect();
+        for len in [0, 1, 3, 4, 7, 31, 32, 33, 63, 64, 65, 100, 128, 129] {
+            let x: std::vec::Vec<u8> = (0..len as u32).map(|i| (i * 31 + 7) as u8).collect();
+            for offset in 0..4 {
+                let w0 = &bytes[offset..offset + len];
+                let w1 = &bytes[200 + offset..200 + offset + len];
+                check_dot2(&x, w0, w1, (5, -7));
+                // Shorter rows: the common length counts.
+                check_dot2(&x, &w0[..len / 2], w1, (0, 0));
+            }
+        }
+        let n = crate::blob::MAX_INPUT;
+        check_dot2(&vec![255; n], &vec![0x80; n], &vec![0x7F; n], (0, 0));
+    }
+
     proptest! {
+        #[test]
+        fn two_row_kernel_agrees_on_random_rows(
+            rows in proptest::collection::vec(any::<(u8, u8, u8)>(), 0..300),
+            acc in any::<(i32, i32)>(),
+        ) {
+            let x: std::vec::Vec<u8> = rows.iter().map(|r| r.0).collect();
+            let w0: std::vec::Vec<u8> = rows.iter().map(|r| r.1).collect();
+            let w1: std::vec::Vec<u8> = rows.iter().map(|r| r.2).collect();
+            check_dot2(&x, &w0, &w1, acc);
+        }
+
         #[test]
         fn kernels_agree_on_random_vectors(pairs in proptest::collection::vec(any::<(u8, u8)>(), 0..600)) {
             let (x, w): (std::vec::Vec<u8>, std::vec::Vec<u8>) = pairs.into_iter().unzip();

@@ -3,8 +3,9 @@
 //!
 //! `#![no_std]`, no `alloc`: every buffer has a capacity fixed at compile time.
 #![no_std]
-// `deny`, not `forbid`: the one `unsafe` block is the optional SMLAD kernel
-// (`kernels::smlad_step`, feature `dsp`), allowed there with a SAFETY comment.
+// `deny`, not `forbid`: the only `unsafe` blocks are the optional SMLAD kernels
+// (`kernels::smlad_step` and `kernels::smlad_groups`, feature `dsp`, ARM only), each
+// allowed locally with a SAFETY comment.
 #![deny(unsafe_code)]
 
 #[cfg(feature = "std")]

@@ -20,8 +20,14 @@ use panic_semihosting as _;
 
 /// Raw MPU-6050 register values of a HAPT excerpt (written by `cargo xtask firmware`).
 static EXCERPT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/excerpt.bin"));
-/// The int8 model blob, read in place from flash.
-static MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model.vscq"));
+/// Word alignment for data read in place from flash.
+#[repr(C, align(4))]
+struct Aligned<T: ?Sized>(T);
+/// The int8 model blob, read in place from flash. Word-aligned so the SMLAD kernel can
+/// load weight rows with LDRD (the blob parser itself accepts any address).
+static MODEL_ALIGNED: &Aligned<[u8]> =
+    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.vscq")));
+static MODEL: &[u8] = &MODEL_ALIGNED.0;
 
 /// Start and end markers of one encode, for `cargo xtask bench mcu`: a QEMU plugin counts
 /// the guest instructions executed between the first instructions of these two functions.
