@@ -22,7 +22,7 @@ use crate::model::{LossParts, ModelKind, StepNoise, TrainConfig, VscNet};
 use checkpoint::{CheckpointState, RngState};
 use metrics::{MetricsWriter, StepMetrics};
 pub use scaling::{ChannelScaling, InputScaling};
-pub use trained::{Codes, EvalSummary, F32EncoderWeights, PriorSelection, TrainedModel};
+pub use trained::{Codes, EvalSummary, PriorSelection, TrainedModel};
 
 /// File names inside a run directory.
 pub const CONFIG_FILE: &str = "config.toml";

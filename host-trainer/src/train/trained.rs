@@ -54,24 +54,6 @@ pub struct EvalSummary {
     pub mean_gamma: f64,
 }
 
-/// Plain f32 encoder weights, layout `[out][in]` row-major (as `edge_runtime::F32Encoder`),
-/// for models whose inputs are not HAR windows.
-#[derive(Clone, Debug, PartialEq)]
-pub struct F32EncoderWeights {
-    pub input_dim: usize,
-    pub hidden_dim: usize,
-    pub latent_dim: usize,
-    pub w1: Vec<f32>,
-    pub b1: Vec<f32>,
-    pub w_mu: Vec<f32>,
-    pub b_mu: Vec<f32>,
-    pub w_logvar: Vec<f32>,
-    pub b_logvar: Vec<f32>,
-    pub w_gamma: Vec<f32>,
-    pub b_gamma: Vec<f32>,
-    pub scaling: InputScaling,
-}
-
 /// A trained model loaded from a run directory (inference only, no autodiff).
 #[derive(Debug)]
 pub struct TrainedModel {
@@ -284,9 +266,9 @@ impl TrainedModel {
     }
 
     /// The edge runtime's f32 reference encoder (HAR models only: needs the channel set and
-    /// per-channel scaling). For the Gaussian baselines the γ head is zero (always active).
+    /// per-channel scaling), weights `[out][in]` row-major. For the Gaussian baselines the
+    /// γ head is a zero matrix with bias 0 (log γ = 0, always active).
     pub fn to_f32_encoder(&self) -> Result<edge_runtime::F32Encoder, TrainError> {
-        let w = self.to_f32_weights();
         let InputScaling::HarChannels {
             channel_bits,
             scaling,
@@ -294,33 +276,13 @@ impl TrainedModel {
         } = &self.meta.scaling
         else {
             return Err(TrainError::BadConfig(
-                "to_f32_encoder needs a HAR model (per-channel scaling); use to_f32_weights".into(),
+                "to_f32_encoder needs a HAR model (per-channel scaling)".into(),
             ));
         };
         let channels =
             edge_runtime::preprocess::ChannelSet::from_bits(*channel_bits).ok_or_else(|| {
                 TrainError::BadConfig(format!("invalid channel bits {channel_bits:#x}"))
             })?;
-        Ok(edge_runtime::F32Encoder {
-            input_dim: w.input_dim,
-            hidden_dim: w.hidden_dim,
-            latent_dim: w.latent_dim,
-            w1: w.w1,
-            b1: w.b1,
-            w_mu: w.w_mu,
-            b_mu: w.b_mu,
-            w_logvar: w.w_logvar,
-            b_logvar: w.b_logvar,
-            w_gamma: w.w_gamma,
-            b_gamma: w.b_gamma,
-            channels,
-            scaling: scaling.clone(),
-        })
-    }
-
-    /// Encoder weights as plain f32 arrays (any input scaling). For the Gaussian
-    /// baselines the γ head is a zero matrix with bias 0 (log γ = 0, always active).
-    pub fn to_f32_weights(&self) -> F32EncoderWeights {
         let cfg = self.model_config();
         let enc = &self.net.encoder;
         let (w1, b1) = enc.hidden.to_out_in();
@@ -333,7 +295,7 @@ impl TrainedModel {
                 vec![0.0; cfg.latent_dim],
             ),
         };
-        F32EncoderWeights {
+        Ok(edge_runtime::F32Encoder {
             input_dim: cfg.input_dim,
             hidden_dim: cfg.hidden_dim,
             latent_dim: cfg.latent_dim,
@@ -345,32 +307,8 @@ impl TrainedModel {
             b_logvar,
             w_gamma,
             b_gamma,
-            scaling: self.meta.scaling.clone(),
-        }
-    }
-}
-
-impl F32EncoderWeights {
-    /// Reference forward pass on one [0, 1]-scaled row: (μ, log σ², log γ).
-    pub fn forward01(&self, x01: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-        let dense = |w: &[f32], b: &[f32], x: &[f32], n_out: usize| -> Vec<f32> {
-            (0..n_out)
-                .map(|o| {
-                    let row = &w[o * x.len()..(o + 1) * x.len()];
-                    b[o] + row.iter().zip(x).map(|(a, b)| a * b).sum::<f32>()
-                })
-                .collect()
-        };
-        let h: Vec<f32> = dense(&self.w1, &self.b1, x01, self.hidden_dim)
-            .into_iter()
-            .map(|v| v.max(0.0))
-            .collect();
-        let mu = dense(&self.w_mu, &self.b_mu, &h, self.latent_dim);
-        let lv = dense(&self.w_logvar, &self.b_logvar, &h, self.latent_dim);
-        let lg = dense(&self.w_gamma, &self.b_gamma, &h, self.latent_dim)
-            .into_iter()
-            .map(|v| v.min(0.0))
-            .collect();
-        (mu, lv, lg)
+            channels,
+            scaling: scaling.clone(),
+        })
     }
 }
