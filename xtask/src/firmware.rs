@@ -521,7 +521,7 @@ pub fn run_qemu(timeout_s: u64, extra: &[String]) -> Result<QemuRun> {
 }
 
 /// The `vsc-fw: stack used N bytes` line of the firmware's log.
-fn stack_from_log(stderr: &str) -> Option<u64> {
+pub fn stack_from_log(stderr: &str) -> Option<u64> {
     BufReader::new(stderr.as_bytes())
         .lines()
         .map_while(Result::ok)

@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Data(args) => data::run(&args),
         Cmd::Test(args) => test::run(&args),
         Cmd::Firmware(args) => firmware::run(&args),
-        Cmd::Quantise(args) => quantise::quantise(&args),
+        Cmd::Quantise(args) => quantise::quantise(&args).map(|_| ()),
         Cmd::ExportOnnx(args) => quantise::export_onnx(&args),
         Cmd::Bench { which } => match which {
             BenchCmd::Mcu(args) => firmware::bench_mcu(&args),

@@ -252,9 +252,19 @@ fn agreement(c: &CodePair) -> Agreement {
 }
 
 /// Test accuracy of a linear probe on sparse codes, f32 and int8.
-struct ProbeNumbers {
-    f32_accuracy: f64,
-    int8_accuracy: f64,
+pub struct ProbeNumbers {
+    pub f32_accuracy: f64,
+    pub int8_accuracy: f64,
+}
+
+/// What `quantise` measured, for callers that report it (the main job's summary).
+pub struct QuantiseReport {
+    /// Spike-bit agreement int8 vs f32 on the test windows.
+    pub spike_agreement: f64,
+    /// Linear-probe test accuracy on both sparse codes (absent with `--no-probe`).
+    pub probe: Option<ProbeNumbers>,
+    pub blob_bytes: usize,
+    pub weight_bytes: usize,
 }
 
 fn probes(
@@ -424,7 +434,7 @@ fn pass(ok: bool) -> &'static str {
 }
 
 /// `cargo xtask quantise`.
-pub fn quantise(args: &QuantiseArgs) -> Result<()> {
+pub fn quantise(args: &QuantiseArgs) -> Result<QuantiseReport> {
     let run = load_run(&args.run_dir, args.data.as_deref(), args.transitions)?;
     let enc = &run.encoder;
     let calib = calibration_set(&run.train, args.calibration_windows);
@@ -504,7 +514,12 @@ pub fn quantise(args: &QuantiseArgs) -> Result<()> {
             .map_or_else(String::new, |w| format!(" (first mismatch: window {w})")),
         f32_diff
     );
-    Ok(())
+    Ok(QuantiseReport {
+        spike_agreement: test_agree.spike_agreement,
+        probe,
+        blob_bytes: blob_bytes.len(),
+        weight_bytes: params.weight_bytes(),
+    })
 }
 
 struct ModelCardInput<'a> {

@@ -15,28 +15,22 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
-use edge_runtime::F32Encoder;
-use edge_runtime::blob::ModelBlob;
-use edge_runtime::encoder::{Encoder, SparseCode};
 use edge_runtime::frame::Frame;
 use edge_runtime::preprocess::{ChannelSet, WINDOW_LEN};
 use host_trainer::cli::train::override_steps;
 use host_trainer::data::scaling::scaled;
 use host_trainer::data::{HarWindows, WindowConfig, fit_scaling, load_har_windows};
 use host_trainer::eval::pipeline::{EvalMetrics, EvalOptions, evaluate_run};
-use host_trainer::eval::probe::{ProbeConfig, run_probe};
 use host_trainer::model::TrainConfig;
 use host_trainer::train::{
-    CONFIG_FILE, FINAL_MODEL_FILE, InputScaling, RunMeta, TrainData, TrainOptions, TrainedModel,
-    checkpoint, device_from_name, train,
+    CONFIG_FILE, FINAL_MODEL_FILE, InputScaling, RunMeta, TrainData, TrainOptions, checkpoint,
+    device_from_name, train,
 };
 
 use crate::firmware::{self, FirmwareArgs};
 use crate::quantise::{self, ExportOnnxArgs, QuantiseArgs};
 use crate::test::workspace_root;
 
-/// γ threshold of an active dimension (as `host_trainer::api::SPIKE_THRESHOLD`).
-const SPIKE_THRESHOLD: f32 = 0.5;
 /// The preset the main job trains: the microcontroller-sized encoder.
 const PRESET: &str = "edge";
 /// Its input channels: total and body acceleration (boards without a gyroscope work too).
@@ -272,112 +266,13 @@ fn probe_accuracy(m: &EvalMetrics, features: &str) -> Option<f64> {
         .map(|p| p.test.accuracy)
 }
 
-/// Sparse codes μ ⊙ 1[γ > ½] (rows × J) and spike bits of every window, f32 and int8.
-struct Codes {
-    f32_code: Vec<f32>,
-    f32_spike: Vec<bool>,
-    int8_code: Vec<f32>,
-    int8_spike: Vec<bool>,
-}
-
-fn codes(enc: &F32Encoder, blob: ModelBlob<'_>, w: &HarWindows) -> Result<Codes> {
-    let j = enc.latent_dim;
-    let int8 = Encoder::new(blob);
-    let n = w.len() * j;
-    let mut c = Codes {
-        f32_code: Vec::with_capacity(n),
-        f32_spike: Vec::with_capacity(n),
-        int8_code: Vec::with_capacity(n),
-        int8_spike: Vec::with_capacity(n),
-    };
-    let mut code = SparseCode::default();
-    for i in 0..w.len() {
-        let x = w.window(i);
-        let (mu, _, log_gamma) = enc.forward(x);
-        for (m, lg) in mu.iter().zip(&log_gamma) {
-            let on = lg.exp() > SPIKE_THRESHOLD;
-            c.f32_spike.push(on);
-            c.f32_code.push(if on { *m } else { 0.0 });
-        }
-        int8.encode(x, &mut code)
-            .map_err(|e| anyhow::anyhow!("int8 encoder on window {i}: {e}"))?;
-        for k in 0..j {
-            c.int8_spike.push(code.is_active(k));
-            c.int8_code.push(code.mu(k));
-        }
-    }
-    Ok(c)
-}
-
-/// int8-vs-f32 numbers of the summary.
+/// int8-vs-f32 numbers of the summary, as `cargo xtask quantise` measured them.
 struct Int8Check {
     spike_agreement: f64,
     probe_f32: f64,
     probe_int8: f64,
     blob_bytes: usize,
     weight_bytes: usize,
-}
-
-/// Encodes both splits with the f32 reference encoder and the int8 blob; spike-bit
-/// agreement on the test split and linear-probe test accuracy on both sparse codes.
-fn int8_check(
-    run_dir: &Path,
-    blob_path: &Path,
-    train_w: &HarWindows,
-    test_w: &HarWindows,
-) -> Result<Int8Check> {
-    let enc = TrainedModel::open(run_dir)?.to_f32_encoder()?;
-    let blob_bytes = std::fs::read(blob_path).with_context(|| blob_path.display().to_string())?;
-    let blob = ModelBlob::parse(&blob_bytes)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", blob_path.display()))?;
-    let (tr, te) = (codes(&enc, blob, train_w)?, codes(&enc, blob, test_w)?);
-    let same = te
-        .f32_spike
-        .iter()
-        .zip(&te.int8_spike)
-        .filter(|(a, b)| a == b)
-        .count();
-    let labels = |w: &HarWindows| -> Vec<usize> {
-        w.labels
-            .iter()
-            .map(|&l| usize::from(l.saturating_sub(1)))
-            .collect()
-    };
-    let (ytr, yte) = (labels(train_w), labels(test_w));
-    let n_classes = usize::from(
-        train_w
-            .labels
-            .iter()
-            .chain(&test_w.labels)
-            .copied()
-            .max()
-            .unwrap_or(1),
-    );
-    let cfg = ProbeConfig::default();
-    let j = enc.latent_dim;
-    let probe = |name: &str, a: &[f32], b: &[f32]| {
-        run_probe(name, a, &ytr, b, &yte, j, n_classes, &cfg)
-            .map(|p| p.test.accuracy)
-            .with_context(|| format!("linear probe on {name}"))
-    };
-    Ok(Int8Check {
-        spike_agreement: same as f64 / te.f32_spike.len().max(1) as f64,
-        probe_f32: probe("sparse_code_f32", &tr.f32_code, &te.f32_code)?,
-        probe_int8: probe("sparse_code_int8", &tr.int8_code, &te.int8_code)?,
-        blob_bytes: blob_bytes.len(),
-        weight_bytes: blob.weight_bytes(),
-    })
-}
-
-/// The `vsc-fw: stack used N bytes` line of the firmware's log (as `cargo xtask firmware`).
-fn stack_from_log(stderr: &str) -> Option<u64> {
-    stderr.lines().find_map(|l| {
-        l.strip_prefix("vsc-fw: stack used ")?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    })
 }
 
 /// What the firmware stage measured.
@@ -400,7 +295,7 @@ impl Firmware {
 fn firmware_stage(excerpt: &[u8], model: &Path, args: &RunArgs) -> Result<Firmware> {
     let qemu = firmware::run_qemu(args.qemu_timeout_s, &[])?;
     eprint!("{}", qemu.stderr);
-    let stack = stack_from_log(&qemu.stderr);
+    let stack = firmware::stack_from_log(&qemu.stderr);
     let sizes = firmware::check_sizes(model, stack)?;
     let (device_frames, rejected_chunks) = firmware::decode_frames(&qemu.stdout);
     let host_frames = firmware::host_frames(excerpt, model)?;
@@ -556,7 +451,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         times: Vec::new(),
     };
 
-    let (data_dir, train_w, test_w) = stages.run("load HAR windows", "data", || {
+    let (data_dir, train_w, _) = stages.run("load HAR windows", "data", || {
         let dir = data_dir(args.data.as_deref())?;
         println!("data: {} (channels {CHANNELS})", dir.display());
         let (train_w, test_w) = load_har_windows(
@@ -608,7 +503,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     })?;
 
     let int8 = stages.run("quantise to int8", "quantise", || {
-        quantise::quantise(&QuantiseArgs {
+        let report = quantise::quantise(&QuantiseArgs {
             run_dir: run_dir.clone(),
             out: model_path.clone(),
             data: Some(data_dir.clone()),
@@ -616,7 +511,16 @@ pub fn run(args: &RunArgs) -> Result<()> {
             transitions: false,
             no_probe: false,
         })?;
-        int8_check(&run_dir, &model_path, &train_w, &test_w)
+        let probe = report
+            .probe
+            .context("quantise ran without the linear probe")?;
+        Ok(Int8Check {
+            spike_agreement: report.spike_agreement,
+            probe_f32: probe.f32_accuracy,
+            probe_int8: probe.int8_accuracy,
+            blob_bytes: report.blob_bytes,
+            weight_bytes: report.weight_bytes,
+        })
     })?;
 
     let onnx_prefix = run_dir.join(PRESET);
@@ -696,8 +600,8 @@ mod tests {
     #[test]
     fn stack_line_is_parsed() {
         let log = "vsc-fw: start\nvsc-fw: stack used 2312 bytes (top 0x20400000, free RAM from 0x20001000)\n";
-        assert_eq!(stack_from_log(log), Some(2312));
-        assert_eq!(stack_from_log("nothing here"), None);
+        assert_eq!(firmware::stack_from_log(log), Some(2312));
+        assert_eq!(firmware::stack_from_log("nothing here"), None);
     }
 
     #[test]
