@@ -76,7 +76,8 @@ fn elf_path() -> PathBuf {
         .join("release/firmware-example")
 }
 
-fn data_dir(cli: Option<&Path>) -> Result<PathBuf> {
+/// `--data`, else `$VSC_DATA_DIR`, else `../shared/data` next to the workspace.
+pub fn data_dir(cli: Option<&Path>) -> Result<PathBuf> {
     match host_trainer::data::resolve_data_dir(cli) {
         Ok(dir) => Ok(dir),
         Err(e) if cli.is_none() => {

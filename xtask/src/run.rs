@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use edge_runtime::frame::Frame;
 use edge_runtime::preprocess::{ChannelSet, WINDOW_LEN};
@@ -96,19 +96,6 @@ impl Stages {
         println!("--- {name}: {secs:.1} s");
         self.times.push((short, secs));
         Ok(out)
-    }
-}
-
-/// `--data`, else `$VSC_DATA_DIR`, else `../shared/data` next to the workspace.
-fn data_dir(cli: Option<&Path>) -> Result<PathBuf> {
-    match host_trainer::data::resolve_data_dir(cli) {
-        Ok(dir) => Ok(dir),
-        Err(e) if cli.is_none() => {
-            let fallback = PathBuf::from("../shared/data");
-            ensure!(fallback.exists(), "{e}");
-            Ok(fallback)
-        }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -452,7 +439,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     };
 
     let (data_dir, train_w, _) = stages.run("load HAR windows", "data", || {
-        let dir = data_dir(args.data.as_deref())?;
+        let dir = firmware::data_dir(args.data.as_deref())?;
         println!("data: {} (channels {CHANNELS})", dir.display());
         let (train_w, test_w) = load_har_windows(
             &dir,
