@@ -30,9 +30,11 @@
 
 mod channels;
 pub mod filter;
+mod spectrum;
 
 pub use channels::{Channel, ChannelSet, ParseChannelSetError};
 use filter::{Butterworth3, Butterworth3Coeffs, Median3};
+pub use spectrum::{BAND_WIDTH_HZ, InputFeatures, SPECTRUM_BANDS, SPECTRUM_VALUES_PER_CHANNEL};
 
 use core::fmt;
 

@@ -197,12 +197,11 @@ impl Model {
                 min.iter().zip(max).map(|(lo, hi)| (*lo, hi - lo)).collect()
             }
             InputScaling::HarChannels {
-                window_len,
-                scaling,
-                ..
+                scaling, features, ..
             } => (0..cols)
                 .map(|c| {
-                    let ch = scaling[(c / (*window_len).max(1)).min(scaling.len() - 1)];
+                    let block = features.scaling_block_len();
+                    let ch = scaling[(c / block).min(scaling.len() - 1)];
                     let range = if ch.scale > 0.0 { 1.0 / ch.scale } else { 0.0 };
                     (ch.offset, range)
                 })

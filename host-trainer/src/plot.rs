@@ -307,13 +307,33 @@ const TRACE_COLOURS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
-/// Grid of signal panels (`n_cols` per row) sharing one y range; x in seconds.
+/// Where the values of a [`signal_grid`] trace lie on the x axis: value `i` at
+/// `start + i · step`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct XAxis<'a> {
+    pub start: f64,
+    pub step: f64,
+    pub label: &'a str,
+}
+
+impl XAxis<'static> {
+    /// Samples in time, from 0 s.
+    pub fn time(sample_rate_hz: f32) -> XAxis<'static> {
+        XAxis {
+            start: 0.0,
+            step: 1.0 / f64::from(sample_rate_hz),
+            label: "time (s)",
+        }
+    }
+}
+
+/// Grid of signal panels (`n_cols` per row) sharing one y range.
 pub fn signal_grid(
     path: &Path,
     title: &str,
     panels: &[SignalPanel],
     n_cols: usize,
-    sample_rate_hz: f32,
+    x_axis: XAxis<'_>,
     y_label: &str,
 ) -> Result<(), PlotError> {
     if panels.is_empty() || n_cols == 0 {
@@ -338,7 +358,7 @@ pub fn signal_grid(
         hi += 1.0;
     }
     let pad = 0.05 * (hi - lo);
-    let duration_s = max_len as f64 / f64::from(sample_rate_hz);
+    let x_end = x_axis.start + max_len as f64 * x_axis.step;
     let size = (n_cols as u32 * 340 + 20, n_rows as u32 * 230 + 60);
     draw_png(path, size, |root| {
         let root = root.titled(title, (FONT, 20)).map_err(s)?;
@@ -348,13 +368,13 @@ pub fn signal_grid(
                 .margin(6)
                 .x_label_area_size(28)
                 .y_label_area_size(42)
-                .build_cartesian_2d(0.0..duration_s, (lo - pad)..(hi + pad))
+                .build_cartesian_2d(x_axis.start..x_end, (lo - pad)..(hi + pad))
                 .map_err(s)?;
             chart
                 .configure_mesh()
                 .x_labels(6)
                 .y_labels(5)
-                .x_desc("time (s)")
+                .x_desc(x_axis.label)
                 .y_desc(y_label)
                 .label_style((FONT, 10))
                 .light_line_style(RGBColor(235, 235, 235))
@@ -366,7 +386,7 @@ pub fn signal_grid(
                     .values
                     .iter()
                     .enumerate()
-                    .map(|(i, &v)| (i as f64 / f64::from(sample_rate_hz), f64::from(v)));
+                    .map(|(i, &v)| (x_axis.start + i as f64 * x_axis.step, f64::from(v)));
                 chart
                     .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
                     .map_err(s)?

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use host_trainer::plot::{
-    ErrorPanel, ErrorPoint, Heatmap, SignalPanel, Trace, bar_chart, confusion_matrix,
+    ErrorPanel, ErrorPoint, Heatmap, SignalPanel, Trace, XAxis, bar_chart, confusion_matrix,
     errorbar_panels, heatmap, image_grid, signal_grid,
 };
 
@@ -136,7 +136,15 @@ fn every_figure_kind_renders_a_png() {
         })
         .collect();
     let p = dir.join("signals.png");
-    signal_grid(&p, "conditional generation", &panels, 2, 50.0, "acc (g)").unwrap();
+    signal_grid(
+        &p,
+        "conditional generation",
+        &panels,
+        2,
+        XAxis::time(50.0),
+        "acc (g)",
+    )
+    .unwrap();
     assert_png(&p);
 
     let alpha = [0.5, 0.2, 0.1, 0.05, 0.01].map(|a: f64| ErrorPoint {

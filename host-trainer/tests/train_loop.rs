@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use burn::tensor::Device;
-use edge_runtime::preprocess::ChannelSet;
+use edge_runtime::preprocess::{ChannelSet, InputFeatures};
 use host_trainer::data::scaling::scaled;
 use host_trainer::data::{WindowConfig, fit_scaling, load_har_windows};
 use host_trainer::model::TrainConfig;
@@ -59,6 +59,7 @@ fn real_subset() -> Option<&'static (TrainData, InputScaling)> {
             channel_bits: ChannelSet::TOTAL_ACC.bits(),
             window_len: 128,
             scaling: sc,
+            features: InputFeatures::Waveform,
         };
         Some((
             TrainData {

@@ -14,16 +14,15 @@ use anyhow::{Context, Result, ensure};
 use edge_runtime::blob::ModelBlob;
 use edge_runtime::encoder::{Encoder, IntTrace, SparseCode};
 use edge_runtime::frame::{Frame, FrameDecoder, MAX_WIRE_LEN};
-use edge_runtime::preprocess::{ChannelSet, WINDOW_LEN, windows_of_recording};
+use edge_runtime::preprocess::{ChannelSet, InputFeatures, WINDOW_LEN, windows_of_recording};
 use edge_runtime::quant::QuantParams;
 use edge_runtime::stream::Pipeline;
-use host_trainer::data::scaling::scaled;
 use host_trainer::data::windows::split_windows;
-use host_trainer::data::{HaptDataset, HarWindows, WindowConfig, fit_scaling, is_test_subject};
-use host_trainer::model::TrainConfig;
-use host_trainer::train::{
-    InputScaling, RunMeta, TrainData, TrainOptions, TrainedModel, init_net, train,
+use host_trainer::data::{
+    HaptDataset, HarWindows, WindowConfig, har_training_data, is_test_subject, scaled_inputs,
 };
+use host_trainer::model::TrainConfig;
+use host_trainer::train::{RunMeta, TrainOptions, TrainedModel, init_net, train};
 use xtask::onnx::{self, F32_OUTPUTS, TractModel};
 
 /// Channels of the `tiny` preset (as `vsc train --preset tiny`): 3 × 128 inputs.
@@ -103,17 +102,7 @@ fn tiny_model_from_real_data_to_int8_frames() -> Result<()> {
 
     // ── train `tiny` (its preset step count: 200 steps of 16) ─────────────────────────
     let t1 = Instant::now();
-    let scaling = fit_scaling(&train_w);
-    let data = TrainData {
-        x01: scaled(&train_w, &scaling)?,
-        rows: train_w.len(),
-        cols: m,
-    };
-    let input_scaling = InputScaling::HarChannels {
-        channel_bits: CHANNELS.bits(),
-        window_len: WINDOW_LEN,
-        scaling: scaling.clone(),
-    };
+    let (data, input_scaling) = har_training_data(&train_w, InputFeatures::Waveform)?;
     let cfg = TrainConfig::tiny(m);
     let run_dir = tempfile::tempdir()?;
     let outcome = train(
@@ -125,7 +114,7 @@ fn tiny_model_from_real_data_to_int8_frames() -> Result<()> {
     )?;
     assert!(outcome.finished, "training stopped early");
     let model = TrainedModel::open(run_dir.path())?;
-    let test01 = model.scaling().apply(&test_w.x, m);
+    let test01 = scaled_inputs(&test_w, model.scaling())?;
     let trained_elbo = model.evaluate(&test01, test_w.len(), 1)?.elbo;
     let untrained = TrainedModel::from_parts(
         RunMeta {

@@ -16,15 +16,13 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use edge_runtime::frame::Frame;
-use edge_runtime::preprocess::{ChannelSet, WINDOW_LEN};
+use edge_runtime::preprocess::{ChannelSet, InputFeatures};
 use host_trainer::cli::train::override_steps;
-use host_trainer::data::scaling::scaled;
-use host_trainer::data::{HarWindows, WindowConfig, fit_scaling, load_har_windows};
+use host_trainer::data::{HarWindows, WindowConfig, har_training_data, load_har_windows};
 use host_trainer::eval::pipeline::{EvalMetrics, EvalOptions, evaluate_run};
 use host_trainer::model::TrainConfig;
 use host_trainer::train::{
-    CONFIG_FILE, FINAL_MODEL_FILE, InputScaling, RunMeta, TrainData, TrainOptions, checkpoint,
-    device_from_name, train,
+    CONFIG_FILE, FINAL_MODEL_FILE, RunMeta, TrainOptions, checkpoint, device_from_name, train,
 };
 
 use crate::firmware::{self, FirmwareArgs};
@@ -35,6 +33,8 @@ use crate::test::workspace_root;
 const PRESET: &str = "edge";
 /// Its input channels: total and body acceleration (boards without a gyroscope work too).
 const CHANNELS: ChannelSet = ChannelSet::ACC_ONLY;
+/// Model input of the main job's model.
+const FEATURES: InputFeatures = InputFeatures::Waveform;
 /// Number of stages, for the `[i/N]` headers.
 const STAGES: usize = 7;
 
@@ -101,7 +101,7 @@ impl Stages {
 
 /// The training configuration the main job asks for.
 fn requested_config(steps: Option<u64>) -> TrainConfig {
-    let mut cfg = TrainConfig::edge(CHANNELS.len() * WINDOW_LEN);
+    let mut cfg = TrainConfig::edge(FEATURES.input_dim(CHANNELS));
     if let Some(steps) = steps {
         override_steps(&mut cfg, steps);
     }
@@ -167,17 +167,7 @@ fn train_stage(
             .with_context(|| format!("removing {}", run_dir.display()))?;
     }
     let resume = checkpoint::find_latest(run_dir)?.is_some();
-    let scaling = fit_scaling(train_w);
-    let data = TrainData {
-        x01: scaled(train_w, &scaling)?,
-        rows: train_w.len(),
-        cols: train_w.dim,
-    };
-    let input_scaling = InputScaling::HarChannels {
-        channel_bits: CHANNELS.bits(),
-        window_len: WINDOW_LEN,
-        scaling,
-    };
+    let (data, input_scaling) = har_training_data(train_w, FEATURES)?;
     println!(
         "training {PRESET} (hidden {}, J {}, {} pseudo-inputs) on {} windows × {} inputs: {} steps, batch {}, device {}{}",
         cfg.model.hidden_dim,
@@ -596,7 +586,7 @@ mod tests {
         let cfg = requested_config(Some(400));
         assert_eq!(cfg.total_iters(), 400);
         assert_eq!(cfg.preset, PRESET);
-        assert_eq!(cfg.model.input_dim, CHANNELS.len() * WINDOW_LEN);
+        assert_eq!(cfg.model.input_dim, FEATURES.input_dim(CHANNELS));
         assert_eq!(requested_config(None), TrainConfig::edge(768));
     }
 }

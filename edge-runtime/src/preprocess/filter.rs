@@ -22,7 +22,7 @@ use core::f64::consts::PI;
 
 /// `(sin x, cos x)` by Taylor series, usable in `const` context (`core` has no `f64`
 /// trigonometry without `std`). Accurate to a few ulp for `0 <= x <= π/2`.
-const fn sin_cos(x: f64) -> (f64, f64) {
+pub(crate) const fn sin_cos(x: f64) -> (f64, f64) {
     let x2 = x * x;
     let mut term_sin = x;
     let mut term_cos = 1.0;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Parser};
 
-use crate::data::{WindowConfig, load_har_windows, resolve_data_dir};
+use crate::data::{WindowConfig, load_har_windows, resolve_data_dir, scaled_inputs};
 use crate::eval::metrics::mean_sd;
 use crate::eval::pipeline::{EvalOptions, evaluate_run};
 use crate::plot::{ErrorPanel, ErrorPoint, errorbar_panels};
@@ -209,7 +209,7 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
         jobs.extend(args.betas.iter().map(|&b| ("beta-vae", b, seed)));
     }
     let mut rows = Vec::new();
-    let mut test_cache: Option<(u16, Vec<f32>, usize, usize)> = None;
+    let mut test_cache: Option<(u16, crate::data::HarWindows)> = None;
     for (k, (model, value, seed)) in jobs.iter().enumerate() {
         let run_dir = args.out.join(format!("{model}_{value}_seed{seed}"));
         let value_flag = if *model == "vsc" { "--alpha" } else { "--beta" };
@@ -255,12 +255,13 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
                     include_transitions: false,
                 },
             )?;
-            test_cache = Some((channel_bits, test.x, test.dim, test.labels.len()));
+            test_cache = Some((channel_bits, test));
         }
-        let Some((_, x, dim, n)) = &test_cache else {
+        let Some((_, test)) = &test_cache else {
             unreachable!()
         };
-        let e = trained.evaluate(&trained.scaling().apply(x, *dim), *n, 0)?;
+        let x01 = scaled_inputs(test, trained.scaling())?;
+        let e = trained.evaluate(&x01, test.len(), 0)?;
         rows.push(SweepRow {
             model: model.to_string(),
             value: *value,

@@ -23,10 +23,10 @@ use crate::matrix::{
     CsvHeader, Matrix, MatrixBatches, MinMaxScaling, ReadOptions, read_labels, read_matrix_with,
     write_matrix,
 };
-use crate::model::{ModelKind, TrainConfig};
+use crate::model::TrainConfig;
 use crate::train::{TrainOptions, TrainedModel, device_from_name};
 
-use super::train::{ModelChoice, TrainArgs, override_steps};
+use super::train::{TrainArgs, apply_overrides, read_config};
 
 /// File in RUN_DIR describing the training matrix of a `--input` run.
 pub const MATRIX_INFO_FILE: &str = "matrix.json";
@@ -71,16 +71,6 @@ pub struct MatrixTrainArgs {
     pub csv_header: HeaderChoice,
 }
 
-fn read_config(path: &Path) -> anyhow::Result<TrainConfig> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-    } else {
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-    }
-}
-
 /// `vsc train --input X`: called by `cli::train::run` when `--input` is given.
 pub fn train_matrix(args: &TrainArgs, m: &MatrixTrainArgs) -> anyhow::Result<()> {
     let input = m.input.as_deref().context("--input is required")?;
@@ -122,20 +112,7 @@ pub fn train_matrix(args: &TrainArgs, m: &MatrixTrainArgs) -> anyhow::Result<()>
         );
         cfg.model.input_dim = x.cols;
     }
-    if let Some(seed) = args.seed {
-        cfg.seed = seed;
-    }
-    if let Some(steps) = args.steps {
-        override_steps(&mut cfg, steps);
-    }
-    if let Some(alpha) = args.alpha {
-        cfg.model.alpha = alpha;
-    }
-    match args.model {
-        ModelChoice::Vsc => {}
-        ModelChoice::BetaVae => cfg.model.kind = ModelKind::BetaVae { beta: args.beta },
-        ModelChoice::BetaTcvae => cfg.model.kind = ModelKind::BetaTcVae { beta: args.beta },
-    }
+    apply_overrides(args, &mut cfg)?;
     let device = device_from_name(&args.device)?;
     let scaling = MinMaxScaling::fit(&x);
     eprintln!(

@@ -5,12 +5,13 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use edge_runtime::preprocess::{ChannelSet, WINDOW_LEN};
+use edge_runtime::preprocess::{ChannelSet, InputFeatures};
 
-use crate::data::scaling::scaled;
-use crate::data::{WindowConfig, fit_scaling, load_har_windows, resolve_data_dir};
+use crate::data::{
+    WindowConfig, har_training_data, load_har_windows, resolve_data_dir, scaled_inputs,
+};
 use crate::model::{Likelihood, ModelKind, TrainConfig};
-use crate::train::{InputScaling, TrainData, TrainOptions, TrainedModel, device_from_name, train};
+use crate::train::{TrainOptions, TrainedModel, device_from_name, train};
 
 /// Which objective to train.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -49,6 +50,10 @@ pub struct TrainArgs {
     /// Input channels (default: acc for edge, all for paper, total_acc for tiny).
     #[arg(long, value_parser = super::parse_channel_set)]
     pub channels: Option<ChannelSet>,
+    /// Model input: `waveform` (the window's samples) or `spectrum` (per channel the mean
+    /// and 32 band amplitudes, 0.78 Hz each). Default: the preset's.
+    #[arg(long, value_parser = parse_features)]
+    pub features: Option<InputFeatures>,
     /// Model: vsc, beta-vae or beta-tcvae (same encoder/decoder widths as the preset).
     #[arg(long, value_enum, default_value = "vsc")]
     pub model: ModelChoice,
@@ -78,6 +83,17 @@ pub struct TrainArgs {
     pub matrix: super::matrix::MatrixTrainArgs,
 }
 
+/// `--features waveform|spectrum`.
+pub fn parse_features(name: &str) -> Result<InputFeatures, String> {
+    match name {
+        "waveform" => Ok(InputFeatures::Waveform),
+        "spectrum" => Ok(InputFeatures::BandSpectrum),
+        other => Err(format!(
+            "unknown features {other:?}: expected waveform or spectrum"
+        )),
+    }
+}
+
 /// Scales the three schedule phases so that they sum to `steps`.
 pub fn override_steps(cfg: &mut TrainConfig, steps: u64) {
     let total = cfg.total_iters().max(1);
@@ -88,50 +104,14 @@ pub fn override_steps(cfg: &mut TrainConfig, steps: u64) {
     cfg.checkpoint_every = cfg.checkpoint_every.min(steps.max(1));
 }
 
-fn read_config(path: &Path) -> anyhow::Result<TrainConfig> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-    } else {
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-    }
-}
-
-/// Runs `vsc train`.
-pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    // Added by helper MATRIX: any NPY/CSV matrix instead of HAR windows.
-    if args.matrix.input.is_some() {
-        return super::matrix::train_matrix(args, &args.matrix);
-    }
-    let channels = args.channels.unwrap_or(match args.preset.as_str() {
-        "paper" => ChannelSet::ALL,
-        "tiny" => ChannelSet::TOTAL_ACC,
-        _ => ChannelSet::ACC_ONLY,
-    });
-    let input_dim = channels.len() * WINDOW_LEN;
-    let mut cfg = match &args.config {
-        Some(p) => read_config(p)?,
-        None => match TrainConfig::preset(&args.preset, input_dim) {
-            Some(c) => c,
-            None => bail!(
-                "unknown preset {:?}: expected paper, edge or tiny",
-                args.preset
-            ),
-        },
-    };
-    if cfg.model.input_dim != input_dim {
-        bail!(
-            "config input_dim {} does not match {} channels × {WINDOW_LEN} = {input_dim}",
-            cfg.model.input_dim,
-            channels.len()
-        );
-    }
+/// Applies the command-line overrides (seed, steps, α, likelihood, spike bias, model kind)
+/// to a preset or config file; shared by HAR and matrix training so no flag is ignored.
+pub fn apply_overrides(args: &TrainArgs, cfg: &mut TrainConfig) -> anyhow::Result<()> {
     if let Some(seed) = args.seed {
         cfg.seed = seed;
     }
     if let Some(steps) = args.steps {
-        override_steps(&mut cfg, steps);
+        override_steps(cfg, steps);
     }
     if let Some(alpha) = args.alpha {
         cfg.model.alpha = alpha;
@@ -161,6 +141,58 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         ModelChoice::BetaVae => cfg.model.kind = ModelKind::BetaVae { beta: args.beta },
         ModelChoice::BetaTcvae => cfg.model.kind = ModelKind::BetaTcVae { beta: args.beta },
     }
+    Ok(())
+}
+
+pub fn read_config(path: &Path) -> anyhow::Result<TrainConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    } else {
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// The channels and model-input representation a preset trains on by default.
+pub fn preset_input(preset: &str) -> (ChannelSet, InputFeatures) {
+    match preset {
+        "paper" => (ChannelSet::ALL, InputFeatures::Waveform),
+        "tiny" => (ChannelSet::TOTAL_ACC, InputFeatures::Waveform),
+        _ => (ChannelSet::ACC_ONLY, InputFeatures::Waveform),
+    }
+}
+
+/// Runs `vsc train`.
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    // Added by helper MATRIX: any NPY/CSV matrix instead of HAR windows.
+    if args.matrix.input.is_some() {
+        return super::matrix::train_matrix(args, &args.matrix);
+    }
+    let (preset_channels, preset_features) = preset_input(&args.preset);
+    let channels = args.channels.unwrap_or(preset_channels);
+    let features = args.features.unwrap_or(preset_features);
+    let input_dim = features.input_dim(channels);
+    let mut cfg = match &args.config {
+        Some(p) => read_config(p)?,
+        None => match TrainConfig::preset(&args.preset, input_dim) {
+            Some(c) => c,
+            None => bail!(
+                "unknown preset {:?}: expected paper, edge or tiny",
+                args.preset
+            ),
+        },
+    };
+    if cfg.model.input_dim != input_dim {
+        bail!(
+            "config input_dim {} does not match {} channels × {} {} values = {input_dim}",
+            cfg.model.input_dim,
+            channels.len(),
+            features.values_per_channel(),
+            features.name()
+        );
+    }
+    apply_overrides(args, &mut cfg)?;
     let device = device_from_name(&args.device)?;
 
     let data_dir = resolve_data_dir(args.data.as_deref())?;
@@ -173,17 +205,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         data_dir.display()
     );
     let (train_w, test_w) = load_har_windows(&data_dir, &wcfg)?;
-    let sc = fit_scaling(&train_w);
-    let data = TrainData {
-        x01: scaled(&train_w, &sc)?,
-        rows: train_w.len(),
-        cols: train_w.dim,
-    };
-    let scaling = InputScaling::HarChannels {
-        channel_bits: channels.bits(),
-        window_len: WINDOW_LEN,
-        scaling: sc.clone(),
-    };
+    let (data, scaling) = har_training_data(&train_w, features)?;
     eprintln!(
         "training {:?} (preset {}, hidden {}, J {}) on {} windows × {} for {} steps, batch {}",
         cfg.model.kind,
@@ -202,7 +224,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         progress: !args.quiet,
         ..Default::default()
     };
-    let out = train(&cfg, &data, scaling, &args.out, &opts)?;
+    let out = train(&cfg, &data, scaling.clone(), &args.out, &opts)?;
     let secs = t0.elapsed().as_secs_f64();
     let steps_run = out.steps_done - out.resumed_from.unwrap_or(0);
     println!(
@@ -213,7 +235,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     );
 
     let model = TrainedModel::open_on(&args.out, device)?;
-    let test_x = scaled(&test_w, &sc)?;
+    let test_x = scaled_inputs(&test_w, &scaling)?;
     let ev = model.evaluate(&test_x, test_w.len(), cfg.seed ^ 0x7e57)?;
     let train_ev = model.evaluate(&data.x01, data.rows, cfg.seed ^ 0x7e57)?;
     println!(
@@ -234,4 +256,44 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    #[test]
+    fn every_override_reaches_the_config_for_windows_and_matrices() {
+        for input in [None, Some("x.npy")] {
+            let mut argv = vec!["train", "--out", "r", "--seed", "7", "--steps", "100"];
+            argv.extend(["--alpha", "0.2", "--fixed-std", "0.05"]);
+            argv.extend(["--spike-bias-init", "-2", "--features", "spectrum"]);
+            if let Some(path) = input {
+                argv.extend(["--input", path]);
+            }
+            let w = Wrapper::try_parse_from(&argv).unwrap();
+            assert_eq!(w.args.features, Some(InputFeatures::BandSpectrum));
+            let mut cfg = TrainConfig::edge(10);
+            apply_overrides(&w.args, &mut cfg).unwrap();
+            assert_eq!(cfg.seed, 7);
+            assert_eq!(cfg.total_iters(), 100);
+            assert_eq!(cfg.model.alpha, 0.2);
+            assert_eq!(
+                cfg.model.likelihood,
+                Likelihood::GaussianFixed { std: 0.05 }
+            );
+            assert_eq!(cfg.model.spike_bias_init, Some(-2.0));
+        }
+        let w = Wrapper::try_parse_from(["train", "--out", "r", "--fixed-std", "0"]).unwrap();
+        let err = apply_overrides(&w.args, &mut TrainConfig::edge(10)).unwrap_err();
+        assert!(err.to_string().contains("--fixed-std"), "{err}");
+        assert!(Wrapper::try_parse_from(["train", "--out", "r", "--features", "fft"]).is_err());
+    }
 }

@@ -16,7 +16,9 @@ pub mod windows;
 
 pub use error::DataError;
 pub use hapt::HaptDataset;
-pub use scaling::{apply_scaling, fit_scaling};
+pub use scaling::{
+    apply_scaling, fit_input_scaling, fit_scaling, har_training_data, model_inputs, scaled_inputs,
+};
 pub use uci::UciHar;
 pub use windows::{HarWindows, WindowConfig, load_har_windows};
 

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use edge_runtime::preprocess::{ChannelSet, WINDOW_LEN};
+use edge_runtime::preprocess::{BAND_WIDTH_HZ, ChannelSet, InputFeatures, SAMPLE_RATE_HZ};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -21,10 +21,12 @@ use super::metrics::{
     mean_gamma_per_class, sparse_code, top_gap,
 };
 use super::probe::{ProbeConfig, ProbeError, ProbeResult, run_probe};
-use crate::data::{ACTIVITY_NAMES, DataError, WindowConfig, load_har_windows, resolve_data_dir};
+use crate::data::{
+    ACTIVITY_NAMES, DataError, WindowConfig, load_har_windows, resolve_data_dir, scaled_inputs,
+};
 use crate::matrix::{MatrixError, read_matrix};
 use crate::model::ModelKind;
-use crate::plot::{self, Heatmap, PlotError, SignalPanel, Trace};
+use crate::plot::{self, Heatmap, PlotError, SignalPanel, Trace, XAxis};
 use crate::smiley::{FEATURES, N_SOURCES, SMILEY_PIXELS, SMILEY_SIDE_PX};
 use crate::train::{InputScaling, TrainError, TrainedModel};
 
@@ -277,10 +279,11 @@ fn evaluate_har(
         test.x.truncate(keep * test.dim);
         test.labels.truncate(keep);
     }
-    let dim = train.dim;
+    let features = model.scaling().har_features().unwrap_or_default();
+    let dim = features.input_dim(channels);
     let (n_train, n_test) = (train.labels.len(), test.labels.len());
-    let train01 = model.scaling().apply(&train.x, dim);
-    let test01 = model.scaling().apply(&test.x, dim);
+    let train01 = scaled_inputs(&train, model.scaling())?;
+    let test01 = scaled_inputs(&test, model.scaling())?;
     let mut m = base_metrics(model, run_dir, "har");
     m.n_train = n_train;
     m.n_test = n_test;
@@ -342,8 +345,12 @@ fn evaluate_har(
             &opts.probe,
         )?);
     }
+    let raw_name = match features {
+        InputFeatures::Waveform => "raw_window_01",
+        InputFeatures::BandSpectrum => "raw_spectrum_01",
+    };
     m.probes.push(probe(
-        "raw_window_01",
+        raw_name,
         &train01,
         &ytr,
         &test01,
@@ -412,18 +419,30 @@ fn evaluate_har(
                 ),
             );
         }
+        let input = InputLayout {
+            channels,
+            features,
+            scaling,
+        };
         generation_figures(
-            model, out_dir, &test, &test01, &ctest, channels, scaling, opts.seed, &mut m,
+            model, out_dir, &test, &test01, &ctest, &input, opts.seed, &mut m,
         )?;
     }
     m.per_class_gamma = Some(per_class);
     Ok(m)
 }
 
-/// Maps a [0, 1] window back to physical units, channel by channel.
-fn to_raw(x01: &[f32], scaling: &[edge_runtime::preprocess::ChannelScaling]) -> Vec<f32> {
-    x01.chunks(WINDOW_LEN)
-        .zip(scaling)
+/// What one model-input row of a HAR model holds.
+struct InputLayout<'a> {
+    channels: ChannelSet,
+    features: InputFeatures,
+    scaling: &'a [edge_runtime::preprocess::ChannelScaling],
+}
+
+/// Maps a [0, 1] model input back to physical units, block by block.
+fn to_raw(x01: &[f32], input: &InputLayout<'_>) -> Vec<f32> {
+    x01.chunks(input.features.scaling_block_len())
+        .zip(input.scaling)
         .flat_map(|(block, s)| {
             block.iter().map(move |&v| {
                 if s.scale != 0.0 {
@@ -444,20 +463,42 @@ fn generation_figures(
     test: &crate::data::HarWindows,
     test01: &[f32],
     codes: &crate::train::Codes,
-    channels: ChannelSet,
-    scaling: &[edge_runtime::preprocess::ChannelScaling],
+    input: &InputLayout<'_>,
     seed: u64,
     m: &mut EvalMetrics,
 ) -> Result<(), EvalError> {
-    let (dim, j) = (test.dim, codes.latent_dim);
-    let names: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
-    let shown = names.len().min(3); // the first three channels (total acc x/y/z when present)
+    let per_channel = input.features.values_per_channel();
+    let (dim, j) = (per_channel * input.channels.len(), codes.latent_dim);
+    debug_assert_eq!(test01.len(), dim * test.len());
+    // Waveforms: the samples; spectra: the band amplitudes (the channel mean is left out).
+    let (skip, x_axis, y_label) = match input.features {
+        InputFeatures::Waveform => (0, XAxis::time(SAMPLE_RATE_HZ), "raw units"),
+        InputFeatures::BandSpectrum => (
+            1,
+            XAxis {
+                start: f64::from(BAND_WIDTH_HZ) / 2.0,
+                step: f64::from(BAND_WIDTH_HZ),
+                label: "band centre (Hz)",
+            },
+            "band amplitude (raw units)",
+        ),
+    };
+    let names: Vec<String> = input.channels.iter().map(|c| c.to_string()).collect();
+    // The first three channels: total acc x/y/z, or body acc x/y/z when the spectrum's
+    // total-acc bands mostly repeat them.
+    let first = if input.features == InputFeatures::BandSpectrum && names.len() >= 6 {
+        3
+    } else {
+        0
+    };
+    let shown = (names.len() - first).min(3);
+    let names = &names[first..first + shown];
     let panel = |title: String, x01: &[f32]| -> (String, Vec<Vec<f32>>) {
-        let raw = to_raw(x01, scaling);
+        let raw = to_raw(x01, input);
         (
             title,
-            (0..shown)
-                .map(|c| raw[c * WINDOW_LEN..(c + 1) * WINDOW_LEN].to_vec())
+            (first..first + shown)
+                .map(|c| raw[c * per_channel + skip..(c + 1) * per_channel].to_vec())
                 .collect(),
         )
     };
@@ -469,19 +510,12 @@ fn generation_figures(
                     title: t.clone(),
                     traces: traces
                         .iter()
-                        .zip(&names)
+                        .zip(names)
                         .map(|(v, n)| Trace { name: n, values: v })
                         .collect(),
                 })
                 .collect();
-            plot::signal_grid(
-                &out_dir.join(file),
-                title,
-                &sp,
-                3,
-                edge_runtime::preprocess::SAMPLE_RATE_HZ,
-                "raw units",
-            )?;
+            plot::signal_grid(&out_dir.join(file), title, &sp, 3, x_axis, y_label)?;
             Ok(())
         };
     let row = |i: usize| &test01[i * dim..(i + 1) * dim];

@@ -1,18 +1,23 @@
 //! How raw inputs were mapped into [0, 1] before training; stored with every model.
 
 pub use edge_runtime::preprocess::ChannelScaling;
+use edge_runtime::preprocess::InputFeatures;
 use serde::{Deserialize, Serialize};
 
 /// The input scaling carried in `RUN_DIR/config.toml`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum InputScaling {
-    /// HAR windows, channel-major (`channels.len()` blocks of `window_len` samples).
-    /// `channel_bits` is `edge_runtime::preprocess::ChannelSet::bits()`.
+    /// HAR windows of `window_len` samples per channel, channel-major, turned into model
+    /// inputs by `features` (absent in runs made before spectra existed: waveform).
+    /// `channel_bits` is `edge_runtime::preprocess::ChannelSet::bits()`; `scaling` has one
+    /// entry per `features.scaling_block_len()` consecutive model-input values.
     HarChannels {
         channel_bits: u16,
         window_len: usize,
         scaling: Vec<ChannelScaling>,
+        #[serde(default)]
+        features: InputFeatures,
     },
     /// Arbitrary matrices: per-column min/max fitted on the training rows.
     MinMax { min: Vec<f32>, max: Vec<f32> },
@@ -21,7 +26,16 @@ pub enum InputScaling {
 }
 
 impl InputScaling {
-    /// Maps one raw row (length `dim`) into [0, 1] in place.
+    /// The HAR model-input representation, `None` for matrix models.
+    pub fn har_features(&self) -> Option<InputFeatures> {
+        match self {
+            InputScaling::HarChannels { features, .. } => Some(*features),
+            _ => None,
+        }
+    }
+
+    /// Maps one raw model-input row (length `dim`; for HAR models the features of a
+    /// window, see `crate::data::scaling::model_inputs`) into [0, 1] in place.
     pub fn apply_row(&self, row: &mut [f32]) {
         match self {
             InputScaling::Identity => {
@@ -37,11 +51,9 @@ impl InputScaling {
                 }
             }
             InputScaling::HarChannels {
-                window_len,
-                scaling,
-                ..
+                scaling, features, ..
             } => {
-                for (block, ch) in row.chunks_mut(*window_len).zip(scaling) {
+                for (block, ch) in row.chunks_mut(features.scaling_block_len()).zip(scaling) {
                     for v in block {
                         *v = ch.apply(*v);
                     }
@@ -75,7 +87,8 @@ mod tests {
         assert_eq!(s.apply(&[1.0, 0.0, 5.0, -9.0], 2), vec![0.5, 0.5, 1.0, 0.0]);
         let s = InputScaling::HarChannels {
             channel_bits: 3,
-            window_len: 2,
+            window_len: 128,
+            features: InputFeatures::BandSpectrum,
             scaling: vec![
                 ChannelScaling {
                     offset: -1.0,
@@ -87,9 +100,7 @@ mod tests {
                 },
             ],
         };
-        assert_eq!(
-            s.apply(&[0.0, 1.0, 0.25, 2.0], 4),
-            vec![0.5, 1.0, 0.25, 1.0]
-        );
+        // Spectrum inputs: one scaling entry per value.
+        assert_eq!(s.apply(&[0.0, 1.0, 3.0, -1.0], 2), vec![0.5, 1.0, 1.0, 0.0]);
     }
 }

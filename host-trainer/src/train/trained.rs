@@ -272,6 +272,7 @@ impl TrainedModel {
         let InputScaling::HarChannels {
             channel_bits,
             scaling,
+            features,
             ..
         } = &self.meta.scaling
         else {
@@ -279,6 +280,12 @@ impl TrainedModel {
                 "to_f32_encoder needs a HAR model (per-channel scaling)".into(),
             ));
         };
+        if *features != edge_runtime::preprocess::InputFeatures::Waveform {
+            return Err(TrainError::BadConfig(format!(
+                "the device encoder takes waveform inputs; this model was trained on {} inputs",
+                features.name()
+            )));
+        }
         let channels =
             edge_runtime::preprocess::ChannelSet::from_bits(*channel_bits).ok_or_else(|| {
                 TrainError::BadConfig(format!("invalid channel bits {channel_bits:#x}"))

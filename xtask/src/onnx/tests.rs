@@ -87,6 +87,7 @@ fn f32_export_matches_burn_model() {
             channel_bits: channels.bits(),
             window_len: WINDOW_LEN,
             scaling,
+            features: edge_runtime::preprocess::InputFeatures::Waveform,
         },
         train_rows: 0,
     };
