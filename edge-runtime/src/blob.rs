@@ -1,7 +1,7 @@
 //! The int8 model blob (`.vscq`): read in place from a `&[u8]` (e.g. in flash), no heap,
 //! no copy of the weights, every malformed input a typed [`BlobError`].
 //!
-//! # Layout (format version 1), all integers and floats little-endian, no padding
+//! # Layout (format version 2), all integers and floats little-endian, no padding
 //!
 //! Fields are read byte by byte (`from_le_bytes`), so the blob may sit at any address.
 //!
@@ -12,17 +12,17 @@
 //! | 6 | 2 | header length `u16` (= [`HEADER_LEN`]) |
 //! | 8 | 4 | total length `u32`, including the CRC trailer |
 //! | 12 | 2 | channel bitmask `u16` ([`ChannelSet::bits`]) |
-//! | 14 | 2 | `window_len` `u16` (samples per channel, 1..=[`WINDOW_LEN`]) |
-//! | 16 | 2 | `input_dim` `u16` (= channels × `window_len`, ≤ [`MAX_INPUT`]) |
+//! | 14 | 2 | `window_len` `u16` (samples per channel, 1..=[`WINDOW_LEN`]; [`WINDOW_LEN`] for spectra) |
+//! | 16 | 2 | `input_dim` `u16` (= channels × values per channel, ≤ [`MAX_INPUT`]) |
 //! | 18 | 2 | `hidden_dim` `u16` (1..=[`MAX_HIDDEN`]) |
 //! | 20 | 2 | `latent_dim` `u16` (1..=[`MAX_LATENT`]) |
-//! | 22 | 2 | reserved, 0 |
+//! | 22 | 2 | model input [`InputFeatures::code`] `u16`: 0 waveform (values per channel = `window_len`), 1 band spectrum (33); version 1 blobs have 0 here |
 //! | 24 | 4 | `input_scale` `f32`: real value of one input step (= [`INPUT_SCALE`] = 1/255) |
 //! | 28 | 4 | `hidden_scale` `f32`: real value of one step of the `u8` hidden activation |
 //! | 32 | 4 | `mu_scale` `f32`: real value of one step of the `i16` slab mean |
 //! | 36 | 4 | `v_scale` `f32`: real value of one step of the requantised γ pre-activation (= [`V_SCALE`] = 2⁻¹⁶) |
 //! | 40 | 8 | reserved, 0 |
-//! | 48 | 8·C | per channel (C = number of channels): `offset` `f32`, `scale` `f32` |
+//! | 48 | 8·S | input scaling, `offset` `f32`, `scale` `f32`: S = channels for waveforms (one per window row), S = `input_dim` for spectra (one per value) |
 //! | … | | hidden layer (rows = `hidden_dim`, cols = `input_dim`), see below |
 //! | … | | μ head (rows = `latent_dim`, cols = `hidden_dim`) |
 //! | … | | γ head (rows = `latent_dim`, cols = `hidden_dim`), with thresholds |
@@ -39,12 +39,13 @@
 
 use core::fmt;
 
-use crate::preprocess::{ChannelScaling, ChannelSet, WINDOW_LEN};
+use crate::preprocess::{ChannelScaling, ChannelSet, InputFeatures, WINDOW_LEN};
 
 /// First four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"VSCQ";
-/// The only format version this code reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this code writes. It also reads version 1 (waveform models only,
+/// byte 22 reserved), which differs in nothing else.
+pub const FORMAT_VERSION: u16 = 2;
 /// Bytes before the per-channel scaling.
 pub const HEADER_LEN: usize = 48;
 /// Bytes of the CRC trailer.
@@ -110,12 +111,14 @@ pub enum BlobError {
         value: u16,
         max: u16,
     },
-    /// `input_dim` ≠ channels × `window_len`.
+    /// `input_dim` ≠ channels × values per channel of the model input.
     InputDimMismatch {
         input_dim: u16,
         channels: u16,
         window_len: u16,
     },
+    /// The model-input code at byte 22 is unknown.
+    BadFeatures { code: u16 },
     /// The dimensions need `expected` bytes in total, the blob has `actual`.
     Length { expected: usize, actual: usize },
     /// A reserved field is not zero.
@@ -159,7 +162,7 @@ impl fmt::Display for BlobError {
             }
             BlobError::UnsupportedVersion { found } => write!(
                 f,
-                "model blob: format version {found}, this build reads version {FORMAT_VERSION}"
+                "model blob: format version {found}, this build reads versions 1 and {FORMAT_VERSION}"
             ),
             BlobError::BadHeaderLen { found } => write!(
                 f,
@@ -185,8 +188,11 @@ impl fmt::Display for BlobError {
                 window_len,
             } => write!(
                 f,
-                "model blob: input_dim = {input_dim}, but {channels} channels × window_len {window_len}"
+                "model blob: input_dim = {input_dim} does not fit {channels} channels of {window_len}-sample windows"
             ),
+            BlobError::BadFeatures { code } => {
+                write!(f, "model blob: unknown model-input code {code} at byte 22")
+            }
             BlobError::Length { expected, actual } => write!(
                 f,
                 "model blob: the dimensions need {expected} bytes, the blob has {actual}"
@@ -408,19 +414,40 @@ const fn layer_len(rows: usize, cols: usize, with_threshold: bool) -> usize {
     rows * per_row + rows * cols
 }
 
-/// Total blob size for the given dimensions.
+/// Total blob size for the given dimensions (`n_scaling` input-scaling entries).
 pub const fn blob_len(
-    n_channels: usize,
+    n_scaling: usize,
     input_dim: usize,
     hidden_dim: usize,
     latent_dim: usize,
 ) -> usize {
     HEADER_LEN
-        + 8 * n_channels
+        + 8 * n_scaling
         + layer_len(hidden_dim, input_dim, false)
         + layer_len(latent_dim, hidden_dim, false)
         + layer_len(latent_dim, hidden_dim, true)
         + CRC_LEN
+}
+
+/// Input-scaling entries of a model: one per window row for waveforms, one per value
+/// for spectra.
+pub const fn scaling_entries(
+    features: InputFeatures,
+    channels: ChannelSet,
+    input_dim: usize,
+) -> usize {
+    match features {
+        InputFeatures::Waveform => channels.len(),
+        InputFeatures::BandSpectrum => input_dim,
+    }
+}
+
+/// Consecutive model-input values sharing one scaling entry.
+pub const fn scaling_block_len(features: InputFeatures, window_len: usize) -> usize {
+    match features {
+        InputFeatures::Waveform => window_len,
+        InputFeatures::BandSpectrum => 1,
+    }
 }
 
 /// A validated model blob, borrowing the bytes it was parsed from.
@@ -428,6 +455,7 @@ pub const fn blob_len(
 pub struct ModelBlob<'a> {
     bytes: &'a [u8],
     channels: ChannelSet,
+    features: InputFeatures,
     window_len: usize,
     input_dim: usize,
     hidden_dim: usize,
@@ -454,7 +482,7 @@ impl<'a> ModelBlob<'a> {
             return Err(BlobError::BadMagic { found: magic });
         }
         let version = le_u16_at(bytes, 4);
-        if version != FORMAT_VERSION {
+        if version != 1 && version != FORMAT_VERSION {
             return Err(BlobError::UnsupportedVersion { found: version });
         }
         let header_len = le_u16_at(bytes, 6);
@@ -481,6 +509,16 @@ impl<'a> ModelBlob<'a> {
         let input_dim = le_u16_at(bytes, 16);
         let hidden_dim = le_u16_at(bytes, 18);
         let latent_dim = le_u16_at(bytes, 20);
+        let features_code = le_u16_at(bytes, 22);
+        if version == 1 && features_code != 0 {
+            return Err(BlobError::Reserved { offset: 22 });
+        }
+        let features = u8::try_from(features_code)
+            .ok()
+            .and_then(InputFeatures::from_code)
+            .ok_or(BlobError::BadFeatures {
+                code: features_code,
+            })?;
         let check = |field, value: u16, max: usize| {
             if value == 0 || value as usize > max {
                 Err(BlobError::DimOutOfRange {
@@ -496,7 +534,15 @@ impl<'a> ModelBlob<'a> {
         let input_dim_usize = check("input_dim", input_dim, MAX_INPUT)?;
         let hidden_dim = check("hidden_dim", hidden_dim, MAX_HIDDEN)?;
         let latent_dim = check("latent_dim", latent_dim, MAX_LATENT)?;
-        if input_dim_usize != channels.len() * window_len {
+        let per_channel = match features {
+            InputFeatures::Waveform => window_len,
+            // The spectrum is defined on whole windows.
+            InputFeatures::BandSpectrum if window_len == WINDOW_LEN => {
+                features.values_per_channel()
+            }
+            InputFeatures::BandSpectrum => 0,
+        };
+        if input_dim_usize != channels.len() * per_channel {
             return Err(BlobError::InputDimMismatch {
                 input_dim,
                 channels: channels.len() as u16,
@@ -504,20 +550,16 @@ impl<'a> ModelBlob<'a> {
             });
         }
         let input_dim = input_dim_usize;
-        let expected = blob_len(channels.len(), input_dim, hidden_dim, latent_dim);
+        let n_scaling = scaling_entries(features, channels, input_dim);
+        let expected = blob_len(n_scaling, input_dim, hidden_dim, latent_dim);
         if expected != len {
             return Err(BlobError::Length {
                 expected,
                 actual: len,
             });
         }
-        for offset in [22usize, 40, 44] {
-            let nonzero = if offset == 22 {
-                le_u16_at(bytes, offset) != 0
-            } else {
-                le_u32_at(bytes, offset) != 0
-            };
-            if nonzero {
+        for offset in [40usize, 44] {
+            if le_u32_at(bytes, offset) != 0 {
                 return Err(BlobError::Reserved { offset });
             }
         }
@@ -545,8 +587,8 @@ impl<'a> ModelBlob<'a> {
             needed: expected,
             actual: len,
         };
-        let scaling = cur.take(8 * channels.len())?;
-        for index in 0..channels.len() {
+        let scaling = cur.take(8 * n_scaling)?;
+        for index in 0..n_scaling {
             let offset = f32_elem(scaling, 2 * index);
             let scale = f32_elem(scaling, 2 * index + 1);
             if !(offset.is_finite() && scale.is_finite() && scale >= 0.0) {
@@ -566,6 +608,7 @@ impl<'a> ModelBlob<'a> {
         Ok(ModelBlob {
             bytes,
             channels,
+            features,
             window_len,
             input_dim,
             hidden_dim,
@@ -590,8 +633,25 @@ impl<'a> ModelBlob<'a> {
     pub fn channels(&self) -> ChannelSet {
         self.channels
     }
+    /// How a window becomes the model input.
+    pub fn features(&self) -> InputFeatures {
+        self.features
+    }
+    /// Samples per channel of the windows the model encodes.
     pub fn window_len(&self) -> usize {
         self.window_len
+    }
+    /// Raw window length: channels × `window_len`.
+    pub fn window_dim(&self) -> usize {
+        self.channels.len() * self.window_len
+    }
+    /// Number of input-scaling entries.
+    pub fn scaling_len(&self) -> usize {
+        self.scaling.len() / 8
+    }
+    /// Consecutive model-input values that share one scaling entry.
+    pub fn scaling_block_len(&self) -> usize {
+        scaling_block_len(self.features, self.window_len)
     }
     pub fn input_dim(&self) -> usize {
         self.input_dim
@@ -610,7 +670,8 @@ impl<'a> ModelBlob<'a> {
     pub fn mu_scale(&self) -> f32 {
         f32::from_bits(self.mu_scale_bits)
     }
-    /// Normalisation of channel `index` (row `index` of the window).
+    /// Input-scaling entry `index`: window row `index` for waveforms, model-input value
+    /// `index` for spectra.
     pub fn scaling(&self, index: usize) -> ChannelScaling {
         ChannelScaling {
             offset: f32_elem(self.scaling, 2 * index),

@@ -50,8 +50,10 @@
 use core::fmt;
 
 use crate::blob::{LayerView, MAX_HIDDEN, MAX_INPUT, MAX_LATENT, ModelBlob};
-use crate::kernels::{Kernel, Packed, dot_portable, packed_words};
-use crate::preprocess::{ChannelSet, Window};
+use crate::kernels::{Kernel, Packed, packed_words};
+use crate::preprocess::{
+    ChannelSet, InputFeatures, SPECTRUM_VALUES_PER_CHANNEL, WINDOW_LEN, Window,
+};
 
 /// `floor(a·m / 2^s + ½)`, computed as `(a·m + 2^(s−1)) >> s` in i64 (round half up).
 /// `s` outside 1..=62 is clamped into it (the blob parser rejects such shifts anyway).
@@ -258,12 +260,14 @@ pub struct Encoder<'a> {
 
 /// A layer's input in the form the encoder's kernel reads.
 enum LayerInput<'x> {
-    Bytes(&'x [u8]),
+    /// The bytes themselves, for `Portable` and `Avx2`.
+    Bytes(&'x [u8], Kernel),
     Packed(Packed<'x>),
 }
 
 impl LayerInput<'_> {
-    /// Calls `f(r, acc_r)` for every row `r` of `rows` (in order, `Packed` in pairs),
+    /// Calls `f(r, acc_r)` for every row `r` of `rows` (in order; `Packed` in pairs,
+    /// bytes in groups of four for [`Kernel::dot4`], the rest one by one),
     /// `acc_r = Σ_i x[i] · w[r][i] + bias[r]`. |dot| < 2²⁶ and |bias| ≤ 2³⁰ (validated):
     /// the sum fits i32; the kernels add wrapping only to rule out a debug-build panic.
     /// One out-of-line instance (dynamic `rows` and `f`) keeps the firmware small; the
@@ -276,9 +280,24 @@ impl LayerInput<'_> {
         f: &mut dyn FnMut(usize, i32),
     ) {
         match self {
-            LayerInput::Bytes(x) => {
+            LayerInput::Bytes(x, kernel) => {
+                let mut group = [0usize; 4];
+                let mut grouped = 0;
                 for r in rows {
-                    f(r, dot_portable(x, layer.row(r)).wrapping_add(layer.bias(r)));
+                    if let Some(slot) = group.get_mut(grouped) {
+                        *slot = r;
+                        grouped += 1;
+                    }
+                    if grouped == group.len() {
+                        let sums = kernel.dot4(x, group.map(|g| layer.row(g)));
+                        for (&g, sum) in group.iter().zip(sums) {
+                            f(g, sum.wrapping_add(layer.bias(g)));
+                        }
+                        grouped = 0;
+                    }
+                }
+                for &g in group.iter().take(grouped) {
+                    f(g, kernel.dot(x, layer.row(g)).wrapping_add(layer.bias(g)));
                 }
             }
             LayerInput::Packed(p) => {
@@ -340,7 +359,8 @@ impl<'a> Encoder<'a> {
         self.encode(window.as_slice(), out)
     }
 
-    /// Encodes one raw channel-major window (`input_dim` values, physical units).
+    /// Encodes one raw channel-major window (channels × `window_len` values, physical
+    /// units); the model input ([`InputFeatures`]) is computed from it here.
     /// On error `out` is left unchanged.
     pub fn encode(&self, window_raw: &[f32], out: &mut SparseCode) -> Result<(), EncodeError> {
         let mut x_q = [0u8; MAX_INPUT];
@@ -375,7 +395,7 @@ impl<'a> Encoder<'a> {
         window_raw: &[f32],
         x_q: &mut [u8; MAX_INPUT],
     ) -> Result<(), EncodeError> {
-        let expected = self.blob.input_dim();
+        let expected = self.blob.window_dim();
         if window_raw.len() != expected {
             return Err(EncodeError::InputLength {
                 expected,
@@ -386,16 +406,40 @@ impl<'a> Encoder<'a> {
             return Err(EncodeError::NonFinite { index });
         }
         x_q.fill(0);
-        // ≥ 1 for every parsed blob; `max` keeps `chunks_exact` panic-free regardless.
-        let window_len = self.blob.window_len().max(1);
-        for (c, (raw_row, q_row)) in window_raw
-            .chunks_exact(window_len)
-            .zip(x_q.chunks_exact_mut(window_len))
-            .enumerate()
-        {
-            let s = self.blob.scaling(c);
-            for (q, &x) in q_row.iter_mut().zip(raw_row) {
-                *q = quantise_input_fast(x, s.offset, s.scale);
+        match self.blob.features() {
+            InputFeatures::Waveform => {
+                // ≥ 1 for every parsed blob; `max` keeps `chunks_exact` panic-free regardless.
+                let window_len = self.blob.window_len().max(1);
+                for (c, (raw_row, q_row)) in window_raw
+                    .chunks_exact(window_len)
+                    .zip(x_q.chunks_exact_mut(window_len))
+                    .enumerate()
+                {
+                    let s = self.blob.scaling(c);
+                    for (q, &x) in q_row.iter_mut().zip(raw_row) {
+                        *q = quantise_input_fast(x, s.offset, s.scale);
+                    }
+                }
+            }
+            InputFeatures::BandSpectrum => {
+                // One channel at a time: 33 floats on the stack, not the whole input.
+                let mut spectrum = [0.0f32; SPECTRUM_VALUES_PER_CHANNEL];
+                for (c, (raw_row, q_row)) in window_raw
+                    .chunks_exact(WINDOW_LEN)
+                    .zip(x_q.chunks_exact_mut(SPECTRUM_VALUES_PER_CHANNEL))
+                    .enumerate()
+                {
+                    InputFeatures::BandSpectrum
+                        .compute(raw_row, &mut spectrum)
+                        .map_err(|_| EncodeError::InputLength {
+                            expected,
+                            got: window_raw.len(),
+                        })?;
+                    for (k, (q, &x)) in q_row.iter_mut().zip(&spectrum).enumerate() {
+                        let s = self.blob.scaling(c * SPECTRUM_VALUES_PER_CHANNEL + k);
+                        *q = quantise_input_fast(x, s.offset, s.scale);
+                    }
+                }
             }
         }
         Ok(())
@@ -416,8 +460,8 @@ impl<'a> Encoder<'a> {
         }
         let mut buf = [0u32; INPUT_WORDS];
         let input = match self.kernel {
-            Kernel::Portable => LayerInput::Bytes(input),
             Kernel::Packed => LayerInput::Packed(Packed::new(input, &mut buf)),
+            kernel @ (Kernel::Portable | Kernel::Avx2) => LayerInput::Bytes(input, kernel),
         };
         let rows = layer.rows.min(MAX_HIDDEN);
         input.accumulate(layer, &mut (0..rows), &mut |r, acc| {
@@ -451,8 +495,8 @@ impl<'a> Encoder<'a> {
         }
         let mut buf = [0u32; HIDDEN_WORDS];
         let input = match self.kernel {
-            Kernel::Portable => LayerInput::Bytes(input),
             Kernel::Packed => LayerInput::Packed(Packed::new(input, &mut buf)),
+            kernel @ (Kernel::Portable | Kernel::Avx2) => LayerInput::Bytes(input, kernel),
         };
         let latent = gamma.rows.min(MAX_LATENT);
         let mut acc_g = [0i32; MAX_LATENT];

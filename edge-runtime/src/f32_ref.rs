@@ -1,8 +1,10 @@
 //! The f32 reference encoder (std only): what host-trainer exports from a trained model
 //! and what [`crate::quant`] and the ONNX exporter consume.
 //!
-//! Topology: x (channel-major raw window, `input_dim` = channels × `window_len`) →
-//! per-channel `x01 = clamp((x − offset) · scale, 0, 1)` → `h = ReLU(W1 x01 + b1)` →
+//! Topology: raw window (channel-major, channels × `window_len`) → model input
+//! ([`InputFeatures`]: the samples, or per channel mean + band spectrum; `input_dim`
+//! values) → `x01 = clamp((x − offset) · scale, 0, 1)` per scaling block →
+//! `h = ReLU(W1 x01 + b1)` →
 //! three heads `μ = W_μ h + b_μ`, `log σ² = W_σ h + b_σ`, `v = W_γ h + b_γ`,
 //! `log γ = −ReLU(−v) = min(v, 0)`.
 
@@ -10,7 +12,8 @@ use std::fmt;
 use std::vec::Vec;
 
 use crate::blob::{MAX_HIDDEN, MAX_INPUT, MAX_LATENT};
-use crate::preprocess::{ChannelScaling, ChannelSet};
+use crate::blob::{scaling_block_len, scaling_entries};
+use crate::preprocess::{ChannelScaling, ChannelSet, InputFeatures, WINDOW_LEN};
 
 /// A dense f32 encoder. Weight matrices are row-major `[outputs][inputs]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,7 +33,10 @@ pub struct F32Encoder {
     pub b_gamma: Vec<f32>,
     /// Input channels; the window holds them in `Channel` order.
     pub channels: ChannelSet,
-    /// One normalisation per selected channel, in window row order.
+    /// How a window becomes the `input_dim` model inputs.
+    pub features: InputFeatures,
+    /// Input normalisation: one entry per window row (waveform) or per model-input
+    /// value (spectrum), see [`crate::blob::scaling_entries`].
     pub scaling: Vec<ChannelScaling>,
 }
 
@@ -129,7 +135,38 @@ impl SplitMix {
 impl F32Encoder {
     /// Samples per channel in a window.
     pub fn window_len(&self) -> usize {
-        self.input_dim / self.channels.len().max(1)
+        match self.features {
+            InputFeatures::Waveform => self.input_dim / self.channels.len().max(1),
+            InputFeatures::BandSpectrum => WINDOW_LEN,
+        }
+    }
+
+    /// Values of a raw window: channels × `window_len`.
+    pub fn window_dim(&self) -> usize {
+        self.channels.len() * self.window_len()
+    }
+
+    /// The model input (physical units, before scaling) of a raw window.
+    pub fn model_input(&self, x_raw: &[f32]) -> Result<Vec<f32>, F32EncoderError> {
+        if x_raw.len() != self.window_dim() {
+            return Err(F32EncoderError::InputLength {
+                expected: self.window_dim(),
+                got: x_raw.len(),
+            });
+        }
+        let mut out = std::vec![0.0f32; self.input_dim];
+        match self.features {
+            InputFeatures::Waveform => out.copy_from_slice(x_raw),
+            InputFeatures::BandSpectrum => {
+                self.features.compute(x_raw, &mut out).map_err(|_| {
+                    F32EncoderError::InputLength {
+                        expected: self.window_dim(),
+                        got: x_raw.len(),
+                    }
+                })?
+            }
+        }
+        Ok(out)
     }
 
     /// Checks dimensions against the device limits, vector lengths and finiteness.
@@ -144,7 +181,11 @@ impl F32Encoder {
             }
         }
         let n_channels = self.channels.len();
-        if !self.input_dim.is_multiple_of(n_channels)
+        let per_channel = match self.features {
+            InputFeatures::Waveform => self.window_len(),
+            InputFeatures::BandSpectrum => self.features.values_per_channel(),
+        };
+        if self.input_dim != n_channels * per_channel
             || self.window_len() > crate::preprocess::WINDOW_LEN
         {
             return Err(F32EncoderError::InputDim {
@@ -175,10 +216,11 @@ impl F32Encoder {
                 return Err(F32EncoderError::NonFinite { field, index });
             }
         }
-        if self.scaling.len() != n_channels {
+        let n_scaling = scaling_entries(self.features, self.channels, self.input_dim);
+        if self.scaling.len() != n_scaling {
             return Err(F32EncoderError::Shape {
                 field: "scaling",
-                expected: n_channels,
+                expected: n_scaling,
                 got: self.scaling.len(),
             });
         }
@@ -193,17 +235,22 @@ impl F32Encoder {
         Ok(())
     }
 
-    /// Applies the per-channel normalisation to a raw window.
+    /// The normalised model input of a raw window.
     pub fn normalise(&self, x_raw: &[f32]) -> Result<Vec<f32>, F32EncoderError> {
-        if x_raw.len() != self.input_dim {
+        self.normalise_input(&self.model_input(x_raw)?)
+    }
+
+    /// Applies the input scaling to a model input (`input_dim` values, physical units).
+    pub fn normalise_input(&self, input: &[f32]) -> Result<Vec<f32>, F32EncoderError> {
+        if input.len() != self.input_dim {
             return Err(F32EncoderError::InputLength {
                 expected: self.input_dim,
-                got: x_raw.len(),
+                got: input.len(),
             });
         }
-        let window_len = self.window_len().max(1);
-        Ok(x_raw
-            .chunks(window_len)
+        let block = scaling_block_len(self.features, self.window_len()).max(1);
+        Ok(input
+            .chunks(block)
             .zip(&self.scaling)
             .flat_map(|(row, s)| row.iter().map(move |&x| s.apply(x)))
             .collect())
@@ -268,8 +315,37 @@ impl F32Encoder {
         latent_dim: usize,
         seed: u64,
     ) -> F32Encoder {
+        Self::random_dims(
+            channels,
+            InputFeatures::Waveform,
+            channels.len() * window_len,
+            hidden_dim,
+            latent_dim,
+            seed,
+        )
+    }
+
+    /// A randomly initialised encoder for `features` of whole windows.
+    pub fn random_with(
+        channels: ChannelSet,
+        features: InputFeatures,
+        hidden_dim: usize,
+        latent_dim: usize,
+        seed: u64,
+    ) -> F32Encoder {
+        let input_dim = features.input_dim(channels);
+        Self::random_dims(channels, features, input_dim, hidden_dim, latent_dim, seed)
+    }
+
+    fn random_dims(
+        channels: ChannelSet,
+        features: InputFeatures,
+        input_dim: usize,
+        hidden_dim: usize,
+        latent_dim: usize,
+        seed: u64,
+    ) -> F32Encoder {
         let mut rng = SplitMix(seed);
-        let input_dim = channels.len() * window_len;
         let mut uniform = |n: usize, bound: f32| -> Vec<f32> {
             (0..n).map(|_| rng.symmetric() * bound).collect()
         };
@@ -299,7 +375,8 @@ impl F32Encoder {
             w_gamma,
             b_gamma,
             channels,
-            scaling: (0..channels.len())
+            features,
+            scaling: (0..scaling_entries(features, channels, input_dim))
                 .map(|_| ChannelScaling::from_min_max(-2.0, 2.0))
                 .collect(),
         }

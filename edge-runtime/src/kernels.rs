@@ -22,13 +22,18 @@
 //! run it): `cargo xtask firmware --golden` compares the device's frames with the
 //! host's.
 //!
-//! [`Kernel::for_target`] picks `Packed` on `target_arch = "arm"` and `Portable`
-//! elsewhere. On thumbv7em LLVM compiles the plain-Rust lane arithmetic to `SMLABB`
-//! (one 16-bit MAC per instruction). With the crate feature `dsp` on `target_arch =
-//! "arm"` the lane step is the real `SMLAD` instruction (inline assembly, the crate's
-//! only `unsafe`); enable it only for cores with the DSP extension (Cortex-M4/M7, any
-//! ARMv7E-M). The tests run every kernel on the same inputs and demand identical
-//! results; on the host `Packed` runs the exact packing with the emulated [`smlad`].
+//! [`Kernel::Avx2`] (`kernels/x86.rs`) is the x86-64 kernel: 16 columns per step
+//! widened to 16-bit lanes and multiplied with `vpmaddwd` (exact), four rows sharing each
+//! input load ([`Kernel::dot4`]); without AVX2 it runs [`dot_portable`].
+//!
+//! [`Kernel::for_target`] picks `Packed` on `target_arch = "arm"`, `Avx2` on x86-64 and
+//! `Portable` elsewhere. On thumbv7em LLVM compiles the plain-Rust lane arithmetic to
+//! `SMLABB` (one 16-bit MAC per instruction). With the crate feature `dsp` on
+//! `target_arch = "arm"` the lane step is the real `SMLAD` instruction (inline assembly;
+//! with the AVX2 loads the crate's only `unsafe`); enable it only for cores with the DSP
+//! extension (Cortex-M4/M7, any ARMv7E-M). The tests run every kernel on the same inputs
+//! and demand identical results; on the host `Packed` runs the exact packing with the
+//! emulated [`smlad`], and `Avx2` runs AVX2 where the CPU has it.
 //!
 //! No overflow is possible for the encoder's sizes: |x·w| ≤ 255 · 128 and at most
 //! [`crate::blob::MAX_INPUT`] terms give |sum| < 2²⁶; the lane sums still use wrapping
@@ -41,18 +46,34 @@ pub enum Kernel {
     Portable,
     /// Two 16-bit lane products per step (SMLAD style), four bytes per word.
     Packed,
+    /// AVX2 on x86-64 (`kernels/x86.rs`), four rows per pass over the input. Where AVX2
+    /// is missing (no `std` to detect it and no `target-feature=+avx2`, another CPU or
+    /// architecture) it runs [`dot_portable`]: same results everywhere.
+    Avx2,
 }
 
 impl Kernel {
     /// Every kernel, for tests and benchmarks.
-    pub const ALL: [Kernel; 2] = [Kernel::Portable, Kernel::Packed];
+    pub const ALL: [Kernel; 3] = [Kernel::Portable, Kernel::Packed, Kernel::Avx2];
 
-    /// The kernel meant for the compilation target.
+    /// The kernel meant for the compilation target: `Packed` on ARM, `Avx2` on x86-64
+    /// (which falls back to `Portable` at run time without AVX2), else `Portable`.
     pub const fn for_target() -> Kernel {
         if cfg!(target_arch = "arm") {
             Kernel::Packed
+        } else if cfg!(target_arch = "x86_64") {
+            Kernel::Avx2
         } else {
             Kernel::Portable
+        }
+    }
+
+    /// The implementation that actually runs: `Avx2` becomes `Portable` where AVX2 is
+    /// not available (see [`Kernel::Avx2`]); the others are themselves.
+    pub fn effective(self) -> Kernel {
+        match self {
+            Kernel::Avx2 if !avx2_available() => Kernel::Portable,
+            k => k,
         }
     }
 
@@ -62,8 +83,48 @@ impl Kernel {
         match self {
             Kernel::Portable => dot_portable(x, w),
             Kernel::Packed => dot_via_packed(x, w),
+            Kernel::Avx2 => dot_avx2(x, w),
         }
     }
+
+    /// Four rows at once: `[x · w0, x · w1, x · w2, x · w3]`, each over its common
+    /// length with `x`. `Avx2` loads every input once for the four rows; the others
+    /// compute the rows one by one.
+    #[inline]
+    pub fn dot4(self, x: &[u8], w: [&[u8]; 4]) -> [i32; 4] {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernel::Avx2
+            && let Some(sums) = x86::dot4(x, w)
+        {
+            return sums;
+        }
+        w.map(|row| self.dot(x, row))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// Whether [`Kernel::Avx2`] runs AVX2 code here (else it runs [`dot_portable`]).
+pub fn avx2_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::avx2_available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// [`Kernel::Avx2`] on one row.
+#[inline]
+fn dot_avx2(x: &[u8], w: &[u8]) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(sum) = x86::dot(x, w) {
+        return sum;
+    }
+    dot_portable(x, w)
 }
 
 /// Reference kernel: `Σ x[i] · (w[i] as i8)` over the common length.
@@ -493,6 +554,61 @@ mod tests {
         check_all_kernels(&vec![255; n], &vec![0x80; n]);
     }
 
+    /// `Kernel::dot4` of every kernel equals `dot_portable` row by row; rows may be
+    /// shorter or longer than `x` and of different lengths.
+    fn check_dot4(x: &[u8], w: [&[u8]; 4]) {
+        let want = w.map(|row| dot_portable(x, row));
+        for kernel in Kernel::ALL {
+            assert_eq!(
+                kernel.dot4(x, w),
+                want,
+                "{kernel:?} len {} / {:?}",
+                x.len(),
+                w.map(<[u8]>::len)
+            );
+        }
+    }
+
+    /// On a CPU with AVX2 the SIMD code must really run in these tests (else they would
+    /// only compare the portable fallback with itself).
+    #[test]
+    fn avx2_kernel_runs_where_the_cpu_has_it() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert_eq!(avx2_available(), std::is_x86_feature_detected!("avx2"));
+            assert_eq!(x86::dot(&[1; 40], &[3; 40]).is_some(), avx2_available());
+        }
+        let want = if avx2_available() {
+            Kernel::Avx2
+        } else {
+            Kernel::Portable
+        };
+        assert_eq!(Kernel::Avx2.effective(), want);
+        assert_eq!(Kernel::Packed.effective(), Kernel::Packed);
+    }
+
+    #[test]
+    fn extremes_at_every_length_up_to_600() {
+        // Every SIMD block count and every remainder, with the extreme products
+        // 255 × -128 and 255 × 127 (the ones that would saturate 16-bit pair sums).
+        for len in 0..600 {
+            for (a, b) in [(255u8, 0x80u8), (255, 0x7F), (0, 0x80), (255, 0)] {
+                let (x, w) = (vec![a; len], vec![b; len]);
+                check_all_kernels(&x, &w);
+                let w_neg = vec![0x80; len];
+                let w_pos = vec![0x7F; len];
+                check_dot4(&x, [&w, &w_neg, &w_pos, &w[..len / 2]]);
+            }
+            // Mixed extremes in every lane position.
+            let x: std::vec::Vec<u8> = (0..len).map(|i| if i % 3 == 1 { 0 } else { 255 }).collect();
+            let w: std::vec::Vec<u8> = (0..len)
+                .map(|i| if i % 5 < 2 { 0x80 } else { 0x7F })
+                .collect();
+            check_all_kernels(&x, &w);
+            check_dot4(&x, [&w, &w[len / 3..], &x, &w]);
+        }
+    }
+
     #[test]
     fn mismatched_lengths_use_the_common_prefix() {
         check_all_kernels(&[1, 2, 3, 4, 5], &[1, 2, 3]);
@@ -541,6 +657,21 @@ mod tests {
             let w0: std::vec::Vec<u8> = rows.iter().map(|r| r.1).collect();
             let w1: std::vec::Vec<u8> = rows.iter().map(|r| r.2).collect();
             check_dot2(&x, &w0, &w1, acc);
+        }
+
+        #[test]
+        fn four_row_kernel_agrees_on_random_rows(
+            x in proptest::collection::vec(any::<u8>(), 0..600),
+            rows in proptest::collection::vec(any::<u8>(), 0..2400),
+            cuts in any::<[u16; 4]>(),
+        ) {
+            // Four rows of random content; each a random length around that of `x`.
+            let row = |r: usize| {
+                let len = (x.len() + 40).saturating_sub(cuts[r] as usize % 80).min(600);
+                let start = (r * 600).min(rows.len());
+                &rows[start..(start + len).min(rows.len())]
+            };
+            check_dot4(&x, [row(0), row(1), row(2), row(3)]);
         }
 
         #[test]

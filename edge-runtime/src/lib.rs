@@ -4,8 +4,10 @@
 //! `#![no_std]`, no `alloc`: every buffer has a capacity fixed at compile time.
 #![no_std]
 // `deny`, not `forbid`: the only `unsafe` blocks are the optional SMLAD kernels
-// (`kernels::smlad_step` and `kernels::smlad_groups`, feature `dsp`, ARM only), each
-// allowed locally with a SAFETY comment.
+// (`kernels::smlad_step` and `kernels::smlad_groups`, feature `dsp`, ARM only) and the
+// AVX2 kernel (`kernels/x86.rs`, x86-64 only: a 16-byte array → vector transmute and
+// the call of a `target_feature` function after detection), each allowed locally with a
+// SAFETY comment.
 #![deny(unsafe_code)]
 
 #[cfg(feature = "std")]

@@ -25,7 +25,7 @@ use crate::blob::{
     ModelBlob, V_SCALE,
 };
 use crate::f32_ref::{F32Encoder, F32EncoderError};
-use crate::preprocess::{ChannelScaling, ChannelSet};
+use crate::preprocess::{ChannelScaling, ChannelSet, InputFeatures};
 
 /// Headroom of the μ output range over the calibration maximum.
 pub const MU_HEADROOM: f64 = 2.0;
@@ -198,11 +198,13 @@ impl LayerParams {
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuantParams {
     pub channels: ChannelSet,
+    /// How a window becomes the model input.
+    pub features: InputFeatures,
     pub window_len: usize,
     pub input_dim: usize,
     pub hidden_dim: usize,
     pub latent_dim: usize,
-    /// Per channel, window row order.
+    /// Input scaling, see [`crate::blob::scaling_entries`].
     pub scaling: Vec<ChannelScaling>,
     /// Real value of one input step (= [`INPUT_SCALE`]).
     pub input_scale: f32,
@@ -298,6 +300,7 @@ impl QuantParams {
             .collect();
         Ok(QuantParams {
             channels: encoder.channels,
+            features: encoder.features,
             window_len: encoder.window_len(),
             input_dim: m,
             hidden_dim: h,
@@ -319,13 +322,12 @@ impl QuantParams {
         let g = blob.gamma_head();
         QuantParams {
             channels: blob.channels(),
+            features: blob.features(),
             window_len: blob.window_len(),
             input_dim: blob.input_dim(),
             hidden_dim: blob.hidden_dim(),
             latent_dim: blob.latent_dim(),
-            scaling: (0..blob.channels().len())
-                .map(|c| blob.scaling(c))
-                .collect(),
+            scaling: (0..blob.scaling_len()).map(|c| blob.scaling(c)).collect(),
             input_scale: INPUT_SCALE,
             hidden_scale: blob.hidden_scale(),
             mu_scale: blob.mu_scale(),
@@ -364,7 +366,7 @@ impl QuantParams {
             self.input_dim,
             self.hidden_dim,
             self.latent_dim,
-            0,
+            usize::from(self.features.code()),
         ] {
             out.extend_from_slice(&(d as u16).to_le_bytes());
         }
@@ -388,6 +390,16 @@ impl QuantParams {
         let crc = blob::crc32(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
+    }
+
+    /// Raw window length: channels × `window_len`.
+    pub fn window_dim(&self) -> usize {
+        self.channels.len() * self.window_len
+    }
+
+    /// Consecutive model-input values sharing one scaling entry.
+    pub fn scaling_block_len(&self) -> usize {
+        blob::scaling_block_len(self.features, self.window_len)
     }
 
     /// Bytes of int8 weights.

@@ -233,15 +233,41 @@ impl Graph {
     }
 }
 
-/// Per-element `(offset, scale)` vectors of a channel-major window.
+/// Per-element `(offset, scale)` vectors of a model input whose scaling entries each
+/// cover `block_len` consecutive values.
 fn per_element_scaling(
     scaling: &[edge_runtime::preprocess::ChannelScaling],
-    window_len: usize,
+    block_len: usize,
 ) -> (Vec<f32>, Vec<f32>) {
     scaling
         .iter()
-        .flat_map(|s| std::iter::repeat_n((s.offset, s.scale), window_len))
+        .flat_map(|s| std::iter::repeat_n((s.offset, s.scale), block_len))
         .unzip()
+}
+
+/// The ONNX graphs' input for raw windows (`channels × 128` values each, row-major): the
+/// windows themselves for waveform models, their band spectra (computed by edge-runtime,
+/// as on the device) for spectrum models.
+pub fn model_inputs(
+    features: edge_runtime::preprocess::InputFeatures,
+    channels: edge_runtime::preprocess::ChannelSet,
+    window_dim: usize,
+    windows: &[f32],
+) -> Result<Vec<f32>> {
+    let m = features.input_dim(channels);
+    if features == edge_runtime::preprocess::InputFeatures::Waveform {
+        return Ok(windows.to_vec());
+    }
+    let mut out = vec![0f32; windows.len() / window_dim.max(1) * m];
+    for (w, o) in windows
+        .chunks_exact(window_dim)
+        .zip(out.chunks_exact_mut(m))
+    {
+        features
+            .compute(w, o)
+            .map_err(|e| anyhow::anyhow!("model input: {e}"))?;
+    }
+    Ok(out)
 }
 
 /// Wires `clamp((x − offset) · scale, 0, 1)` (the device's normalisation, same IEEE
@@ -250,9 +276,9 @@ fn wire_normalise(
     g: &mut Graph,
     x: &str,
     scaling: &[edge_runtime::preprocess::ChannelScaling],
-    window_len: usize,
+    block_len: usize,
 ) -> String {
-    let (offset, scale) = per_element_scaling(scaling, window_len);
+    let (offset, scale) = per_element_scaling(scaling, block_len);
     let m = offset.len();
     let offset = g.constant("scaling_offset", &[m], &offset);
     let scale = g.constant("scaling_scale", &[m], &scale);
@@ -269,7 +295,8 @@ pub fn f32_model(enc: &F32Encoder) -> Result<pb::ModelProto> {
     let (m, h, j) = (enc.input_dim, enc.hidden_dim, enc.latent_dim);
     let mut g = Graph::default();
     g.input(INPUT, DataType::Float, m);
-    let x01 = wire_normalise(&mut g, INPUT, &enc.scaling, enc.window_len());
+    let block = edge_runtime::blob::scaling_block_len(enc.features, enc.window_len());
+    let x01 = wire_normalise(&mut g, INPUT, &enc.scaling, block);
     let trans_b = || vec![attr_int("transB", 1)];
     let w1 = g.constant("w1", &[h, m], &enc.w1);
     let b1 = g.constant("b1", &[h], &enc.b1);
@@ -429,8 +456,8 @@ pub fn int8_model(p: &QuantParams) -> Result<pb::ModelProto> {
         && p.gamma.rows == j
         && p.gamma.cols == h
         && p.gamma_threshold.len() == j
-        && p.scaling.len() == p.channels.len()
-        && p.window_len * p.channels.len() == m;
+        && p.scaling.len() == edge_runtime::blob::scaling_entries(p.features, p.channels, m)
+        && p.scaling.len() * p.scaling_block_len() == m;
     if !shapes_ok {
         bail!("quantised model has inconsistent dimensions (M {m}, H {h}, J {j})");
     }
@@ -438,7 +465,7 @@ pub fn int8_model(p: &QuantParams) -> Result<pb::ModelProto> {
     g.input(INPUT, DataType::Float, m);
 
     // 1. Input: x_q = round_half_even(clamp(...) · 255) as uint8.
-    let x01 = wire_normalise(&mut g, INPUT, &p.scaling, p.window_len);
+    let x01 = wire_normalise(&mut g, INPUT, &p.scaling, p.scaling_block_len());
     let c255 = g.scalar("c255_f32", 255f32);
     let x255 = g.op("Mul", &[&x01, &c255], vec![], "x255");
     let rounded = g.op("Round", &[&x255], vec![], "x255_rounded");

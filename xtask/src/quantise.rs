@@ -124,11 +124,11 @@ fn load_run(run_dir: &Path, data: Option<&Path>, transitions: bool) -> Result<Lo
     let pb = spinner(&format!("loading HAR windows from {}", data_dir.display()));
     let (train, test) = load_har_windows(&data_dir, &window_config)?;
     pb.finish_and_clear();
-    if train.dim != encoder.input_dim {
+    if train.dim != encoder.window_dim() {
         bail!(
             "windows have {} values, the model expects {}",
             train.dim,
-            encoder.input_dim
+            encoder.window_dim()
         );
     }
     Ok(LoadedRun {
@@ -321,18 +321,22 @@ pub struct Int8Parity {
     pub first_mismatch: Option<usize>,
 }
 
-/// Runs `int8_onnx` in tract on `windows` (row-major, `input_dim` each) and compares
-/// every output with `edge_runtime::encoder::Encoder::encode_traced`.
+/// Runs `int8_onnx` in tract on raw `windows` (row-major, channels × `window_len` each;
+/// the graph gets their model inputs) and compares every output with
+/// `edge_runtime::encoder::Encoder::encode_traced` on the windows.
 pub fn int8_parity(int8_onnx: &[u8], blob: &ModelBlob<'_>, windows: &[f32]) -> Result<Int8Parity> {
     let (m, h, j) = (blob.input_dim(), blob.hidden_dim(), blob.latent_dim());
-    let n = windows.len() / m;
+    let wd = blob.window_dim();
+    let n = windows.len() / wd;
+    let inputs = onnx::model_inputs(blob.features(), blob.channels(), wd, windows)?;
     let enc = Encoder::new(*blob);
     let mut identical = 0usize;
     let mut first_mismatch = None;
     let pb = bar(n, "tract int8 vs edge-runtime");
     let mut models: Vec<(usize, TractModel)> = Vec::new();
-    for (chunk_index, chunk) in windows.chunks(PARITY_BATCH * m).enumerate() {
+    for (chunk_index, chunk) in inputs.chunks(PARITY_BATCH * m).enumerate() {
         let b = chunk.len() / m;
+        let raw = &windows[chunk_index * PARITY_BATCH * wd..][..b * wd];
         let model = match models.iter().find(|(size, _)| *size == b) {
             Some((_, model)) => model.clone(),
             None => {
@@ -355,7 +359,7 @@ pub fn int8_parity(int8_onnx: &[u8], blob: &ModelBlob<'_>, windows: &[f32]) -> R
         let mut code = SparseCode::default();
         let mut trace = IntTrace::default();
         for r in 0..b {
-            let x = &chunk[r * m..(r + 1) * m];
+            let x = &raw[r * wd..(r + 1) * wd];
             if enc.encode_traced(x, &mut code, &mut trace).is_err() {
                 // Rejected by the device (non-finite value): nothing to compare.
                 first_mismatch.get_or_insert(chunk_index * PARITY_BATCH + r);
@@ -392,16 +396,20 @@ pub fn int8_parity(int8_onnx: &[u8], blob: &ModelBlob<'_>, windows: &[f32]) -> R
     })
 }
 
-/// Max |tract − reference| over μ, log σ², log γ of the f32 export on `windows`.
+/// Max |tract − reference| over μ, log σ², log γ of the f32 export on raw `windows`.
 pub fn f32_parity(f32_onnx: &[u8], enc: &F32Encoder, windows: &[f32]) -> Result<f32> {
-    let m = enc.input_dim;
+    let (m, wd) = (enc.input_dim, enc.window_dim());
+    let inputs = onnx::model_inputs(enc.features, enc.channels, wd, windows)?;
     let mut worst = 0f32;
-    let pb = bar(windows.len() / m, "tract f32 vs reference");
-    for chunk in windows.chunks(PARITY_BATCH * m) {
+    let pb = bar(windows.len() / wd, "tract f32 vs reference");
+    for (chunk, raw) in inputs
+        .chunks(PARITY_BATCH * m)
+        .zip(windows.chunks(PARITY_BATCH * wd))
+    {
         let b = chunk.len() / m;
         let out = TractModel::load(f32_onnx, b, m)?.run(chunk)?;
         let got: Vec<Vec<f32>> = out.iter().map(onnx::values::<f32>).collect::<Result<_>>()?;
-        for (r, x) in chunk.chunks_exact(m).enumerate() {
+        for (r, x) in raw.chunks_exact(wd).enumerate() {
             let (mu, logvar, log_gamma) = enc.forward(x);
             for (k, want) in [mu, logvar, log_gamma].iter().enumerate() {
                 let row = &got[k][r * want.len()..(r + 1) * want.len()];
@@ -761,7 +769,12 @@ pub fn export_onnx(args: &ExportOnnxArgs) -> Result<()> {
     let int8_onnx = onnx::to_bytes(&onnx::int8_model(&params)?);
 
     // Both files must load and run in tract and agree with the Rust encoders.
-    let windows = onnx::bench::walk_windows_for(&params.scaling, params.window_len, 64, 0x5eed);
+    let windows = onnx::bench::walk_windows_for(
+        &onnx::bench::window_ranges(&params),
+        params.window_len,
+        64,
+        0x5eed,
+    );
     let f32_diff = f32_parity(&f32_onnx, &encoder, &windows)?;
     let parity = int8_parity(&int8_onnx, &blob, &windows)?;
     if f32_diff > 1e-4 || parity.identical != parity.windows {

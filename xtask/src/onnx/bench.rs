@@ -12,7 +12,7 @@ use edge_runtime::F32Encoder;
 use edge_runtime::blob::ModelBlob;
 use edge_runtime::encoder::{Encoder, SparseCode};
 use edge_runtime::kernels::Kernel;
-use edge_runtime::preprocess::{ChannelScaling, ChannelSet, WINDOW_LEN};
+use edge_runtime::preprocess::{ChannelScaling, ChannelSet, InputFeatures, WINDOW_LEN};
 use edge_runtime::quant::QuantParams;
 use tract_onnx::prelude::tvec;
 
@@ -80,6 +80,20 @@ pub fn walk_windows_for(
     out
 }
 
+/// Per-channel raw ranges for [`walk_windows_for`]: a waveform model's own channel
+/// scaling; for a spectrum model, the range of each channel's window mean.
+pub fn window_ranges(p: &QuantParams) -> Vec<ChannelScaling> {
+    match p.features {
+        InputFeatures::Waveform => p.scaling.clone(),
+        InputFeatures::BandSpectrum => p
+            .scaling
+            .iter()
+            .step_by(InputFeatures::BandSpectrum.values_per_channel())
+            .copied()
+            .collect(),
+    }
+}
+
 /// The f32 encoder whose weights are the blob's dequantised int8 weights (the log σ²
 /// head, which the blob does not carry, is zero). Same shapes, hence the same cost.
 pub fn dequantised_encoder(p: &QuantParams) -> F32Encoder {
@@ -114,6 +128,7 @@ pub fn dequantised_encoder(p: &QuantParams) -> F32Encoder {
         w_gamma,
         b_gamma,
         channels: p.channels,
+        features: p.features,
         scaling: p.scaling.clone(),
     }
 }
@@ -163,10 +178,24 @@ pub fn run(args: &BenchEncodeArgs) -> Result<()> {
     };
     let blob = ModelBlob::parse(&blob_bytes).map_err(|e| anyhow::anyhow!("model blob: {e}"))?;
     let params = QuantParams::from_blob(&blob);
-    let m = params.input_dim;
+    let (m, wd) = (params.input_dim, params.window_dim());
     let n = args.windows.max(1);
-    let x = walk_windows_for(&params.scaling, params.window_len, n, 3);
-    let window = |i: usize| &x[(i % n) * m..(i % n + 1) * m];
+    let x = walk_windows_for(&window_ranges(&params), params.window_len, n, 3);
+    let window = |i: usize| &x[(i % n) * wd..(i % n + 1) * wd];
+    // tract gets the model input; for spectrum models computing it is part of the work.
+    let x_in = super::model_inputs(params.features, params.channels, wd, &x)?;
+    let model_input = |i: usize| &x_in[(i % n) * m..(i % n + 1) * m];
+    let features_ns = if params.features == InputFeatures::Waveform {
+        0.0
+    } else {
+        let mut buf = vec![0f32; m];
+        time_ns_per_window(args.seconds, |i| {
+            let _ = params.features.compute(black_box(window(i)), &mut buf);
+            black_box(&buf);
+            1
+        })
+    };
+    let tract_suffix = if features_ns > 0.0 { " + spectrum" } else { "" };
 
     let f32_onnx = to_bytes(&f32_model(&dequantised_encoder(&params))?);
     let int8_onnx = to_bytes(&int8_model(&params)?);
@@ -182,6 +211,11 @@ pub fn run(args: &BenchEncodeArgs) -> Result<()> {
             "note: dev profile (workspace crates at opt-level 1, dependencies such as tract at 3)"
         );
     }
+    let default_kernel = Encoder::new(blob).kernel();
+    println!(
+        "edge-runtime default kernel here: {default_kernel:?} (runs {:?})",
+        default_kernel.effective()
+    );
     let mut rows: Vec<(String, f64)> = Vec::new();
     let mut active = 0u64;
     for kernel in Kernel::ALL {
@@ -198,12 +232,16 @@ pub fn run(args: &BenchEncodeArgs) -> Result<()> {
                 .context("edge-runtime encode")?;
             active += u64::from(code.active_count());
         }
-        rows.push((format!("edge-runtime int8 ({kernel:?} kernel)"), ns));
+        let runs = kernel.effective();
+        rows.push((
+            format!("edge-runtime int8 ({kernel:?} kernel, runs {runs:?})"),
+            ns,
+        ));
     }
     for (name, bytes) in [("f32", &f32_onnx), ("int8", &int8_onnx)] {
         let model = TractModel::load(bytes, 1, m)?;
         let inputs: Vec<_> = (0..n)
-            .map(|i| model.input(window(i)))
+            .map(|i| model.input(model_input(i)))
             .collect::<Result<_>>()?;
         let mut state = model.spawn()?;
         let ns = time_ns_per_window(args.seconds, |i| {
@@ -211,11 +249,16 @@ pub fn run(args: &BenchEncodeArgs) -> Result<()> {
             black_box(&out);
             1
         });
-        rows.push((format!("tract {name} ONNX (batch 1)"), ns));
+        rows.push((
+            format!("tract {name} ONNX (batch 1){tract_suffix}"),
+            ns + features_ns,
+        ));
     }
     if args.batch > 1 {
         let b = args.batch;
-        let xb: Vec<f32> = (0..b).flat_map(|i| window(i).iter().copied()).collect();
+        let xb: Vec<f32> = (0..b)
+            .flat_map(|i| model_input(i).iter().copied())
+            .collect();
         for (name, bytes) in [("f32", &f32_onnx), ("int8", &int8_onnx)] {
             let model = TractModel::load(bytes, b, m)?;
             let input = model.input(&xb)?;
@@ -225,7 +268,10 @@ pub fn run(args: &BenchEncodeArgs) -> Result<()> {
                 black_box(&out);
                 b
             });
-            rows.push((format!("tract {name} ONNX (batch {b}, per window)"), ns));
+            rows.push((
+                format!("tract {name} ONNX (batch {b}, per window){tract_suffix}"),
+                ns + features_ns,
+            ));
         }
     }
     let reference = rows
@@ -233,11 +279,11 @@ pub fn run(args: &BenchEncodeArgs) -> Result<()> {
         .find(|(name, _)| name.starts_with("tract f32 ONNX (batch 1)"))
         .map_or(f64::NAN, |r| r.1);
     println!(
-        "{:<44} {:>12} {:>16}",
+        "{:<52} {:>12} {:>16}",
         "runtime", "ns/window", "vs tract f32 b1"
     );
     for (name, ns) in &rows {
-        println!("{name:<44} {ns:>12.0} {:>15.2}×", reference / ns);
+        println!("{name:<52} {ns:>12.0} {:>15.2}×", reference / ns);
     }
     println!(
         "mean active dims per window (edge-runtime): {:.1} of {}",
