@@ -50,7 +50,7 @@
 use core::fmt;
 
 use crate::blob::{LayerView, MAX_HIDDEN, MAX_INPUT, MAX_LATENT, ModelBlob};
-use crate::kernels::{Kernel, Packed, packed_words};
+use crate::kernels::{Kernel, Packed, dot_portable, packed_words};
 use crate::preprocess::{
     ChannelSet, InputFeatures, SPECTRUM_VALUES_PER_CHANNEL, WINDOW_LEN, Window,
 };
@@ -262,28 +262,50 @@ pub struct Encoder<'a> {
 enum LayerInput<'x> {
     /// The bytes themselves, for `Portable` and `Avx2`.
     Bytes(&'x [u8], Kernel),
-    Packed(Packed<'x>),
+    /// The bytes and a buffer for their SMLAD layout ([`Packed`], packed once per row
+    /// phase).
+    Packed(&'x [u8], &'x mut [u32]),
 }
 
 impl LayerInput<'_> {
-    /// Calls `f(r, acc_r)` for every row `r` of `rows` (in order; `Packed` in pairs,
-    /// bytes in groups of four for [`Kernel::dot4`], the rest one by one),
-    /// `acc_r = Σ_i x[i] · w[r][i] + bias[r]`. |dot| < 2²⁶ and |bias| ≤ 2³⁰ (validated):
-    /// the sum fits i32; the kernels add wrapping only to rule out a debug-build panic.
-    /// One out-of-line instance (dynamic `rows` and `f`) keeps the firmware small; the
-    /// indirect calls cost a few instructions per row, not per MAC.
+    /// Calls `f(r, acc_r)` for every row `r < rows` with `keep(r)` (`Bytes`: in order, in
+    /// groups of four for [`Kernel::dot4`]; `Packed`: in pairs of rows with the same
+    /// phase, see below), `acc_r = Σ_i x[i] · w[r][i] + bias[r]`. |dot| < 2²⁶ and
+    /// |bias| ≤ 2³⁰ (validated): the sum fits i32; the kernels add wrapping only to rule
+    /// out a debug-build panic. One out-of-line instance (dynamic `keep` and `f`) keeps
+    /// the firmware small; the indirect calls cost a few instructions per row, not per MAC.
+    ///
+    /// `Packed` reads every row from the word boundary at or below its start, in `blob`
+    /// (which holds the layer), so the assembly loop can use aligned `LDRD`s and run past
+    /// the row's end: the row's *phase* (its address mod 4) becomes leading zero columns
+    /// of the packed input ([`Packed::with_phase`]), and the bytes after the row meet its
+    /// zero padding. Rows of one phase are processed together, so a layer with
+    /// `cols % 4 ≠ 0` packs its input up to four times (rows `r ≡ r0 mod 4` share a phase).
     #[inline(never)]
     fn accumulate(
-        &self,
+        &mut self,
+        blob: &[u8],
         layer: &LayerView<'_>,
-        rows: &mut dyn Iterator<Item = usize>,
+        rows: usize,
+        keep: &dyn Fn(usize) -> bool,
         f: &mut dyn FnMut(usize, i32),
     ) {
+        // Opaque to the optimiser: LLVM would otherwise clone this function for every
+        // caller's closures (three copies, ~6 KiB more flash); the indirect calls cost a
+        // few instructions per row.
+        let (keep, f) = core::hint::black_box((keep, f));
         match self {
+            LayerInput::Bytes(x, kernel) if !cfg!(target_arch = "x86_64") => {
+                // Only x86-64 has a four-row kernel; elsewhere rows one by one keep the
+                // code small.
+                for r in (0..rows).filter(|&r| keep(r)) {
+                    f(r, kernel.dot(x, layer.row(r)).wrapping_add(layer.bias(r)));
+                }
+            }
             LayerInput::Bytes(x, kernel) => {
                 let mut group = [0usize; 4];
                 let mut grouped = 0;
-                for r in rows {
+                for r in (0..rows).filter(|&r| keep(r)) {
                     if let Some(slot) = group.get_mut(grouped) {
                         *slot = r;
                         grouped += 1;
@@ -300,22 +322,53 @@ impl LayerInput<'_> {
                     f(g, kernel.dot(x, layer.row(g)).wrapping_add(layer.bias(g)));
                 }
             }
-            LayerInput::Packed(p) => {
-                let mut pending = None;
-                for r in rows {
-                    if let Some(a) = pending.take() {
-                        let (acc_a, acc_r) =
-                            p.dot2(layer.row(a), layer.row(r), (layer.bias(a), layer.bias(r)));
-                        f(a, acc_a);
-                        f(r, acc_r);
-                    } else {
-                        pending = Some(r);
+            LayerInput::Packed(x, buf) => {
+                let cols = layer.cols;
+                let weights = layer.weight_bytes().as_ptr() as usize;
+                // Byte offset of the layer's weights in `blob` (huge if not inside it: then
+                // no row is found there and the rows run in the portable kernel).
+                let offset = weights.wrapping_sub(blob.as_ptr() as usize);
+                let phase_of = |r: usize| weights.wrapping_add(r * cols) % 4;
+                // Residues mod 4 ordered so that equal phases (cols % 4 = 0 or 2) follow
+                // each other; `pending` pairs rows across them.
+                let classes = [0usize, 2, 1, 3];
+                for phase in 0..4 {
+                    if !classes.iter().any(|&r0| r0 < rows && phase_of(r0) == phase) {
+                        continue;
                     }
-                }
-                if let Some(a) = pending {
-                    // An odd row out runs as a pair with itself (the fast loop).
-                    let bias = layer.bias(a);
-                    f(a, p.dot2(layer.row(a), layer.row(a), (bias, bias)).0);
+                    let packed = Packed::with_phase(x, phase, buf);
+                    let padded = packed.padded_cols();
+                    let mut pending: Option<(usize, &[u8])> = None;
+                    for r0 in classes.into_iter().filter(|&r0| phase_of(r0) == phase) {
+                        // Row r0's phase-aligned start in `blob`; rows r0 + 4k follow
+                        // 4 · cols bytes apart.
+                        let mut at = offset.wrapping_add(r0 * cols).wrapping_sub(phase);
+                        for r in (r0..rows).step_by(4) {
+                            let start = at;
+                            at = at.wrapping_add(4 * cols);
+                            if !keep(r) {
+                                continue;
+                            }
+                            let Some(w) = blob.get(start..).map(|w| w.get(..padded).unwrap_or(w))
+                            else {
+                                f(r, dot_portable(x, layer.row(r)).wrapping_add(layer.bias(r)));
+                                continue;
+                            };
+                            match pending.take() {
+                                Some((a, wa)) => {
+                                    let bias = (layer.bias(a), layer.bias(r));
+                                    let (acc_a, acc_r) = packed.dot2(wa, w, bias);
+                                    f(a, acc_a);
+                                    f(r, acc_r);
+                                }
+                                None => pending = Some((r, w)),
+                            }
+                        }
+                    }
+                    if let Some((a, wa)) = pending {
+                        // An odd row out runs as a pair with itself (the fast loop).
+                        f(a, packed.dot2(wa, wa, (layer.bias(a), 0)).0);
+                    }
                 }
             }
         }
@@ -389,6 +442,17 @@ impl<'a> Encoder<'a> {
         Ok(())
     }
 
+    /// Step 1 alone: the quantised model input `x_q` of a raw channel-major window (its
+    /// first `input_dim` bytes; the rest 0), for benchmarks that measure the input stage
+    /// apart from the dense layers. Errors as [`Encoder::encode`].
+    pub fn model_input(
+        &self,
+        window_raw: &[f32],
+        x_q: &mut [u8; MAX_INPUT],
+    ) -> Result<(), EncodeError> {
+        self.input_stage(window_raw, x_q)
+    }
+
     #[inline(never)]
     fn input_stage(
         &self,
@@ -459,20 +523,26 @@ impl<'a> Encoder<'a> {
             a.fill(0);
         }
         let mut buf = [0u32; INPUT_WORDS];
-        let input = match self.kernel {
-            Kernel::Packed => LayerInput::Packed(Packed::new(input, &mut buf)),
+        let mut input = match self.kernel {
+            Kernel::Packed => LayerInput::Packed(input, &mut buf),
             kernel @ (Kernel::Portable | Kernel::Avx2) => LayerInput::Bytes(input, kernel),
         };
         let rows = layer.rows.min(MAX_HIDDEN);
-        input.accumulate(layer, &mut (0..rows), &mut |r, acc| {
-            if let Some(slot) = acc_out.as_deref_mut().and_then(|a| a.get_mut(r)) {
-                *slot = acc;
-            }
-            let q = requant(acc.max(0), layer.multiplier(r), layer.shift(r));
-            if let Some(h) = h_q.get_mut(r) {
-                *h = q.min(255) as u8;
-            }
-        });
+        input.accumulate(
+            self.blob.as_bytes(),
+            layer,
+            rows,
+            &|_| true,
+            &mut |r, acc| {
+                if let Some(slot) = acc_out.as_deref_mut().and_then(|a| a.get_mut(r)) {
+                    *slot = acc;
+                }
+                let q = requant(acc.max(0), layer.multiplier(r), layer.shift(r));
+                if let Some(h) = h_q.get_mut(r) {
+                    *h = q.min(255) as u8;
+                }
+            },
+        );
     }
 
     #[inline(never)]
@@ -494,13 +564,14 @@ impl<'a> Encoder<'a> {
             g.fill(0);
         }
         let mut buf = [0u32; HIDDEN_WORDS];
-        let input = match self.kernel {
-            Kernel::Packed => LayerInput::Packed(Packed::new(input, &mut buf)),
+        let mut input = match self.kernel {
+            Kernel::Packed => LayerInput::Packed(input, &mut buf),
             kernel @ (Kernel::Portable | Kernel::Avx2) => LayerInput::Bytes(input, kernel),
         };
+        let blob = self.blob.as_bytes();
         let latent = gamma.rows.min(MAX_LATENT);
         let mut acc_g = [0i32; MAX_LATENT];
-        input.accumulate(gamma, &mut (0..latent), &mut |j, acc| {
+        input.accumulate(blob, gamma, latent, &|_| true, &mut |j, acc| {
             if let Some(slot) = acc_g.get_mut(j) {
                 *slot = acc;
             }
@@ -517,8 +588,8 @@ impl<'a> Encoder<'a> {
         let spikes = out.spike_bits;
         // The μ dot product only for active dims (sparse saving), for all when traced.
         let traced = acc_out.is_some();
-        let mut mu_rows = (0..latent).filter(|&j| traced || spikes & (1u64 << j) != 0);
-        input.accumulate(mu, &mut mu_rows, &mut |j, acc_mu| {
+        let mu_row = |j: usize| traced || spikes & (1u64 << j) != 0;
+        input.accumulate(blob, mu, latent, &mu_row, &mut |j, acc_mu| {
             if let Some((m, g)) = acc_out.as_mut()
                 && let (Some(ms), Some(gs), Some(&a)) = (m.get_mut(j), g.get_mut(j), acc_g.get(j))
             {

@@ -152,7 +152,9 @@ pub fn dot_portable(x: &[u8], w: &[u8]) -> i32 {
 }
 
 /// [`Kernel::Packed`] on plain slices: packs `x` in chunks of [`crate::blob::MAX_INPUT`]
-/// columns and runs [`Packed::dot2`] (the encoder's path) on each.
+/// columns and runs [`Packed::dot2`] (the encoder's path) on each. Out of line: it
+/// would otherwise be inlined four times into every `Kernel::dot4` caller.
+#[inline(never)]
 fn dot_via_packed(x: &[u8], w: &[u8]) -> i32 {
     const CHUNK: usize = crate::blob::MAX_INPUT;
     let mut buf = [0u32; packed_words(CHUNK)];
@@ -240,63 +242,135 @@ pub fn dot_packed(x: &[u8], w: &[u8]) -> i32 {
 
 /// Columns per iteration of the grouped two-row loop ([`Packed::dot2`]).
 pub const GROUP_COLS: usize = 32;
-/// Words after the grouped part of a packed input: the end marker and three words that
-/// the loop's look-ahead load reads.
-const END_WORDS: usize = 4;
+/// Columns per step of the tail loop after the groups.
+const TAIL_COLS: usize = 8;
+/// Words of one marker block: the end marker and three words that the loops'
+/// look-ahead `LDM` reads with it.
+const MARK_WORDS: usize = 4;
 /// The end marker; no packed word equals it (lanes hold 0..=255).
 const END_MARK: u32 = u32::MAX;
+/// Leading zero columns a [`Packed::with_phase`] input may have.
+pub const MAX_PHASE: usize = 3;
 
-/// Words of a [`Packed`] buffer for up to `cols` inputs.
+/// Words of a [`Packed`] buffer for up to `cols` inputs at any phase (0..=[`MAX_PHASE`]):
+/// 4 words per 8 columns (zero-padded) plus two marker blocks.
 pub const fn packed_words(cols: usize) -> usize {
-    cols.div_ceil(4) * 2 + END_WORDS
+    (cols + MAX_PHASE).div_ceil(TAIL_COLS) * 4 + 2 * MARK_WORDS
 }
 
-/// An input vector `x` (u8) laid out for `SMLAD`: every group of four inputs
-/// `(x0, x1, x2, x3)` becomes the two words `x0 | x2 << 16` and `x1 | x3 << 16`, the
-/// 16-bit lanes that `SXTB16` and `SXTB16 … ROR #8` make of four weight bytes. The first
-/// `GROUP_COLS · ⌊cols / GROUP_COLS⌋` columns come first, then four words
-/// starting with the end marker (it stops the assembly loop without a counter register),
-/// then the remaining columns (zero-padded to four). Packed once per layer input and
-/// shared by every row.
+/// An input vector `x` (u8) laid out for `SMLAD`, optionally behind `phase` zero columns
+/// (the sequence `s = [0; phase] ++ x`, `n = phase + x.len()` columns): every group of
+/// four columns `(s0, s1, s2, s3)` becomes the two words `s0 | s2 << 16` and
+/// `s1 | s3 << 16`, the 16-bit lanes that `SXTB16` and `SXTB16 … ROR #8` make of four
+/// weight bytes. Word order: the first `GROUP_COLS · ⌊n / GROUP_COLS⌋` columns, a marker
+/// block (the end marker and three zero words: it stops the grouped assembly loop without
+/// a counter register), the remaining columns zero-padded to a multiple of
+/// `TAIL_COLS`, and a second marker block (it stops the tail loop). Packed once per layer
+/// input (and phase) and shared by every row.
+///
+/// The phase lets rows that do not start on a word boundary (a layer with `cols % 4 ≠ 0`
+/// has rows at every byte offset) be read from the word boundary below their start with
+/// aligned `LDRD`s: the bytes before the row meet the leading zero columns.
 #[derive(Clone, Copy, Debug)]
 pub struct Packed<'a> {
     words: &'a [u32],
+    /// `phase + x.len()`: columns of the sequence `s`, leading zeros included.
     cols: usize,
+    phase: usize,
+}
+
+/// Little-endian word of up to four bytes (missing high bytes 0).
+#[inline(always)]
+fn le_word(bytes: &[u8]) -> u32 {
+    bytes
+        .iter()
+        .rev()
+        .fold(0u32, |word, &b| (word << 8) | b as u32)
+}
+
+/// Word `k` of `[0; phase] ++ x` byte by byte (zero past the end): the first and last
+/// words of [`Packed::with_phase`].
+#[inline(never)]
+fn edge_word(x: &[u8], phase: usize, k: usize) -> u32 {
+    (0..4).rev().fold(0u32, |word, j| {
+        let byte = (4 * k + j)
+            .checked_sub(phase)
+            .and_then(|i| x.get(i))
+            .copied()
+            .unwrap_or(0);
+        (word << 8) | byte as u32
+    })
+}
+
+/// The lane words of the 4-column word `s` of the packed sequence.
+#[inline(always)]
+fn lanes(s: u32) -> [u32; 2] {
+    [uxtb16(s), uxtb16(s >> 8)]
 }
 
 impl<'a> Packed<'a> {
     /// Packs `x` into `buf`; inputs beyond the capacity of `buf` are dropped.
-    #[inline(never)]
     pub fn new(x: &[u8], buf: &'a mut [u32]) -> Packed<'a> {
-        let capacity = buf.len().saturating_sub(END_WORDS) / 2 * 4;
-        let cols = x.len().min(capacity);
-        let x = x.get(..cols).unwrap_or(&[]);
-        let grouped = cols / GROUP_COLS * GROUP_COLS;
-        let (head, tail) = x.split_at(grouped);
-        let mut out = buf.iter_mut();
-        let mut put = |a: u32, b: u32| {
-            if let (Some(p), Some(q)) = (out.next(), out.next()) {
-                (*p, *q) = (a, b);
-            }
-        };
-        for c in head.chunks_exact(4) {
-            let w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            put(uxtb16(w), uxtb16(w >> 8));
-        }
-        put(END_MARK, 0);
-        put(0, 0);
-        for c in tail.chunks(4) {
-            let mut b = [0u8; 4];
-            b[..c.len()].copy_from_slice(c);
-            let w = u32::from_le_bytes(b);
-            put(uxtb16(w), uxtb16(w >> 8));
-        }
-        Packed { words: buf, cols }
+        Self::with_phase(x, 0, buf)
     }
 
-    /// Number of inputs.
+    /// Packs `[0; phase] ++ x` into `buf` (`phase` clamped to [`MAX_PHASE`]); inputs
+    /// beyond the capacity of `buf` are dropped.
+    #[inline(never)]
+    pub fn with_phase(x: &[u8], phase: usize, buf: &'a mut [u32]) -> Packed<'a> {
+        let phase = phase.min(MAX_PHASE);
+        // Largest n with packed_words-style size ≤ buf.len().
+        let capacity = buf.len().saturating_sub(2 * MARK_WORDS) / 4 * TAIL_COLS;
+        let x = x
+            .get(..x.len().min(capacity.saturating_sub(phase)))
+            .unwrap_or(&[]);
+        let cols = phase + x.len();
+        let grouped_words = cols / GROUP_COLS * GROUP_COLS / 2;
+        let padded_words = cols.div_ceil(TAIL_COLS) * TAIL_COLS / 2;
+        // Word k of `s` (bytes 4k..4k + 4; zero past the end).
+        let word_at = |k: usize| -> u32 {
+            let start = (4 * k).wrapping_sub(phase);
+            match x.get(start..start.wrapping_add(4)) {
+                Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+                _ => edge_word(x, phase, k),
+            }
+        };
+        // Grouped words, marker block, tail words, marker block (a buffer shorter than
+        // that only happens for the capacity clamp above, which leaves room for all).
+        let mark = [END_MARK, 0, 0, 0];
+        let (grouped, after) = buf.split_at_mut(grouped_words.min(buf.len()));
+        for (k, pair) in grouped.chunks_exact_mut(2).enumerate() {
+            pair.copy_from_slice(&lanes(word_at(k)));
+        }
+        let mut after = after.iter_mut();
+        // `mark` first: zip must not take a fifth slot from `after`.
+        for (v, slot) in mark.into_iter().zip(&mut after) {
+            *slot = v;
+        }
+        let tail_words = padded_words - grouped_words;
+        let tail = after.into_slice();
+        let (t, tail) = tail.split_at_mut(tail_words.min(tail.len()));
+        for (i, pair) in t.chunks_exact_mut(2).enumerate() {
+            pair.copy_from_slice(&lanes(word_at(grouped_words / 2 + i)));
+        }
+        for (slot, v) in tail.iter_mut().zip(mark) {
+            *slot = v;
+        }
+        Packed {
+            words: buf,
+            cols,
+            phase,
+        }
+    }
+
+    /// Columns of the packed sequence, the `phase` leading zeros included.
     pub fn cols(&self) -> usize {
         self.cols
+    }
+
+    /// Leading zero columns.
+    pub fn phase(&self) -> usize {
+        self.phase
     }
 
     /// The two words of 4-column block `block` (zero past the end).
@@ -306,7 +380,7 @@ impl<'a> Packed<'a> {
         let at = if block < grouped_blocks {
             2 * block
         } else {
-            2 * block + END_WORDS
+            2 * block + MARK_WORDS
         };
         (
             self.words.get(at).copied().unwrap_or(0),
@@ -314,25 +388,21 @@ impl<'a> Packed<'a> {
         )
     }
 
-    /// `acc + Σ x[i] · w[i]` over 4-column blocks `from_block..` (plain Rust with
-    /// single SMLAD steps).
+    /// `acc + Σ s[i] · w[i]` over the common length (plain Rust with single SMLAD steps).
     #[inline(never)]
-    fn dot_from(&self, w: &[u8], from_block: usize, mut acc: i32) -> i32 {
+    fn dot_rust(&self, w: &[u8], mut acc: i32) -> i32 {
         let n = self.cols.min(w.len());
         let w = w.get(..n).unwrap_or(&[]);
         let mut chunks = w.chunks_exact(4);
-        for (b, c) in (from_block..).zip((&mut chunks).skip(from_block)) {
+        for (b, c) in (&mut chunks).enumerate() {
             let ww = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
             let (x02, x13) = self.block(b);
             acc = smlad_step(sxtb16(ww), x02, acc);
             acc = smlad_step(sxtb16(ww >> 8), x13, acc);
         }
         let rest = chunks.remainder();
-        if !rest.is_empty() && n / 4 >= from_block {
-            let ww = rest
-                .iter()
-                .rev()
-                .fold(0u32, |word, &byte| (word << 8) | byte as u32);
+        if !rest.is_empty() {
+            let ww = le_word(rest);
             let (x02, x13) = self.block(n / 4);
             acc = smlad_step(sxtb16(ww), x02, acc);
             acc = smlad_step(sxtb16(ww >> 8), x13, acc);
@@ -340,72 +410,158 @@ impl<'a> Packed<'a> {
         acc
     }
 
-    /// `acc + Σ x[i] · (w[i] as i8)` over the common length.
+    /// `acc + Σ s[i] · (w[i] as i8)` over the common length of `s` and `w`.
     pub fn dot(&self, w: &[u8], acc: i32) -> i32 {
-        self.dot_from(w, 0, acc)
+        self.dot_rust(w, acc)
     }
 
-    /// Two rows at once: `(acc0 + x·w0, acc1 + x·w1)`, each over its common length.
-    /// On `target_arch = "arm"` with the `dsp` feature the grouped columns run in the
-    /// assembly loop `smlad_groups`.
+    /// Weight bytes per row that the assembly loop reads: every column of `s` rounded up
+    /// to the tail step. Rows at least this long (the bytes past `cols` meet zero
+    /// columns, so they do not change the sum) and word-aligned take the fast path.
+    pub fn padded_cols(&self) -> usize {
+        self.cols.div_ceil(TAIL_COLS) * TAIL_COLS
+    }
+
+    /// Two rows at once: `(acc0 + s·w0, acc1 + s·w1)`, each over its common length with
+    /// `s`. On `target_arch = "arm"` with the `dsp` feature, rows that are word-aligned
+    /// and hold at least [`Packed::padded_cols`] bytes run entirely in the assembly loop
+    /// `smlad_rows`; any other rows in plain Rust.
     #[inline(never)]
     pub fn dot2(&self, w0: &[u8], w1: &[u8], acc: (i32, i32)) -> (i32, i32) {
         #[cfg(all(target_arch = "arm", feature = "dsp"))]
-        let (acc, from_block) = {
-            let groups = self.cols / GROUP_COLS;
-            match smlad_groups(self.words, groups, w0, w1, acc) {
-                Some(grouped) => (grouped, groups * (GROUP_COLS / 4)),
-                None => (acc, 0),
-            }
-        };
-        #[cfg(not(all(target_arch = "arm", feature = "dsp")))]
-        let from_block = 0;
-        if from_block * 4 >= self.cols {
-            return acc;
+        if let Some(sums) = smlad_rows(self, w0, w1, acc) {
+            return sums;
         }
-        (
-            self.dot_from(w0, from_block, acc.0),
-            self.dot_from(w1, from_block, acc.1),
-        )
+        (self.dot_rust(w0, acc.0), self.dot_rust(w1, acc.1))
+    }
+
+    /// The word walk of the assembly loop in plain Rust (for the host tests): `None`
+    /// under the same conditions as the assembly (except alignment).
+    #[cfg(test)]
+    fn dot2_walk(&self, w0: &[u8], w1: &[u8], acc: (i32, i32)) -> Option<(i32, i32)> {
+        let padded = self.padded_cols();
+        if w0.len() < padded || w1.len() < padded {
+            return None;
+        }
+        let (mut a0, mut a1) = acc;
+        let (mut xi, mut wi) = (0usize, 0usize);
+        let step = |xi: &mut usize, wi: &mut usize, a0: &mut i32, a1: &mut i32| {
+            let x = &self.words[*xi..*xi + 4];
+            for (a, w) in [(&mut *a0, w0), (&mut *a1, w1)] {
+                let lo = u32::from_le_bytes(w[*wi..*wi + 4].try_into().unwrap());
+                let hi = u32::from_le_bytes(w[*wi + 4..*wi + 8].try_into().unwrap());
+                *a = smlad(sxtb16(lo), x[0], *a);
+                *a = smlad(sxtb16(lo >> 8), x[1], *a);
+                *a = smlad(sxtb16(hi), x[2], *a);
+                *a = smlad(sxtb16(hi >> 8), x[3], *a);
+            }
+            *xi += 4;
+            *wi += 8;
+        };
+        // Grouped loop: four steps, then look for the marker.
+        while self.words[xi] != END_MARK {
+            for _ in 0..GROUP_COLS / TAIL_COLS {
+                step(&mut xi, &mut wi, &mut a0, &mut a1);
+            }
+        }
+        xi += MARK_WORDS;
+        while self.words[xi] != END_MARK {
+            step(&mut xi, &mut wi, &mut a0, &mut a1);
+        }
+        Some((a0, a1))
     }
 }
 
-/// The grouped loop of [`smlad_groups`] for one way of loading 8 weight bytes of a row
-/// (`$load0`, `$load1`: into `r5`, `r12`, advancing `r3` resp. `r4` by 8).
+/// The loops of [`smlad_rows`]: per 8 columns one `LDM` of 4 input words shared by both
+/// rows; per row one `LDRD` of 8 weight bytes, 2 `SXTB16`, 2 `SXTB16 … ROR #8` and
+/// 4 `SMLAD`. First the grouped loop (4 steps, then a marker test), then the tail loop
+/// (a marker test per step).
 #[cfg(all(target_arch = "arm", feature = "dsp"))]
-macro_rules! smlad_loop {
-    ($x:expr, $w0:expr, $w1:expr, $a0:ident, $a1:ident, $load0:literal, $load1:literal) => {
+macro_rules! smlad_step_asm {
+    () => {
+        concat!(
+            "ldrd r5, r12, [r3], #8\n",
+            "sxtb16 lr, r5\n",
+            "smlad r0, lr, r8, r0\n",
+            "sxtb16 r5, r5, ror #8\n",
+            "smlad r0, r5, r9, r0\n",
+            "sxtb16 lr, r12\n",
+            "smlad r0, lr, r10, r0\n",
+            "sxtb16 r12, r12, ror #8\n",
+            "smlad r0, r12, r11, r0\n",
+            "ldrd r5, r12, [r4], #8\n",
+            "sxtb16 lr, r5\n",
+            "smlad r1, lr, r8, r1\n",
+            "sxtb16 r5, r5, ror #8\n",
+            "smlad r1, r5, r9, r1\n",
+            "sxtb16 lr, r12\n",
+            "smlad r1, lr, r10, r1\n",
+            "sxtb16 r12, r12, ror #8\n",
+            "smlad r1, r12, r11, r1\n",
+            "ldm r2!, {{r8-r11}}\n",
+        )
+    };
+}
+
+/// [`Packed::dot2`] in assembly: the grouped loop and the tail loop over the whole
+/// packed input. `None` (nothing computed) unless both rows are word-aligned and hold at
+/// least [`Packed::padded_cols`] bytes and both marker blocks are where the layout puts
+/// them.
+#[cfg(all(target_arch = "arm", feature = "dsp"))]
+#[inline(never)]
+#[allow(unsafe_code)]
+fn smlad_rows(p: &Packed<'_>, w0: &[u8], w1: &[u8], acc: (i32, i32)) -> Option<(i32, i32)> {
+    let x = p.words;
+    let padded = p.padded_cols();
+    let grouped_cols = p.cols / GROUP_COLS * GROUP_COLS;
+    let first_mark = grouped_cols / 2;
+    let second_mark = first_mark + MARK_WORDS + (padded - grouped_cols) / 2;
+    let aligned = (w0.as_ptr() as usize | w1.as_ptr() as usize).is_multiple_of(4);
+    if !aligned
+        || w0.len() < padded
+        || w1.len() < padded
+        || x.len() < second_mark + MARK_WORDS
+        || x.get(first_mark) != Some(&END_MARK)
+        || x.get(second_mark) != Some(&END_MARK)
+    {
+        return None;
+    }
+    let (mut a0, mut a1) = acc;
+    // SAFETY: the loops read input words from `x` up to and including the marker block at
+    // word `second_mark` (checked to be inside `x`; no word before the markers equals
+    // END_MARK as lanes hold 0..=255, so neither loop stops early nor runs past them) and,
+    // per 4 input words, 8 bytes of each row: `padded` bytes in all (checked). `x` is
+    // `[u32]` (word-aligned for `LDM`), the rows are word-aligned (checked) for `LDRD`.
+    // It writes no memory and no stack; every register it changes is an output or
+    // clobber. SXTB16 and SMLAD need the DSP extension, which the `dsp` feature promises.
+    // SMLAD may set the sticky Q flag (unreachable sums); flags are not declared
+    // preserved.
+    unsafe {
         core::arch::asm!(
             "ldm r2!, {{r8-r11}}",
+            "cmn r8, #1",
+            "beq 3f",
             "2:",
-            ".rept 4",
-            $load0,
-            "sxtb16 lr, r5",
-            "smlad r0, lr, r8, r0",
-            "sxtb16 r5, r5, ror #8",
-            "smlad r0, r5, r9, r0",
-            "sxtb16 lr, r12",
-            "smlad r0, lr, r10, r0",
-            "sxtb16 r12, r12, ror #8",
-            "smlad r0, r12, r11, r0",
-            $load1,
-            "sxtb16 lr, r5",
-            "smlad r1, lr, r8, r1",
-            "sxtb16 r5, r5, ror #8",
-            "smlad r1, r5, r9, r1",
-            "sxtb16 lr, r12",
-            "smlad r1, lr, r10, r1",
-            "sxtb16 r12, r12, ror #8",
-            "smlad r1, r12, r11, r1",
-            "ldm r2!, {{r8-r11}}",
-            ".endr",
+            smlad_step_asm!(),
+            smlad_step_asm!(),
+            smlad_step_asm!(),
+            smlad_step_asm!(),
             "cmn r8, #1",
             "bne 2b",
-            inout("r0") $a0,
-            inout("r1") $a1,
-            inout("r2") $x => _,
-            inout("r3") $w0 => _,
-            inout("r4") $w1 => _,
+            "3:",
+            "ldm r2!, {{r8-r11}}",
+            "cmn r8, #1",
+            "beq 5f",
+            "4:",
+            smlad_step_asm!(),
+            "cmn r8, #1",
+            "bne 4b",
+            "5:",
+            inout("r0") a0,
+            inout("r1") a1,
+            inout("r2") x.as_ptr() => _,
+            inout("r3") w0.as_ptr() => _,
+            inout("r4") w1.as_ptr() => _,
             out("r5") _,
             out("r8") _,
             out("r9") _,
@@ -414,68 +570,7 @@ macro_rules! smlad_loop {
             out("r12") _,
             out("lr") _,
             options(readonly, nostack),
-        )
-    };
-}
-
-/// The grouped part of [`Packed::dot2`] in assembly. Per 8 columns: one `LDM` of 4 input
-/// words shared by both rows; per row one `LDRD` of 8 weight bytes (two `LDR`s when a
-/// row is not word-aligned, as in a blob embedded at an odd address), 2 `SXTB16`,
-/// 2 `SXTB16 … ROR #8` and 4 `SMLAD`. `None` (nothing computed) unless `groups ≥ 1`,
-/// both rows hold `32 · groups` bytes and the end marker sits at word `16 · groups`.
-#[cfg(all(target_arch = "arm", feature = "dsp"))]
-#[inline(never)]
-#[allow(unsafe_code)]
-fn smlad_groups(
-    x: &[u32],
-    groups: usize,
-    w0: &[u8],
-    w1: &[u8],
-    acc: (i32, i32),
-) -> Option<(i32, i32)> {
-    let grouped_cols = groups * GROUP_COLS;
-    let end = groups * (GROUP_COLS / 2);
-    if groups == 0
-        || w0.len() < grouped_cols
-        || w1.len() < grouped_cols
-        || x.len() < end + END_WORDS
-        || x.get(end) != Some(&END_MARK)
-    {
-        return None;
-    }
-    let (mut a0, mut a1) = acc;
-    let aligned = (w0.as_ptr() as usize | w1.as_ptr() as usize).is_multiple_of(4);
-    let (xp, p0, p1) = (x.as_ptr(), w0.as_ptr(), w1.as_ptr());
-    // SAFETY: the loop reads input words from `x` until the first group start holding
-    // the end marker, which is at word `end` or before (checked above), plus the three
-    // words after it (`x.len() ≥ end + 4`), and at most `grouped_cols` bytes from each of
-    // `w0` and `w1` (checked). `x` is `[u32]` (word-aligned for `LDM`); `LDRD` is used
-    // only on word-aligned rows, else `LDR`, which ARMv7-M allows unaligned. It writes no
-    // memory and no stack; every register it changes is an output or clobber. SXTB16 and
-    // SMLAD need the DSP extension, which the `dsp` feature promises. SMLAD may set the
-    // sticky Q flag (unreachable sums); flags are not declared preserved.
-    unsafe {
-        if aligned {
-            smlad_loop!(
-                xp,
-                p0,
-                p1,
-                a0,
-                a1,
-                "ldrd r5, r12, [r3], #8",
-                "ldrd r5, r12, [r4], #8"
-            );
-        } else {
-            smlad_loop!(
-                xp,
-                p0,
-                p1,
-                a0,
-                a1,
-                "ldr r5, [r3], #4\nldr r12, [r3], #4",
-                "ldr r5, [r4], #4\nldr r12, [r4], #4"
-            );
-        }
+        );
     }
     Some((a0, a1))
 }
@@ -616,18 +711,62 @@ mod tests {
     }
 
     /// `Packed::dot2` on two different rows (any length, any byte offset of the rows, with
-    /// and without grouped columns) equals the portable kernel row by row.
+    /// and without grouped columns) equals the portable kernel row by row, at every
+    /// phase; so does the word walk of the assembly loop where the rows are long enough.
     fn check_dot2(x: &[u8], w0: &[u8], w1: &[u8], acc: (i32, i32)) {
         let mut buf = [0u32; packed_words(crate::blob::MAX_INPUT)];
-        let packed = Packed::new(x, &mut buf);
-        assert_eq!(packed.cols(), x.len());
-        let got = packed.dot2(w0, w1, acc);
-        let want = (
-            acc.0.wrapping_add(dot_portable(x, w0)),
-            acc.1.wrapping_add(dot_portable(x, w1)),
-        );
-        assert_eq!(got, want, "len {} / {} / {}", x.len(), w0.len(), w1.len());
-        assert_eq!(packed.dot(w0, acc.0), want.0);
+        for phase in 0..=MAX_PHASE {
+            let packed = Packed::with_phase(x, phase, &mut buf);
+            assert_eq!(packed.cols(), phase + x.len());
+            assert_eq!(packed.phase(), phase);
+            // The rows as the encoder passes them: `phase` bytes before the row start.
+            let s: std::vec::Vec<u8> = std::iter::repeat_n(0, phase)
+                .chain(x.iter().copied())
+                .collect();
+            let want = (
+                acc.0.wrapping_add(dot_portable(&s, w0)),
+                acc.1.wrapping_add(dot_portable(&s, w1)),
+            );
+            let ctx = std::format!(
+                "phase {phase} len {} / {} / {}",
+                x.len(),
+                w0.len(),
+                w1.len()
+            );
+            assert_eq!(packed.dot2(w0, w1, acc), want, "{ctx}");
+            assert_eq!(packed.dot(w0, acc.0), want.0, "{ctx}");
+            // Rows padded to the assembly loop's length (bytes that meet zero columns).
+            let pad = |w: &[u8]| -> std::vec::Vec<u8> {
+                let mut v = w[..w.len().min(s.len())].to_vec();
+                if v.len() == s.len() {
+                    v.resize(packed.padded_cols(), 0x5A);
+                }
+                v
+            };
+            let (p0, p1) = (pad(w0), pad(w1));
+            if p0.len() >= packed.padded_cols() && p1.len() >= packed.padded_cols() {
+                assert_eq!(packed.dot2_walk(&p0, &p1, acc), Some(want), "walk {ctx}");
+                assert_eq!(packed.dot2(&p0, &p1, acc), want, "padded {ctx}");
+            }
+        }
+    }
+
+    #[test]
+    fn packed_layout_has_both_markers() {
+        let mut buf = [7u32; packed_words(100)];
+        for (len, phase) in [(0, 0), (0, 3), (29, 3), (32, 0), (33, 0), (40, 0), (100, 1)] {
+            let x = vec![255u8; len];
+            let p = Packed::with_phase(&x, phase, &mut buf);
+            let n = phase + len;
+            let first = n / GROUP_COLS * GROUP_COLS / 2;
+            let second = first + MARK_WORDS + (p.padded_cols() - n / GROUP_COLS * GROUP_COLS) / 2;
+            assert_eq!(p.padded_cols() % TAIL_COLS, 0);
+            assert!(p.padded_cols() >= n && p.padded_cols() < n + TAIL_COLS);
+            let marks: std::vec::Vec<usize> = (0..second + MARK_WORDS)
+                .filter(|&i| p.words[i] == END_MARK)
+                .collect();
+            assert_eq!(marks, [first, second], "len {len} phase {phase}");
+        }
     }
 
     #[test]
@@ -639,6 +778,9 @@ mod tests {
                 let w0 = &bytes[offset..offset + len];
                 let w1 = &bytes[200 + offset..200 + offset + len];
                 check_dot2(&x, w0, w1, (5, -7));
+                // Rows as long as the sequence with `MAX_PHASE` leading zeros.
+                let long = |at: usize| &bytes[at..at + len + MAX_PHASE];
+                check_dot2(&x, long(offset), long(200 + offset), (5, -7));
                 // Shorter rows: the common length counts.
                 check_dot2(&x, &w0[..len / 2], w1, (0, 0));
             }

@@ -1,9 +1,12 @@
 /*
  * QEMU TCG plugin for `cargo xtask bench mcu`: counts the guest instructions executed
- * between the entries of two marker functions (one encode), over the whole run.
+ * between the entries of pairs of marker functions (regions), over the whole run.
  *
- * Usage: -plugin libinsn_count.so,start=0xADDR,end=0xADDR
- * Prints, at exit: "vsc-bench: encodes=N total=T min=A max=B".
+ * Usage: -plugin libinsn_count.so,region=NAME:0xSTART:0xEND[,region=...]
+ * (at most 8 regions, names up to 31 characters; a region's end only counts after its
+ * start). Prints, at exit, one line per region and one for the whole run:
+ *   "vsc-bench: region=NAME runs=N total=T min=A max=B"
+ *   "vsc-bench: all=T"
  *
  * Debian's qemu-system-arm 7.2 exports the plugin API (version 1) but ships no
  * qemu-plugin.h, so the few declarations used here are written out below, following
@@ -37,35 +40,43 @@ extern void qemu_plugin_outs(const char *string);
 
 __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 
+#define MAX_REGIONS 8
+
 /* Single-core guest (Cortex-M4), so plain counters suffice. */
-static uint64_t executed;   /* instructions, added per translation block at its entry */
-static uint64_t started_at; /* `executed` when the start marker ran */
-static int inside;
-static uint64_t encodes, total, min_count = UINT64_MAX, max_count;
-static uint64_t start_addr, end_addr;
+struct region {
+    char name[32];
+    uint64_t start_addr, end_addr;
+    uint64_t started_at; /* `executed` when the start marker ran */
+    int inside;
+    uint64_t runs, total, min_count, max_count;
+};
+
+static uint64_t executed; /* instructions, added per translation block at its entry */
+static struct region regions[MAX_REGIONS];
+static int n_regions;
 
 static void on_start(unsigned int vcpu, void *udata)
 {
     (void)vcpu;
-    (void)udata;
-    started_at = executed;
-    inside = 1;
+    struct region *r = udata;
+    r->started_at = executed;
+    r->inside = 1;
 }
 
 static void on_end(unsigned int vcpu, void *udata)
 {
     (void)vcpu;
-    (void)udata;
-    if (!inside)
+    struct region *r = udata;
+    if (!r->inside)
         return;
-    inside = 0;
-    uint64_t n = executed - started_at;
-    encodes++;
-    total += n;
-    if (n < min_count)
-        min_count = n;
-    if (n > max_count)
-        max_count = n;
+    r->inside = 0;
+    uint64_t n = executed - r->started_at;
+    r->runs++;
+    r->total += n;
+    if (n < r->min_count)
+        r->min_count = n;
+    if (n > r->max_count)
+        r->max_count = n;
 }
 
 static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
@@ -76,10 +87,12 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         uint64_t pc = qemu_plugin_insn_vaddr(insn);
-        if (pc == start_addr)
-            qemu_plugin_register_vcpu_insn_exec_cb(insn, on_start, QEMU_PLUGIN_CB_NO_REGS, NULL);
-        else if (pc == end_addr)
-            qemu_plugin_register_vcpu_insn_exec_cb(insn, on_end, QEMU_PLUGIN_CB_NO_REGS, NULL);
+        for (int k = 0; k < n_regions; k++) {
+            if (pc == regions[k].start_addr)
+                qemu_plugin_register_vcpu_insn_exec_cb(insn, on_start, QEMU_PLUGIN_CB_NO_REGS, &regions[k]);
+            else if (pc == regions[k].end_addr)
+                qemu_plugin_register_vcpu_insn_exec_cb(insn, on_end, QEMU_PLUGIN_CB_NO_REGS, &regions[k]);
+        }
     }
 }
 
@@ -87,12 +100,39 @@ static void on_plugin_exit(qemu_plugin_id_t id, void *udata)
 {
     (void)id;
     (void)udata;
-    char line[256];
-    snprintf(line, sizeof line,
-             "vsc-bench: encodes=%" PRIu64 " total=%" PRIu64 " min=%" PRIu64 " max=%" PRIu64
-             " all=%" PRIu64 "\n",
-             encodes, total, encodes ? min_count : 0, max_count, executed);
+    char line[1024];
+    for (int k = 0; k < n_regions; k++) {
+        struct region *r = &regions[k];
+        snprintf(line, sizeof line,
+                 "vsc-bench: region=%s runs=%" PRIu64 " total=%" PRIu64 " min=%" PRIu64 " max=%" PRIu64 "\n",
+                 r->name, r->runs, r->total, r->runs ? r->min_count : 0, r->max_count);
+        qemu_plugin_outs(line);
+    }
+    snprintf(line, sizeof line, "vsc-bench: all=%" PRIu64 "\n", executed);
     qemu_plugin_outs(line);
+}
+
+/* "NAME:0xSTART:0xEND" → regions[n_regions++]; 0 on success. */
+static int parse_region(const char *spec)
+{
+    if (n_regions == MAX_REGIONS)
+        return -1;
+    const char *colon = strchr(spec, ':');
+    if (colon == NULL || colon == spec || (size_t)(colon - spec) >= sizeof regions[0].name)
+        return -1;
+    struct region *r = &regions[n_regions];
+    memcpy(r->name, spec, (size_t)(colon - spec));
+    r->name[colon - spec] = '\0';
+    char *rest;
+    r->start_addr = strtoull(colon + 1, &rest, 0);
+    if (*rest != ':')
+        return -1;
+    r->end_addr = strtoull(rest + 1, &rest, 0);
+    if (*rest != '\0' || r->start_addr == 0 || r->end_addr == 0)
+        return -1;
+    r->min_count = UINT64_MAX;
+    n_regions++;
+    return 0;
 }
 
 __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t id, const void *info, int argc,
@@ -100,13 +140,13 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
 {
     (void)info;
     for (int i = 0; i < argc; i++) {
-        if (strncmp(argv[i], "start=", 6) == 0)
-            start_addr = strtoull(argv[i] + 6, NULL, 0);
-        else if (strncmp(argv[i], "end=", 4) == 0)
-            end_addr = strtoull(argv[i] + 4, NULL, 0);
+        if (strncmp(argv[i], "region=", 7) != 0 || parse_region(argv[i] + 7) != 0) {
+            fprintf(stderr, "insn_count: bad argument %s (want region=NAME:0xSTART:0xEND)\n", argv[i]);
+            return -1;
+        }
     }
-    if (start_addr == 0 || end_addr == 0) {
-        fprintf(stderr, "insn_count: need start=ADDR,end=ADDR\n");
+    if (n_regions == 0) {
+        fprintf(stderr, "insn_count: need region=NAME:0xSTART:0xEND\n");
         return -1;
     }
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_tb_trans);

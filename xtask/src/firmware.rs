@@ -662,13 +662,57 @@ fn build_plugin() -> Result<PathBuf> {
     Ok(lib)
 }
 
-/// `cargo xtask bench mcu`: guest instructions per encode, MACs, instructions per MAC.
+/// One region line of the instruction-count plugin.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RegionCount {
+    pub runs: u64,
+    pub total: u64,
+    pub min: u64,
+    pub max: u64,
+}
+
+impl RegionCount {
+    pub fn per_run(&self) -> f64 {
+        self.total as f64 / self.runs.max(1) as f64
+    }
+}
+
+/// The plugin's `vsc-bench: region=NAME runs=… total=… min=… max=…` line for `name`.
+pub fn region_count(stderr: &str, name: &str) -> Result<RegionCount> {
+    let prefix = format!("vsc-bench: region={name} ");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .with_context(|| format!("the plugin printed no `{prefix}…` line"))?;
+    let field = |key: &str| -> Result<u64> {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+            .with_context(|| format!("`{key}` missing in {line:?}"))
+    };
+    Ok(RegionCount {
+        runs: field("runs")?,
+        total: field("total")?,
+        min: field("min")?,
+        max: field("max")?,
+    })
+}
+
+/// `cargo xtask bench mcu`: guest instructions per encode, split into the input stage
+/// (measured in a separate run of `Encoder::model_input` on the same window) and the
+/// dense layers (the rest of the encode: both packed-input layouts, the int8 layers,
+/// requantisation, spike test, γ and μ), MACs, instructions per MAC.
 pub fn bench_mcu(args: &BenchMcuArgs) -> Result<()> {
     let fw = &args.firmware;
     let (_, model) = build(fw)?;
     let elf = fs::read(elf_path())?;
-    let start = elf_symbol(&elf, "vsc_bench_encode_start")?;
-    let end = elf_symbol(&elf, "vsc_bench_encode_end")?;
+    let mut regions = Vec::new();
+    for (name, start, end) in [
+        ("encode", "vsc_bench_encode_start", "vsc_bench_encode_end"),
+        ("input", "vsc_bench_input_start", "vsc_bench_input_end"),
+    ] {
+        let (start, end) = (elf_symbol(&elf, start)?, elf_symbol(&elf, end)?);
+        regions.push(format!("region={name}:{start:#x}:{end:#x}"));
+    }
     let plugin = build_plugin()?;
     let qemu = run_qemu(
         fw.timeout_s,
@@ -676,44 +720,53 @@ pub fn bench_mcu(args: &BenchMcuArgs) -> Result<()> {
             "-d".into(),
             "plugin".into(),
             "-plugin".into(),
-            format!("{},start={start:#x},end={end:#x}", plugin.display()),
+            format!("{},{}", plugin.display(), regions.join(",")),
         ],
     )?;
-    let line = qemu
+    let encode = region_count(&qemu.stderr, "encode")?;
+    let input = region_count(&qemu.stderr, "input")?;
+    ensure!(encode.runs > 0, "no encode ran");
+    ensure!(
+        input.runs == encode.runs,
+        "{} input-stage runs for {} encodes",
+        input.runs,
+        encode.runs
+    );
+    let all: u64 = qemu
         .stderr
         .lines()
-        .find(|l| l.starts_with("vsc-bench:"))
-        .context("the plugin printed no `vsc-bench:` line")?;
-    let field = |key: &str| -> Result<u64> {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
-            .with_context(|| format!("`{key}` missing in {line:?}"))
-    };
-    let encodes = field("encodes")?;
-    ensure!(encodes > 0, "no encode ran");
-    let per_encode = field("total")? as f64 / encodes as f64;
+        .find_map(|l| l.strip_prefix("vsc-bench: all=")?.trim().parse().ok())
+        .context("the plugin printed no `vsc-bench: all=` line")?;
     let blob_bytes = read_blob(&model)?;
     let blob = ModelBlob::parse(&blob_bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let macs = Encoder::new(blob).macs_per_window();
-    check_sizes(&model, stack_from_log(&qemu.stderr))?;
+    let (per_encode, per_input) = (encode.per_run(), input.per_run());
+    let per_dense = per_encode - per_input;
     println!(
-        "model                      : {} (M {} H {} J {})",
+        "model                      : {} (M {} H {} J {}, {} input)",
         model.display(),
         blob.input_dim(),
         blob.hidden_dim(),
-        blob.latent_dim()
+        blob.latent_dim(),
+        blob.features().name()
     );
-    println!("encodes                    : {encodes}");
+    println!("encodes                    : {}", encode.runs);
     println!(
         "instructions per encode    : {per_encode:.0} (min {}, max {})",
-        field("min")?,
-        field("max")?
+        encode.min, encode.max
     );
+    println!(
+        "  input stage              : {per_input:.0} (min {}, max {}; spectrum/scaling/quantisation)",
+        input.min, input.max
+    );
+    println!("  dense layers             : {per_dense:.0} (encode − input stage)");
     println!("MACs per encode            : {macs}");
     println!(
-        "instructions per MAC       : {:.3} (goal ≤ 1.0)",
+        "instructions per MAC       : {:.3} dense layers (goal ≤ 1.0), {:.3} whole encode",
+        per_dense / macs as f64,
         per_encode / macs as f64
     );
-    println!("instructions, whole run    : {}", field("all")?);
+    println!("instructions, whole run    : {all}");
+    check_sizes(&model, stack_from_log(&qemu.stderr))?;
     Ok(())
 }

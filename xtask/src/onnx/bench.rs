@@ -195,6 +195,9 @@ pub fn run(args: &BenchEncodeArgs) -> Result<()> {
             1
         })
     };
+    if features_ns > 0.0 {
+        println!("band spectrum of one window (edge-runtime f32): {features_ns:.0} ns");
+    }
     let tract_suffix = if features_ns > 0.0 { " + spectrum" } else { "" };
 
     let f32_onnx = to_bytes(&f32_model(&dequantised_encoder(&params))?);
