@@ -8,6 +8,7 @@ use std::process::Command;
 use host_trainer::api::Model;
 use host_trainer::matrix::{Matrix, read_matrix, write_csv, write_npy};
 use host_trainer::model::{Likelihood, TrainConfig};
+use host_trainer::train::TrainOptions;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -16,8 +17,10 @@ const WIDTH: usize = 24;
 const ROWS: usize = 3000;
 const PRESENT_P: f64 = 0.35;
 
-/// Rows of `x = tanh(Σ_k s_k p_k) + noise` with s_k ∈ {0} ∪ [0.6, 1.4] present with
-/// probability 0.35 and fixed random patterns p_k; returns (X, presence S).
+/// Rows of `x = 3 tanh(Σ_k s_k p_k) + 10 + noise` with s_k ∈ {0} ∪ [0.6, 1.4] present with
+/// probability 0.35 (1.75 sources per row on average) and fixed random patterns
+/// p_k ~ U(−1.5, 1.5)^M; returns (X, presence S). The tanh saturates wherever two or more
+/// sources overlap, so the mix is genuinely nonlinear.
 fn synthetic(seed: u64) -> (Matrix, Vec<bool>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let patterns: Vec<f32> = (0..SOURCES * WIDTH)
@@ -77,14 +80,14 @@ fn balanced_accuracy(active: &[bool], present: &[bool]) -> f64 {
     0.5 * (tp / pos.max(1.0) + tn / neg.max(1.0))
 }
 
-/// One-to-one matching of sources to latent dims, greedily by balanced accuracy.
-fn match_sources(gamma: &Matrix, present: &[bool]) -> Vec<(usize, usize, f64)> {
-    let j = gamma.cols;
+/// One-to-one matching of sources to latent dims, greedily by balanced accuracy;
+/// `gamma` is `ROWS × J`, `present` `ROWS × SOURCES`, a dim is active when γ > 0.5.
+fn match_sources(gamma: &[f32], j: usize, present: &[bool]) -> Vec<(usize, usize, f64)> {
     let mut scores = Vec::new();
     for k in 0..SOURCES {
         let s: Vec<bool> = (0..ROWS).map(|r| present[r * SOURCES + k]).collect();
         for d in 0..j {
-            let a: Vec<bool> = (0..ROWS).map(|r| gamma.data[r * j + d] > 0.5).collect();
+            let a: Vec<bool> = (0..ROWS).map(|r| gamma[r * j + d] > 0.5).collect();
             scores.push((k, d, balanced_accuracy(&a, &s)));
         }
     }
@@ -102,6 +105,21 @@ fn match_sources(gamma: &Matrix, present: &[bool]) -> Vec<(usize, usize, f64)> {
     out
 }
 
+/// Balanced-accuracy floor for a source to count as tracked.
+const TRACKED_BA: f64 = 0.9;
+
+/// Mean balanced accuracy of the matching and the number of tracked sources.
+fn agreement(matched: &[(usize, usize, f64)]) -> (f64, usize) {
+    let mean = matched.iter().map(|m| m.2).sum::<f64>() / SOURCES as f64;
+    (mean, matched.iter().filter(|m| m.2 >= TRACKED_BA).count())
+}
+
+/// The test's pass criterion for an active set: a clear majority of the sources tracked.
+fn tracks_sources(matched: &[(usize, usize, f64)]) -> bool {
+    let (mean, tracked) = agreement(matched);
+    mean >= 0.85 && tracked >= 3
+}
+
 #[test]
 fn npy_and_csv_runs_agree_and_active_set_tracks_sources() {
     let dir = tempfile::tempdir().unwrap();
@@ -114,14 +132,23 @@ fn npy_and_csv_runs_agree_and_active_set_tracks_sources() {
 
     let mut cfg = TrainConfig::tiny(WIDTH);
     cfg.preset = "synthetic".into();
-    cfg.model.hidden_dim = 64;
+    cfg.model.hidden_dim = 128;
     cfg.model.latent_dim = 10;
     cfg.model.pseudo_inputs = 8;
-    cfg.model.alpha = 0.2;
-    cfg.batch_size = 64;
-    cfg.warmup_iters = 1500;
+    // Prior spike probability matched to the data: 0.35 × 5 sources = 1.75 of 10 dims.
+    cfg.model.alpha = (PRESENT_P * SOURCES as f64) as f32 / 10.0;
+    // log γ = −ReLU(−v) has zero gradient for v > 0, so a spike head that starts positive
+    // (tiny's random init) leaves dims stuck on for every row whatever the loss says; with
+    // tiny's init 4 of 10 dims were on for all rows and 3 sources went untracked. Start
+    // the spikes off, as the edge preset does.
+    cfg.model.spike_bias_init = Some(-3.0);
+    cfg.batch_size = 128;
+    // Half of the run as spike-only warm-up (λ = 0): the code then carries information
+    // only through which dims are on, which is what separates the sources; a quarter
+    // warm-up often left one dim on for "source a or source b".
+    cfg.warmup_iters = 3000;
     cfg.ramp_iters = 500;
-    cfg.main_iters = 4000;
+    cfg.main_iters = 2500;
     cfg.checkpoint_every = 0;
     // A fixed decoder std keeps the reconstruction term from swamping the KL and sparsity
     // terms (VSC.md §8); with the learned variance every row used the same 5 dims.
@@ -192,25 +219,69 @@ fn npy_and_csv_runs_agree_and_active_set_tracks_sources() {
     assert_eq!(lib.gamma, gamma.data);
 
     // The active set tracks the sources.
-    let matched = match_sources(&gamma, &present);
-    let mean_ba: f64 = matched.iter().map(|m| m.2).sum::<f64>() / SOURCES as f64;
+    let matched = match_sources(&gamma.data, j, &present);
+    let (mean_ba, tracked) = agreement(&matched);
     let active_per_row = gamma.data.iter().filter(|g| **g > 0.5).count() as f64 / ROWS as f64;
     let sources_per_row = present.iter().filter(|s| **s).count() as f64 / ROWS as f64;
+    eprintln!("source  latent dim  balanced accuracy (active = γ > 0.5)");
+    for (k, dd, ba) in &matched {
+        eprintln!("{k:>6}  {dd:>10}  {ba:>17.3}");
+    }
     eprintln!(
-        "source → latent dim (balanced accuracy): {:?}; mean {mean_ba:.3}; \
-         active dims per row {active_per_row:.2} (sources present per row {sources_per_row:.2})",
-        matched
-            .iter()
-            .map(|(k, d, s)| format!("{k}→{d} {s:.3}"))
-            .collect::<Vec<_>>()
+        "mean {mean_ba:.3}; {tracked} of {SOURCES} sources tracked (≥ {TRACKED_BA}); \
+         active dims per row {active_per_row:.2} (sources present per row {sources_per_row:.2})"
     );
-    // Regression floor, not the goal: a collapsed code (the same dims on for every row)
-    // scores exactly 0.5 on every source. With this CPU-sized budget the model tracks some
-    // sources almost perfectly and leaves others at chance (see the printed matching).
-    let best = matched.iter().map(|m| m.2).fold(0.0, f64::max);
+    // Measured with this config (training seed 0, deterministic): mean 0.99, all 5 sources
+    // ≥ 0.95. Other training seeds (1–5): mean 0.86–1.00; in the weakest (seed 3) one dim
+    // fired for "source a or b" and only 2 sources reached 0.9. A collapsed code (the same
+    // dims on for every row) scores exactly 0.5 on every source.
     assert!(
-        mean_ba > 0.6 && best > 0.9,
-        "active set does not track the sources: mean balanced accuracy {mean_ba:.3}, best {best:.3}"
+        tracks_sources(&matched),
+        "active set does not track the sources: mean balanced accuracy {mean_ba:.3}, \
+         {tracked} sources ≥ {TRACKED_BA}"
+    );
+    // Controls, so that the criterion can fail: the same codes against presence labels
+    // shuffled across rows, and an untrained model's codes, must not pass it.
+    let mut shuffled = present.clone();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for r in (1..ROWS).rev() {
+        let o = rng.random_range(0..=r);
+        for k in 0..SOURCES {
+            shuffled.swap(r * SOURCES + k, o * SOURCES + k);
+        }
+    }
+    let control = match_sources(&gamma.data, j, &shuffled);
+    eprintln!(
+        "control, shuffled labels: mean {:.3}",
+        agreement(&control).0
+    );
+    assert!(
+        !tracks_sources(&control),
+        "shuffled labels pass: {control:?}"
+    );
+    let mut untrained_cfg = cfg.clone();
+    (untrained_cfg.warmup_iters, untrained_cfg.ramp_iters) = (0, 0);
+    untrained_cfg.main_iters = 1;
+    let untrained = host_trainer::api::train(
+        &x.data,
+        ROWS,
+        WIDTH,
+        &untrained_cfg,
+        &d.join("run_untrained"),
+        &TrainOptions {
+            progress: false,
+            ..TrainOptions::default()
+        },
+    )
+    .unwrap();
+    let control = match_sources(&untrained.encode(&x.data, ROWS).unwrap().gamma, j, &present);
+    eprintln!(
+        "control, untrained (1 step): mean {:.3}",
+        agreement(&control).0
+    );
+    assert!(
+        !tracks_sources(&control),
+        "untrained model passes: {control:?}"
     );
 
     // Decode the sparse codes: reconstructions in original units, close to the inputs.

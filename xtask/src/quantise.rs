@@ -586,9 +586,11 @@ fn model_card(c: &ModelCardInput<'_>) -> String {
     );
     let _ = writeln!(
         s,
-        "| topology | {} inputs ({} channels × {}) → {} ReLU → J = {} |",
+        "| topology | {} inputs ({} channels × {} {} values, from {}-sample windows) → {} ReLU → J = {} |",
         p.input_dim,
         p.channels.len(),
+        p.input_dim / p.channels.len().max(1),
+        p.features.name(),
         p.window_len,
         p.hidden_dim,
         p.latent_dim
