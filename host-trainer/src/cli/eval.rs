@@ -153,7 +153,7 @@ pub fn data_smiley(args: &SmileyArgs) -> anyhow::Result<()> {
 /// Options of `vsc sweep` (experiment E1 on HAR windows).
 #[derive(Debug, Args)]
 pub struct SweepArgs {
-    /// Sweep folder: one run directory per (model, value, seed), sweep.json, e1_elbo.png.
+    /// Sweep folder: one run directory per (model, value, seed), metrics.json, e1_elbo.png.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// HAR data folder; default: $VSC_DATA_DIR.
@@ -192,6 +192,12 @@ struct SweepRow {
     recon_nll: f64,
     kl: f64,
     mean_gamma: f64,
+}
+
+/// The f64 whose shortest decimal form equals the f32's (0.01f32 → 0.01, not
+/// 0.009999999776482582), so axis ticks and metrics.json show the grid as typed.
+fn decimal_f64(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(f64::from(v))
 }
 
 /// Runs `vsc sweep`: trains every (model, value, seed) (resuming finished/partial runs),
@@ -284,7 +290,7 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
                     .collect();
                 let (mean, sd) = mean_sd(&e);
                 ErrorPoint {
-                    x: f64::from(v),
+                    x: decimal_f64(v),
                     mean,
                     err: sd,
                 }
@@ -333,4 +339,17 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<()> {
         args.out.join("e1_elbo.png").display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal_f64;
+
+    #[test]
+    fn grid_values_keep_their_decimal_form() {
+        assert_eq!(decimal_f64(0.01), 0.01);
+        assert_eq!(decimal_f64(0.2), 0.2);
+        assert_eq!(decimal_f64(8.0), 8.0);
+        assert_ne!(f64::from(0.01f32), 0.01);
+    }
 }

@@ -639,6 +639,22 @@ fn generation_figures(
     Ok(())
 }
 
+/// Inverse of the min/max input scaling for display (decoded means back to data units);
+/// other scalings are returned unchanged.
+fn unscale_rows(scaling: &InputScaling, x01: &[f32], dim: usize) -> Vec<f32> {
+    match scaling {
+        InputScaling::MinMax { min, max } if min.len() == dim && max.len() == dim => x01
+            .chunks(dim)
+            .flat_map(|row| {
+                row.iter()
+                    .zip(min.iter().zip(max))
+                    .map(|(&v, (&lo, &hi))| lo + v * (hi - lo))
+            })
+            .collect(),
+        _ => x01.to_vec(),
+    }
+}
+
 fn evaluate_smiley(
     model: &TrainedModel,
     run_dir: &Path,
@@ -721,8 +737,10 @@ fn evaluate_smiley(
         );
         let k = n.min(8);
         let (recon, _) = model.decode(&latents[..k * j], k)?;
-        let mut grid = x01[..k * SMILEY_PIXELS].to_vec();
-        grid.extend(recon);
+        // Show both rows in pixel units: the fitted min/max scaling maps pixels that are 1
+        // in every training image (the face's inside) to 0, which would draw them as holes.
+        let mut grid = images.data[..k * SMILEY_PIXELS].to_vec();
+        grid.extend(unscale_rows(model.scaling(), &recon, SMILEY_PIXELS));
         plot::image_grid(
             &out_dir.join("smiley_reconstructions.png"),
             &grid,
@@ -738,4 +756,24 @@ fn evaluate_smiley(
     }
     m.disentanglement = Some(d);
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unscale_rows_restores_constant_columns_for_display() {
+        // Column 1 was 1 in every training row: scaled to 0, shown again as 1.
+        let s = InputScaling::MinMax {
+            min: vec![0.0, 1.0, -2.0],
+            max: vec![1.0, 1.0, 2.0],
+        };
+        let x01 = [0.25, 0.0, 0.5, 1.0, 0.0, 0.0];
+        assert_eq!(
+            unscale_rows(&s, &x01, 3),
+            vec![0.25, 1.0, 0.0, 1.0, 1.0, -2.0]
+        );
+        assert_eq!(unscale_rows(&InputScaling::Identity, &x01, 3), x01.to_vec());
+    }
 }
