@@ -442,10 +442,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
             },
         )?;
         println!(
-            "{} training windows, {} test windows (UCI HAR subject split), {} inputs each",
+            "{} training windows, {} test windows (UCI HAR subject split), {} samples each \
+             → {} model inputs ({})",
             train_w.len(),
             test_w.len(),
-            train_w.dim
+            train_w.dim,
+            FEATURES.input_dim(CHANNELS),
+            FEATURES.name()
         );
         Ok((dir, train_w, test_w))
     })?;
