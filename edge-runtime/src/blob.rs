@@ -429,27 +429,6 @@ pub const fn blob_len(
         + CRC_LEN
 }
 
-/// Input-scaling entries of a model: one per window row for waveforms, one per value
-/// for spectra.
-pub const fn scaling_entries(
-    features: InputFeatures,
-    channels: ChannelSet,
-    input_dim: usize,
-) -> usize {
-    match features {
-        InputFeatures::Waveform => channels.len(),
-        InputFeatures::BandSpectrum => input_dim,
-    }
-}
-
-/// Consecutive model-input values sharing one scaling entry.
-pub const fn scaling_block_len(features: InputFeatures, window_len: usize) -> usize {
-    match features {
-        InputFeatures::Waveform => window_len,
-        InputFeatures::BandSpectrum => 1,
-    }
-}
-
 /// A validated model blob, borrowing the bytes it was parsed from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ModelBlob<'a> {
@@ -550,7 +529,7 @@ impl<'a> ModelBlob<'a> {
             });
         }
         let input_dim = input_dim_usize;
-        let n_scaling = scaling_entries(features, channels, input_dim);
+        let n_scaling = features.scaling_entries(channels, input_dim);
         let expected = blob_len(n_scaling, input_dim, hidden_dim, latent_dim);
         if expected != len {
             return Err(BlobError::Length {
@@ -651,7 +630,7 @@ impl<'a> ModelBlob<'a> {
     }
     /// Consecutive model-input values that share one scaling entry.
     pub fn scaling_block_len(&self) -> usize {
-        scaling_block_len(self.features, self.window_len)
+        self.features.scaling_block_len(self.window_len)
     }
     pub fn input_dim(&self) -> usize {
         self.input_dim

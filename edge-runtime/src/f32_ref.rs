@@ -12,7 +12,6 @@ use std::fmt;
 use std::vec::Vec;
 
 use crate::blob::{MAX_HIDDEN, MAX_INPUT, MAX_LATENT};
-use crate::blob::{scaling_block_len, scaling_entries};
 use crate::preprocess::{ChannelScaling, ChannelSet, InputFeatures, WINDOW_LEN};
 
 /// A dense f32 encoder. Weight matrices are row-major `[outputs][inputs]`.
@@ -36,7 +35,7 @@ pub struct F32Encoder {
     /// How a window becomes the `input_dim` model inputs.
     pub features: InputFeatures,
     /// Input normalisation: one entry per window row (waveform) or per model-input
-    /// value (spectrum), see [`crate::blob::scaling_entries`].
+    /// value (spectrum), see [`InputFeatures::scaling_entries`].
     pub scaling: Vec<ChannelScaling>,
 }
 
@@ -216,7 +215,7 @@ impl F32Encoder {
                 return Err(F32EncoderError::NonFinite { field, index });
             }
         }
-        let n_scaling = scaling_entries(self.features, self.channels, self.input_dim);
+        let n_scaling = self.features.scaling_entries(self.channels, self.input_dim);
         if self.scaling.len() != n_scaling {
             return Err(F32EncoderError::Shape {
                 field: "scaling",
@@ -248,7 +247,7 @@ impl F32Encoder {
                 got: input.len(),
             });
         }
-        let block = scaling_block_len(self.features, self.window_len()).max(1);
+        let block = self.features.scaling_block_len(self.window_len()).max(1);
         Ok(input
             .chunks(block)
             .zip(&self.scaling)
@@ -376,7 +375,7 @@ impl F32Encoder {
             b_gamma,
             channels,
             features,
-            scaling: (0..scaling_entries(features, channels, input_dim))
+            scaling: (0..features.scaling_entries(channels, input_dim))
                 .map(|_| ChannelScaling::from_min_max(-2.0, 2.0))
                 .collect(),
         }

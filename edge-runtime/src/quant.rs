@@ -204,7 +204,7 @@ pub struct QuantParams {
     pub input_dim: usize,
     pub hidden_dim: usize,
     pub latent_dim: usize,
-    /// Input scaling, see [`crate::blob::scaling_entries`].
+    /// Input scaling, see [`InputFeatures::scaling_entries`].
     pub scaling: Vec<ChannelScaling>,
     /// Real value of one input step (= [`INPUT_SCALE`]).
     pub input_scale: f32,
@@ -399,7 +399,7 @@ impl QuantParams {
 
     /// Consecutive model-input values sharing one scaling entry.
     pub fn scaling_block_len(&self) -> usize {
-        blob::scaling_block_len(self.features, self.window_len)
+        self.features.scaling_block_len(self.window_len)
     }
 
     /// Bytes of int8 weights.

@@ -43,7 +43,7 @@ use crate::matrix::{
     MatrixBatches, MatrixError, MatrixWriter, MinMaxScaling, ReadOptions, check_width, count_rows,
 };
 use crate::model::TrainConfig;
-use crate::train::{self, InputScaling, TrainData, TrainError, TrainOptions, TrainedModel};
+use crate::train::{self, TrainData, TrainError, TrainOptions, TrainedModel};
 
 /// A latent dimension is active (its spike is on) when γ exceeds this.
 pub const SPIKE_THRESHOLD: f32 = 0.5;
@@ -192,22 +192,7 @@ impl Model {
     /// Wraps a model that is already loaded.
     pub fn from_trained(trained: TrainedModel) -> Model {
         let cols = trained.model_config().input_dim;
-        let inverse = match trained.scaling() {
-            InputScaling::MinMax { min, max } => {
-                min.iter().zip(max).map(|(lo, hi)| (*lo, hi - lo)).collect()
-            }
-            InputScaling::HarChannels {
-                scaling, features, ..
-            } => (0..cols)
-                .map(|c| {
-                    let block = features.scaling_block_len();
-                    let ch = scaling[(c / block).min(scaling.len() - 1)];
-                    let range = if ch.scale > 0.0 { 1.0 / ch.scale } else { 0.0 };
-                    (ch.offset, range)
-                })
-                .collect(),
-            InputScaling::Identity => vec![(0.0, 1.0); cols],
-        };
+        let inverse = trained.scaling().column_ranges(cols);
         Model { trained, inverse }
     }
 

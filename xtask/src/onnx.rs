@@ -295,7 +295,7 @@ pub fn f32_model(enc: &F32Encoder) -> Result<pb::ModelProto> {
     let (m, h, j) = (enc.input_dim, enc.hidden_dim, enc.latent_dim);
     let mut g = Graph::default();
     g.input(INPUT, DataType::Float, m);
-    let block = edge_runtime::blob::scaling_block_len(enc.features, enc.window_len());
+    let block = enc.features.scaling_block_len(enc.window_len());
     let x01 = wire_normalise(&mut g, INPUT, &enc.scaling, block);
     let trans_b = || vec![attr_int("transB", 1)];
     let w1 = g.constant("w1", &[h, m], &enc.w1);
@@ -456,7 +456,7 @@ pub fn int8_model(p: &QuantParams) -> Result<pb::ModelProto> {
         && p.gamma.rows == j
         && p.gamma.cols == h
         && p.gamma_threshold.len() == j
-        && p.scaling.len() == edge_runtime::blob::scaling_entries(p.features, p.channels, m)
+        && p.scaling.len() == p.features.scaling_entries(p.channels, m)
         && p.scaling.len() * p.scaling_block_len() == m;
     if !shapes_ok {
         bail!("quantised model has inconsistent dimensions (M {m}, H {h}, J {j})");

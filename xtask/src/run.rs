@@ -31,10 +31,14 @@ use crate::test::workspace_root;
 
 /// The preset the main job trains: the microcontroller-sized encoder.
 const PRESET: &str = "edge";
-/// Its input channels: total and body acceleration (boards without a gyroscope work too).
-const CHANNELS: ChannelSet = ChannelSet::ALL;
-/// Model input of the main job's model.
-const FEATURES: InputFeatures = InputFeatures::BandSpectrum;
+/// The preset's input channels, as `vsc train --preset edge` picks them.
+fn channels() -> ChannelSet {
+    host_trainer::cli::train::preset_input(PRESET).0
+}
+/// The preset's model input (band spectra), as `vsc train --preset edge` picks it.
+fn features() -> InputFeatures {
+    host_trainer::cli::train::preset_input(PRESET).1
+}
 /// Number of stages, for the `[i/N]` headers.
 const STAGES: usize = 7;
 
@@ -101,7 +105,7 @@ impl Stages {
 
 /// The training configuration the main job asks for.
 fn requested_config(steps: Option<u64>) -> TrainConfig {
-    let mut cfg = TrainConfig::edge(FEATURES.input_dim(CHANNELS));
+    let mut cfg = TrainConfig::edge(features().input_dim(channels()));
     if let Some(steps) = steps {
         override_steps(&mut cfg, steps);
     }
@@ -167,7 +171,7 @@ fn train_stage(
             .with_context(|| format!("removing {}", run_dir.display()))?;
     }
     let resume = checkpoint::find_latest(run_dir)?.is_some();
-    let (data, input_scaling) = har_training_data(train_w, FEATURES)?;
+    let (data, input_scaling) = har_training_data(train_w, features())?;
     println!(
         "training {PRESET} (hidden {}, J {}, {} pseudo-inputs) on {} windows × {} inputs: {} steps, batch {}, device {}{}",
         cfg.model.hidden_dim,
@@ -346,10 +350,7 @@ fn summary_table(s: &Summary<'_>) -> String {
             "{} / {} / {}",
             burn("gamma"),
             burn("sparse_code"),
-            burn(match FEATURES {
-                InputFeatures::Waveform => "raw_window_01",
-                InputFeatures::BandSpectrum => "raw_spectrum_01",
-            })
+            burn(host_trainer::eval::pipeline::raw_probe_name(features()))
         ),
     );
     row(
@@ -433,11 +434,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
     let (data_dir, train_w, _) = stages.run("load HAR windows", "data", || {
         let dir = firmware::data_dir(args.data.as_deref())?;
-        println!("data: {} (channels {CHANNELS})", dir.display());
+        println!("data: {} (channels {})", dir.display(), channels());
         let (train_w, test_w) = load_har_windows(
             &dir,
             &WindowConfig {
-                channels: CHANNELS,
+                channels: channels(),
                 include_transitions: false,
             },
         )?;
@@ -447,8 +448,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
             train_w.len(),
             test_w.len(),
             train_w.dim,
-            FEATURES.input_dim(CHANNELS),
-            FEATURES.name()
+            features().input_dim(channels()),
+            features().name()
         );
         Ok((dir, train_w, test_w))
     })?;
@@ -592,7 +593,7 @@ mod tests {
         let cfg = requested_config(Some(400));
         assert_eq!(cfg.total_iters(), 400);
         assert_eq!(cfg.preset, PRESET);
-        assert_eq!(cfg.model.input_dim, FEATURES.input_dim(CHANNELS));
+        assert_eq!(cfg.model.input_dim, features().input_dim(channels()));
         assert_eq!(requested_config(None), TrainConfig::edge(297));
     }
 }

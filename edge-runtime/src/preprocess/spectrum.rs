@@ -48,13 +48,23 @@ impl InputFeatures {
         channels.len() * self.values_per_channel()
     }
 
-    /// Values that share one [`super::ChannelScaling`]: a whole channel for waveforms
-    /// (samples of one channel are alike), one value for spectra (a mean in g and the
-    /// amplitude of a 20 Hz band have nothing in common).
-    pub const fn scaling_block_len(self) -> usize {
+    /// Consecutive model-input values that share one [`super::ChannelScaling`]: a whole
+    /// channel of `window_len` samples for waveforms (samples of one channel are alike),
+    /// one value for spectra (a mean in g and the amplitude of a 20 Hz band have nothing
+    /// in common).
+    pub const fn scaling_block_len(self, window_len: usize) -> usize {
         match self {
-            InputFeatures::Waveform => WINDOW_LEN,
+            InputFeatures::Waveform => window_len,
             InputFeatures::BandSpectrum => 1,
+        }
+    }
+
+    /// Number of input-scaling entries of a model with `input_dim` inputs: one per
+    /// channel for waveforms, one per value for spectra.
+    pub const fn scaling_entries(self, channels: ChannelSet, input_dim: usize) -> usize {
+        match self {
+            InputFeatures::Waveform => channels.len(),
+            InputFeatures::BandSpectrum => input_dim,
         }
     }
 

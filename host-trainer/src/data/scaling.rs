@@ -37,11 +37,11 @@ pub fn model_inputs(windows: &HarWindows, features: InputFeatures) -> Result<Vec
     Ok(out)
 }
 
-/// Min/max over the training rows of every block of `features.scaling_block_len()`
+/// Min/max over the training rows of every block of `features.scaling_block_len(WINDOW_LEN)`
 /// consecutive model-input values (a channel of a waveform, one value of a spectrum),
 /// mapped onto [0, 1]. `raw` is `rows × dim` from [`model_inputs`].
 pub fn fit_input_scaling(raw: &[f32], dim: usize, features: InputFeatures) -> Vec<ChannelScaling> {
-    let block = features.scaling_block_len();
+    let block = features.scaling_block_len(WINDOW_LEN);
     let n_blocks = dim.div_ceil(block);
     let mut min = vec![f32::INFINITY; n_blocks];
     let mut max = vec![f32::NEG_INFINITY; n_blocks];

@@ -169,18 +169,14 @@ pub fn evaluate_run(run_dir: &Path, opts: &EvalOptions) -> Result<EvalMetrics, E
         source,
     })?;
     let metrics = match model.scaling().clone() {
-        InputScaling::HarChannels {
-            channel_bits,
-            scaling,
-            ..
-        } => {
+        InputScaling::HarChannels { channel_bits, .. } => {
             let channels = ChannelSet::from_bits(channel_bits).ok_or_else(|| {
                 EvalError::Input(format!(
                     "{}: bad channel_bits {channel_bits}",
                     run_dir.display()
                 ))
             })?;
-            evaluate_har(&model, run_dir, &out_dir, channels, &scaling, opts)?
+            evaluate_har(&model, run_dir, &out_dir, channels, opts)?
         }
         _ if model.model_config().input_dim == SMILEY_PIXELS => {
             let dir = opts.smiley_dir.as_deref().ok_or_else(|| {
@@ -263,7 +259,6 @@ fn evaluate_har(
     run_dir: &Path,
     out_dir: &Path,
     channels: ChannelSet,
-    scaling: &[edge_runtime::preprocess::ChannelScaling],
     opts: &EvalOptions,
 ) -> Result<EvalMetrics, EvalError> {
     let data_dir = resolve_data_dir(opts.data_dir.as_deref())?;
@@ -345,10 +340,7 @@ fn evaluate_har(
             &opts.probe,
         )?);
     }
-    let raw_name = match features {
-        InputFeatures::Waveform => "raw_window_01",
-        InputFeatures::BandSpectrum => "raw_spectrum_01",
-    };
+    let raw_name = raw_probe_name(features);
     m.probes.push(probe(
         raw_name,
         &train01,
@@ -419,11 +411,7 @@ fn evaluate_har(
                 ),
             );
         }
-        let input = InputLayout {
-            channels,
-            features,
-            scaling,
-        };
+        let input = InputLayout { channels, features };
         generation_figures(
             model, out_dir, &test, &test01, &ctest, &input, opts.seed, &mut m,
         )?;
@@ -432,27 +420,18 @@ fn evaluate_har(
     Ok(m)
 }
 
-/// What one model-input row of a HAR model holds.
-struct InputLayout<'a> {
-    channels: ChannelSet,
-    features: InputFeatures,
-    scaling: &'a [edge_runtime::preprocess::ChannelScaling],
+/// Name of the probe on the unencoded, scaled model inputs in `metrics.json`.
+pub fn raw_probe_name(features: InputFeatures) -> &'static str {
+    match features {
+        InputFeatures::Waveform => "raw_window_01",
+        InputFeatures::BandSpectrum => "raw_spectrum_01",
+    }
 }
 
-/// Maps a [0, 1] model input back to physical units, block by block.
-fn to_raw(x01: &[f32], input: &InputLayout<'_>) -> Vec<f32> {
-    x01.chunks(input.features.scaling_block_len())
-        .zip(input.scaling)
-        .flat_map(|(block, s)| {
-            block.iter().map(move |&v| {
-                if s.scale != 0.0 {
-                    v / s.scale + s.offset
-                } else {
-                    s.offset
-                }
-            })
-        })
-        .collect()
+/// What one model-input row of a HAR model holds.
+struct InputLayout {
+    channels: ChannelSet,
+    features: InputFeatures,
 }
 
 /// E4 (conditional generation) and E5 (controlled generation) as acc x/y/z signal grids.
@@ -463,7 +442,7 @@ fn generation_figures(
     test: &crate::data::HarWindows,
     test01: &[f32],
     codes: &crate::train::Codes,
-    input: &InputLayout<'_>,
+    input: &InputLayout,
     seed: u64,
     m: &mut EvalMetrics,
 ) -> Result<(), EvalError> {
@@ -494,7 +473,7 @@ fn generation_figures(
     let shown = (names.len() - first).min(3);
     let names = &names[first..first + shown];
     let panel = |title: String, x01: &[f32]| -> (String, Vec<Vec<f32>>) {
-        let raw = to_raw(x01, input);
+        let raw = model.scaling().invert(x01, dim);
         (
             title,
             (first..first + shown)
@@ -639,22 +618,6 @@ fn generation_figures(
     Ok(())
 }
 
-/// Inverse of the min/max input scaling for display (decoded means back to data units);
-/// other scalings are returned unchanged.
-fn unscale_rows(scaling: &InputScaling, x01: &[f32], dim: usize) -> Vec<f32> {
-    match scaling {
-        InputScaling::MinMax { min, max } if min.len() == dim && max.len() == dim => x01
-            .chunks(dim)
-            .flat_map(|row| {
-                row.iter()
-                    .zip(min.iter().zip(max))
-                    .map(|(&v, (&lo, &hi))| lo + v * (hi - lo))
-            })
-            .collect(),
-        _ => x01.to_vec(),
-    }
-}
-
 fn evaluate_smiley(
     model: &TrainedModel,
     run_dir: &Path,
@@ -740,7 +703,7 @@ fn evaluate_smiley(
         // Show both rows in pixel units: the fitted min/max scaling maps pixels that are 1
         // in every training image (the face's inside) to 0, which would draw them as holes.
         let mut grid = images.data[..k * SMILEY_PIXELS].to_vec();
-        grid.extend(unscale_rows(model.scaling(), &recon, SMILEY_PIXELS));
+        grid.extend(model.scaling().invert(&recon, SMILEY_PIXELS));
         plot::image_grid(
             &out_dir.join("smiley_reconstructions.png"),
             &grid,
@@ -763,17 +726,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unscale_rows_restores_constant_columns_for_display() {
+    fn inverse_scaling_restores_constant_columns_for_display() {
         // Column 1 was 1 in every training row: scaled to 0, shown again as 1.
         let s = InputScaling::MinMax {
             min: vec![0.0, 1.0, -2.0],
             max: vec![1.0, 1.0, 2.0],
         };
         let x01 = [0.25, 0.0, 0.5, 1.0, 0.0, 0.0];
-        assert_eq!(
-            unscale_rows(&s, &x01, 3),
-            vec![0.25, 1.0, 0.0, 1.0, 1.0, -2.0]
-        );
-        assert_eq!(unscale_rows(&InputScaling::Identity, &x01, 3), x01.to_vec());
+        assert_eq!(s.invert(&x01, 3), vec![0.25, 1.0, 0.0, 1.0, 1.0, -2.0]);
+        assert_eq!(InputScaling::Identity.invert(&x01, 3), x01.to_vec());
     }
 }

@@ -11,7 +11,7 @@ pub enum InputScaling {
     /// HAR windows of `window_len` samples per channel, channel-major, turned into model
     /// inputs by `features` (absent in runs made before spectra existed: waveform).
     /// `channel_bits` is `edge_runtime::preprocess::ChannelSet::bits()`; `scaling` has one
-    /// entry per `features.scaling_block_len()` consecutive model-input values.
+    /// entry per `features.scaling_block_len(window_len)` consecutive model-input values.
     HarChannels {
         channel_bits: u16,
         window_len: usize,
@@ -51,15 +51,57 @@ impl InputScaling {
                 }
             }
             InputScaling::HarChannels {
-                scaling, features, ..
+                scaling,
+                features,
+                window_len,
+                ..
             } => {
-                for (block, ch) in row.chunks_mut(features.scaling_block_len()).zip(scaling) {
+                let block = features.scaling_block_len(*window_len).max(1);
+                for (block, ch) in row.chunks_mut(block).zip(scaling) {
                     for v in block {
                         *v = ch.apply(*v);
                     }
                 }
             }
         }
+    }
+
+    /// Per model-input column of `cols`, `(lo, range)` with `x = lo + x01 · range`: the
+    /// inverse of the scaling (a column that was constant in training gets range 0 and
+    /// comes back as that constant).
+    pub fn column_ranges(&self, cols: usize) -> Vec<(f32, f32)> {
+        match self {
+            InputScaling::MinMax { min, max } => {
+                min.iter().zip(max).map(|(lo, hi)| (*lo, hi - lo)).collect()
+            }
+            InputScaling::HarChannels {
+                scaling,
+                features,
+                window_len,
+                ..
+            } => (0..cols)
+                .map(|c| {
+                    let block = features.scaling_block_len(*window_len).max(1);
+                    let ch = scaling[(c / block).min(scaling.len() - 1)];
+                    let range = if ch.scale > 0.0 { 1.0 / ch.scale } else { 0.0 };
+                    (ch.offset, range)
+                })
+                .collect(),
+            InputScaling::Identity => vec![(0.0, 1.0); cols],
+        }
+    }
+
+    /// Maps `rows × dim` values in [0, 1] back to raw units (see
+    /// [`InputScaling::column_ranges`]).
+    pub fn invert(&self, x01: &[f32], dim: usize) -> Vec<f32> {
+        let ranges = self.column_ranges(dim);
+        x01.chunks(dim.max(1))
+            .flat_map(|row| {
+                row.iter()
+                    .zip(&ranges)
+                    .map(|(&v, &(lo, range))| lo + v * range)
+            })
+            .collect()
     }
 
     /// Maps a row-major `rows × dim` matrix into [0, 1].
