@@ -1,7 +1,7 @@
 //! The int8 model blob (`.vscq`): read in place from a `&[u8]` (e.g. in flash), no heap,
 //! no copy of the weights, every malformed input a typed [`BlobError`].
 //!
-//! # Layout (format version 2), all integers and floats little-endian, no padding
+//! # Layout (format version 3), all integers and floats little-endian, no padding
 //!
 //! Fields are read byte by byte (`from_le_bytes`), so the blob may sit at any address.
 //!
@@ -21,7 +21,8 @@
 //! | 28 | 4 | `hidden_scale` `f32`: real value of one step of the `u8` hidden activation |
 //! | 32 | 4 | `mu_scale` `f32`: real value of one step of the `i16` slab mean |
 //! | 36 | 4 | `v_scale` `f32`: real value of one step of the requantised γ pre-activation (= [`V_SCALE`] = 2⁻¹⁶) |
-//! | 40 | 8 | reserved, 0 |
+//! | 40 | 2 | spike head [`SpikeHead::code`] `u16`: 0 paper (log γ = −ReLU(−v)), 1 sigmoid; versions 1 and 2 have 0 here |
+//! | 42 | 6 | reserved, 0 |
 //! | 48 | 8·S | input scaling, `offset` `f32`, `scale` `f32`: S = channels for waveforms (one per window row), S = `input_dim` for spectra (one per value) |
 //! | … | | hidden layer (rows = `hidden_dim`, cols = `input_dim`), see below |
 //! | … | | μ head (rows = `latent_dim`, cols = `hidden_dim`) |
@@ -40,12 +41,14 @@
 use core::fmt;
 
 use crate::preprocess::{ChannelScaling, ChannelSet, InputFeatures, WINDOW_LEN};
+use crate::spike::SpikeHead;
 
 /// First four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"VSCQ";
 /// The format version this code writes. It also reads version 1 (waveform models only,
-/// byte 22 reserved), which differs in nothing else.
-pub const FORMAT_VERSION: u16 = 2;
+/// byte 22 reserved) and version 2 (byte 40 reserved: the paper's spike head), which
+/// differ in nothing else.
+pub const FORMAT_VERSION: u16 = 3;
 /// Bytes before the per-channel scaling.
 pub const HEADER_LEN: usize = 48;
 /// Bytes of the CRC trailer.
@@ -119,6 +122,8 @@ pub enum BlobError {
     },
     /// The model-input code at byte 22 is unknown.
     BadFeatures { code: u16 },
+    /// The spike-head code at byte 40 is unknown.
+    BadSpikeHead { code: u16 },
     /// The dimensions need `expected` bytes in total, the blob has `actual`.
     Length { expected: usize, actual: usize },
     /// A reserved field is not zero.
@@ -162,7 +167,7 @@ impl fmt::Display for BlobError {
             }
             BlobError::UnsupportedVersion { found } => write!(
                 f,
-                "model blob: format version {found}, this build reads versions 1 and {FORMAT_VERSION}"
+                "model blob: format version {found}, this build reads versions 1 to {FORMAT_VERSION}"
             ),
             BlobError::BadHeaderLen { found } => write!(
                 f,
@@ -196,6 +201,10 @@ impl fmt::Display for BlobError {
             BlobError::Length { expected, actual } => write!(
                 f,
                 "model blob: the dimensions need {expected} bytes, the blob has {actual}"
+            ),
+            BlobError::BadSpikeHead { code } => write!(
+                f,
+                "model blob: unknown spike head {code} at byte 40 (0 paper, 1 sigmoid)"
             ),
             BlobError::Reserved { offset } => {
                 write!(f, "model blob: reserved field at byte {offset} is not zero")
@@ -435,6 +444,7 @@ pub struct ModelBlob<'a> {
     bytes: &'a [u8],
     channels: ChannelSet,
     features: InputFeatures,
+    spike_head: SpikeHead,
     window_len: usize,
     input_dim: usize,
     hidden_dim: usize,
@@ -461,7 +471,7 @@ impl<'a> ModelBlob<'a> {
             return Err(BlobError::BadMagic { found: magic });
         }
         let version = le_u16_at(bytes, 4);
-        if version != 1 && version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(BlobError::UnsupportedVersion { found: version });
         }
         let header_len = le_u16_at(bytes, 6);
@@ -537,11 +547,15 @@ impl<'a> ModelBlob<'a> {
                 actual: len,
             });
         }
-        for offset in [40usize, 44] {
-            if le_u32_at(bytes, offset) != 0 {
-                return Err(BlobError::Reserved { offset });
-            }
+        if let Some(offset) = (42..HEADER_LEN).find(|&i| bytes.get(i) != Some(&0)) {
+            return Err(BlobError::Reserved { offset });
         }
+        let spike_code = le_u16_at(bytes, 40);
+        if version < 3 && spike_code != 0 {
+            return Err(BlobError::Reserved { offset: 40 });
+        }
+        let spike_head =
+            SpikeHead::from_code(spike_code).ok_or(BlobError::BadSpikeHead { code: spike_code })?;
         if le_u32_at(bytes, 24) != INPUT_SCALE.to_bits() {
             return Err(BlobError::BadScale {
                 field: "input_scale",
@@ -588,6 +602,7 @@ impl<'a> ModelBlob<'a> {
             bytes,
             channels,
             features,
+            spike_head,
             window_len,
             input_dim,
             hidden_dim,
@@ -615,6 +630,10 @@ impl<'a> ModelBlob<'a> {
     /// How a window becomes the model input.
     pub fn features(&self) -> InputFeatures {
         self.features
+    }
+    /// How the γ head's pre-activation becomes γ.
+    pub fn spike_head(&self) -> SpikeHead {
+        self.spike_head
     }
     /// Samples per channel of the windows the model encodes.
     pub fn window_len(&self) -> usize {

@@ -25,14 +25,16 @@
 //! 3. **Heads**: `acc_mu[j] = Σ_h h_q[h] · w_mu[j][h] + b_mu[j]` and
 //!    `acc_g[j] = Σ_h h_q[h] · w_g[j][h] + b_g[j]`, exactly in i32.
 //! 4. **Spike bit** `j` is set ⇔ `acc_g[j] > threshold[j]` (the quantiser stores
-//!    `threshold = floor(ln ½ / (hidden_scale · w_scale_g[j]))`, so this is
-//!    `v > ln ½` ⇔ `γ = exp(min(v, 0)) > ½` on the real pre-activation; no `exp`).
+//!    `threshold = floor(v½ / (hidden_scale · w_scale_g[j]))` with `v½` the spike
+//!    head's half point, so this is `v > ln ½` ⇔ `γ = exp(min(v, 0)) > ½` for the
+//!    paper's head and `v > 0` ⇔ `sigmoid(v) > ½` for the sigmoid; no `exp`).
 //! 5. For **active** dims only (others are 0 in [`SparseCode`]):
 //!    - `mu_q[j] = saturate_i16(requant(acc_mu[j], m_mu_j, s_mu_j))`, real μ = `mu_q · mu_scale`;
 //!    - `v_q[j] = requant(acc_g[j], m_g_j, s_g_j)`, the pre-activation in Q16
 //!      (real `v = v_q / 65536`), then `γ_q15 = exp_q15(v_q)` from a 180-entry table of
 //!      `round(32768 · exp(−k/256))` with linear interpolation (see [`exp_q15`]);
-//!      error < 2 · 2⁻¹⁵ against `exp`.
+//!      error < 2 · 2⁻¹⁵ against `exp`. Sigmoid heads use the same table after range
+//!      reduction ([`crate::spike::sigmoid_q15`]).
 //!
 //! Step 5's signed floor shift can be written in ONNX int64 ops as
 //! `q = a·m + 2^(s−1)`, `(q − Mod(q, 2^s)) / 2^s` (`Mod` with `fmod = 0` takes the
@@ -571,6 +573,7 @@ impl<'a> Encoder<'a> {
         let blob = self.blob.as_bytes();
         let latent = gamma.rows.min(MAX_LATENT);
         let mut acc_g = [0i32; MAX_LATENT];
+        let spike_head = self.blob.spike_head();
         input.accumulate(blob, gamma, latent, &|_| true, &mut |j, acc| {
             if let Some(slot) = acc_g.get_mut(j) {
                 *slot = acc;
@@ -581,7 +584,7 @@ impl<'a> Encoder<'a> {
                 out.spike_bits |= 1u64 << j;
                 let v_q = requant(acc, gamma.multiplier(j), gamma.shift(j));
                 if let Some(g) = out.gamma_q15.get_mut(j) {
-                    *g = exp_q15(v_q);
+                    *g = spike_head.gamma_q15(v_q);
                 }
             }
         }

@@ -13,6 +13,16 @@ use std::vec::Vec;
 
 use crate::blob::{MAX_HIDDEN, MAX_INPUT, MAX_LATENT};
 use crate::preprocess::{ChannelScaling, ChannelSet, InputFeatures, WINDOW_LEN};
+use crate::spike::SpikeHead;
+
+/// log γ of pre-activation `v`: `min(v, 0)` (paper) or `log sigmoid(v)`, the latter
+/// as `−ln(1 + e^−|v|) + min(v, 0)` so that no exponential overflows.
+pub fn log_gamma(head: SpikeHead, v: f32) -> f32 {
+    match head {
+        SpikeHead::Paper => v.min(0.0),
+        SpikeHead::Sigmoid => v.min(0.0) - (-v.abs()).exp().ln_1p(),
+    }
+}
 
 /// A dense f32 encoder. Weight matrices are row-major `[outputs][inputs]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +44,8 @@ pub struct F32Encoder {
     pub channels: ChannelSet,
     /// How a window becomes the `input_dim` model inputs.
     pub features: InputFeatures,
+    /// How the γ head's output becomes log γ.
+    pub spike_head: SpikeHead,
     /// Input normalisation: one entry per window row (waveform) or per model-input
     /// value (spectrum), see [`InputFeatures::scaling_entries`].
     pub scaling: Vec<ChannelScaling>,
@@ -276,7 +288,7 @@ impl F32Encoder {
             logvar: dense(&self.w_logvar, &self.b_logvar, hidden),
             log_gamma: dense(&self.w_gamma, &self.b_gamma, hidden)
                 .into_iter()
-                .map(|v| v.min(0.0))
+                .map(|v| log_gamma(self.spike_head, v))
                 .collect(),
         }
     }
@@ -322,6 +334,11 @@ impl F32Encoder {
             latent_dim,
             seed,
         )
+    }
+
+    /// The same encoder with another spike nonlinearity.
+    pub fn with_spike_head(self, spike_head: SpikeHead) -> F32Encoder {
+        F32Encoder { spike_head, ..self }
     }
 
     /// A randomly initialised encoder for `features` of whole windows.
@@ -375,6 +392,7 @@ impl F32Encoder {
             b_gamma,
             channels,
             features,
+            spike_head: SpikeHead::Paper,
             scaling: (0..features.scaling_entries(channels, input_dim))
                 .map(|_| ChannelScaling::from_min_max(-2.0, 2.0))
                 .collect(),

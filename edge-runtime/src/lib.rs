@@ -26,4 +26,5 @@ pub mod quant;
 pub use f32_ref::F32Encoder;
 pub mod frame;
 pub mod sensor;
+pub mod spike;
 pub mod stream;

@@ -11,7 +11,8 @@
 //! - Requantisation pairs `(m, s)` with `m / 2^s ≈ real` and `m` in [2³⁰, 2³¹)
 //!   (see [`multiplier_shift`]): hidden `input_scale · w_scale / hidden_scale`, μ head
 //!   `hidden_scale · w_scale / mu_scale`, γ head `hidden_scale · w_scale · 2¹⁶` (to Q16).
-//! - Spike thresholds: `floor(ln ½ / (hidden_scale · w_scale_γ[j]))`.
+//! - Spike thresholds: `floor(v½ / (hidden_scale · w_scale_γ[j]))` with `v½` the spike
+//!   head's [`SpikeHead::half_point`] (ln ½ for the paper's head, 0 for the sigmoid).
 //!
 //! The integer semantics that consume these numbers are in [`crate::encoder`].
 //! [`QuantParams`] holds all of them for the ONNX exporter; [`QuantParams::from_blob`]
@@ -26,6 +27,7 @@ use crate::blob::{
 };
 use crate::f32_ref::{F32Encoder, F32EncoderError};
 use crate::preprocess::{ChannelScaling, ChannelSet, InputFeatures};
+use crate::spike::SpikeHead;
 
 /// Headroom of the μ output range over the calibration maximum.
 pub const MU_HEADROOM: f64 = 2.0;
@@ -217,6 +219,8 @@ pub struct QuantParams {
     pub hidden: LayerParams,
     pub mu: LayerParams,
     pub gamma: LayerParams,
+    /// How the γ pre-activation becomes γ.
+    pub spike_head: SpikeHead,
     /// Spike iff `acc_gamma[j] > gamma_threshold[j]`.
     pub gamma_threshold: Vec<i32>,
 }
@@ -288,12 +292,12 @@ impl QuantParams {
             hidden_scale,
             |ws| hs * ws / V_SCALE as f64,
         )?;
-        let ln_half = 0.5f64.ln();
+        let half_point = encoder.spike_head.half_point();
         let gamma_threshold = gamma
             .w_scale
             .iter()
             .map(|&ws| {
-                (ln_half / (hs * ws as f64))
+                (half_point / (hs * ws as f64))
                     .floor()
                     .clamp(i32::MIN as f64, i32::MAX as f64) as i32
             })
@@ -313,6 +317,7 @@ impl QuantParams {
             hidden,
             mu,
             gamma,
+            spike_head: encoder.spike_head,
             gamma_threshold,
         })
     }
@@ -335,6 +340,7 @@ impl QuantParams {
             hidden: LayerParams::from_view(blob.hidden()),
             mu: LayerParams::from_view(blob.mu_head()),
             gamma: LayerParams::from_view(g),
+            spike_head: blob.spike_head(),
             gamma_threshold: (0..g.rows).map(|j| g.threshold(j)).collect(),
         }
     }
@@ -378,7 +384,8 @@ impl QuantParams {
         ] {
             out.extend_from_slice(&s.to_le_bytes());
         }
-        out.extend_from_slice(&[0u8; 8]);
+        out.extend_from_slice(&self.spike_head.code().to_le_bytes());
+        out.extend_from_slice(&[0u8; 6]);
         debug_assert_eq!(out.len(), HEADER_LEN);
         for s in &self.scaling {
             out.extend_from_slice(&s.offset.to_le_bytes());

@@ -11,6 +11,7 @@ use edge_runtime::encoder::{EncodeError, Encoder, IntTrace, SparseCode, requant}
 use edge_runtime::kernels::Kernel;
 use edge_runtime::preprocess::{ChannelScaling, ChannelSet, InputFeatures, WINDOW_LEN, Window};
 use edge_runtime::quant::{QuantError, QuantParams, multiplier_shift, quantise};
+use edge_runtime::spike::SpikeHead;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -146,8 +147,8 @@ fn every_malformed_header_is_a_typed_error() {
         BlobError::BadMagic { found: *b"XSCQ" }
     );
     assert_eq!(
-        parse_edited(|b| put_u16(b, 4, 3), false),
-        BlobError::UnsupportedVersion { found: 3 }
+        parse_edited(|b| put_u16(b, 4, 4), false),
+        BlobError::UnsupportedVersion { found: 4 }
     );
     assert_eq!(
         parse_edited(|b| put_u16(b, 6, 40), false),
@@ -268,7 +269,36 @@ fn every_malformed_header_is_a_typed_error() {
     );
     assert_eq!(
         parse_edited(|b| b[45] = 1, true),
-        BlobError::Reserved { offset: 44 }
+        BlobError::Reserved { offset: 45 }
+    );
+    // Byte 40 is the spike head: 1 (sigmoid) is a valid model, 2 is unknown, and
+    // version 1 and 2 blobs must leave it 0.
+    let mut sigmoid = small_blob();
+    sigmoid[40] = 1;
+    fix_crc(&mut sigmoid);
+    assert_eq!(
+        ModelBlob::parse(&sigmoid).unwrap().spike_head(),
+        SpikeHead::Sigmoid
+    );
+    assert_eq!(
+        parse_edited(|b| b[40] = 2, true),
+        BlobError::BadSpikeHead { code: 2 }
+    );
+    for version in [1, 2] {
+        assert_eq!(
+            parse_edited(
+                |b| {
+                    put_u16(b, 4, version);
+                    b[40] = 1;
+                },
+                true
+            ),
+            BlobError::Reserved { offset: 40 }
+        );
+    }
+    assert_eq!(
+        ModelBlob::parse(&v1).unwrap().spike_head(),
+        SpikeHead::Paper
     );
     assert_eq!(
         parse_edited(|b| put_u32(b, 24, 1.0f32.to_bits()), true),
@@ -626,7 +656,12 @@ fn fitted_encoder(
 
 #[test]
 fn int8_agrees_with_f32_reference() {
-    for features in [InputFeatures::Waveform, InputFeatures::BandSpectrum] {
+    let cases = [
+        (InputFeatures::Waveform, SpikeHead::Paper),
+        (InputFeatures::BandSpectrum, SpikeHead::Paper),
+        (InputFeatures::BandSpectrum, SpikeHead::Sigmoid),
+    ];
+    for (features, spike_head) in cases {
         let mut agree = 0usize;
         let mut total = 0usize;
         let (mut mu_f, mut mu_q) = (vec![], vec![]);
@@ -634,10 +669,12 @@ fn int8_agrees_with_f32_reference() {
         for seed in 0..3u64 {
             let channels = ChannelSet::ACC_ONLY;
             let calib = raw_windows(channels, WINDOW_LEN, 200, seed);
-            let enc = fitted_encoder(channels, features, &calib, 100 + seed);
+            let enc =
+                fitted_encoder(channels, features, &calib, 100 + seed).with_spike_head(spike_head);
             let bytes = quantise(&enc, &calib).unwrap();
             let int8 = Encoder::new(ModelBlob::parse(&bytes).unwrap());
             assert_eq!(int8.blob().features(), features);
+            assert_eq!(int8.blob().spike_head(), spike_head);
             for x in raw_windows(channels, WINDOW_LEN, 150, 1000 + seed) {
                 let (mu, _, log_gamma) = enc.forward(&x);
                 let mut code = SparseCode::default();
@@ -657,8 +694,9 @@ fn int8_agrees_with_f32_reference() {
         let agreement = agree as f64 / total as f64;
         let corr = correlation(&mu_f, &mu_q);
         println!(
-            "{}: spike agreement {agreement:.4} over {total}, active-mu correlation {corr:.5} over {}, max |Δγ| {gamma_err:.4}",
+            "{} ({} spike head): spike agreement {agreement:.4} over {total}, active-mu correlation {corr:.5} over {}, max |Δγ| {gamma_err:.4}",
             features.name(),
+            spike_head.name(),
             mu_f.len()
         );
         assert!(mu_f.len() > 1000, "too few active dims to measure");

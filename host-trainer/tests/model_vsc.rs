@@ -6,7 +6,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use host_trainer::model::kl::{spike_slab_kl, spike_slab_kl_scalar};
 use host_trainer::model::vsc::{sample_slab, spike_step, tensor_to_vec};
-use host_trainer::model::{ModelKind, SelectorKind, TrainConfig, VscNet};
+use host_trainer::model::{ModelKind, SelectorKind, SpikeHead, TrainConfig, VscNet};
 use host_trainer::train::draw_noise;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -226,4 +226,43 @@ fn baselines_produce_finite_losses_and_gradients() {
         let grads = GradientsParams::from_grads(parts.loss.backward(), &net);
         assert!(grads.get::<2>(net.encoder.hidden.weight.id).is_some());
     }
+}
+
+#[test]
+fn only_the_sigmoid_spike_head_can_switch_off_a_dim_that_is_on_everywhere() {
+    // Spike bias +4: v > 0 for every input, so every dim starts on.
+    let mut spike_grad = Vec::new();
+    for head in [SpikeHead::Paper, SpikeHead::Sigmoid] {
+        let d = Device::flex().autodiff();
+        let mut cfg = TrainConfig::tiny(12);
+        cfg.model.spike_bias_init = Some(4.0);
+        cfg.model.spike_head = head;
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let net = VscNet::new(&cfg.model, &mut rng, &d, None);
+        let x: Vec<f32> = (0..16 * 12).map(|_| rng.random()).collect();
+        let post = net.encoder.forward(t2(x.clone(), 16, 12, &d));
+        let log_gamma = tensor_to_vec(post.log_gamma.unwrap());
+        match head {
+            SpikeHead::Paper => assert!(log_gamma.iter().all(|&g| g == 0.0)),
+            // log sigmoid(v) for v ≈ 4: −0.018, below 0 but close.
+            SpikeHead::Sigmoid => assert!(log_gamma.iter().all(|&g| g < 0.0 && g > -0.1)),
+        }
+        let noise = draw_noise(&mut rng, 16, cfg.model.latent_dim, &d);
+        let parts = net.vsc_loss(&cfg.model, t2(x, 16, 12, &d), &noise, 1.0, 50.0);
+        let grads = GradientsParams::from_grads(parts.loss.backward(), &net);
+        let weight = &net.encoder.spike.as_ref().unwrap().weight;
+        let s: f32 = grads
+            .get::<2>(weight.id)
+            .map_or(0.0, |g| tensor_to_vec(g).iter().map(|v| v.abs()).sum());
+        spike_grad.push(s);
+    }
+    assert_eq!(
+        spike_grad[0], 0.0,
+        "paper head: gradient through −ReLU(−v) at v > 0"
+    );
+    assert!(
+        spike_grad[1] > 0.0 && spike_grad[1].is_finite(),
+        "sigmoid head: spike gradient {}",
+        spike_grad[1]
+    );
 }

@@ -7,13 +7,15 @@
 //!
 //! - **f32** ([`f32_model`]): per-channel `clamp((x − offset) · scale, 0, 1)` as
 //!   `Sub, Mul, Clip` with constant per-element vectors, `Gemm → Relu`, three `Gemm`
-//!   heads. Outputs [`F32_OUTPUTS`]: `mu`, `logvar`, `log_gamma = −Relu(−v)`.
+//!   heads. Outputs [`F32_OUTPUTS`]: `mu`, `logvar`, `log_gamma = −Relu(−v)` (paper
+//!   spike head) or `−Softplus(−v)` (sigmoid spike head).
 //! - **int8** ([`int8_model`]): the integer semantics of `edge_runtime::encoder`
 //!   (module docs there are normative), operator by operator: `Sub, Mul, Clip, Mul(255),
 //!   Round, Cast(uint8)` for the input, `MatMulInteger` (uint8 × int8 → int32) + int32
 //!   bias, requantisation as int64 `Mul, Add, Div` (and `Mod` for the signed floor
 //!   shift), the spike decision as `Greater` on the γ accumulator, γ = exp via `Gather`
-//!   from the same Q15 table with the same interpolation. Outputs [`INT8_OUTPUTS`]: the
+//!   from the same Q15 table with the same interpolation (for sigmoid heads after the
+//!   same range reduction and division as `edge_runtime::spike::sigmoid_q15`). Outputs [`INT8_OUTPUTS`]: the
 //!   final sparse code (`spike`, `gamma_q15`, `mu_q`, and their f32 values `gamma`, `mu`)
 //!   and every integer intermediate (`x_q`, `hidden_acc`, `h_q`, `mu_acc`, `gamma_acc`),
 //!   so a parity test can show *where* two runtimes would diverge.
@@ -31,6 +33,7 @@ use anyhow::{Context, Result, bail};
 use edge_runtime::F32Encoder;
 use edge_runtime::encoder::V_Q16_MIN;
 use edge_runtime::quant::{LayerParams, QuantParams};
+use edge_runtime::spike::{LN2_Q16, SpikeHead};
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::prelude::*;
@@ -312,10 +315,14 @@ pub fn f32_model(enc: &F32Encoder) -> Result<pb::ModelProto> {
         let b = g.constant(&format!("b_{name}"), &[j], b);
         g.op("Gemm", &[&hidden, &w, &b], trans_b(), name);
     }
-    // log γ = min(v, 0), written as −Relu(−v) (the form the paper's code uses).
     let neg_v = g.op("Neg", &["v"], vec![], "neg_v");
-    let relu = g.op("Relu", &[&neg_v], vec![], "relu_neg_v");
-    g.op("Neg", &[&relu], vec![], "log_gamma");
+    let neg_log_gamma = match enc.spike_head {
+        // log γ = min(v, 0), written as −Relu(−v) (the form the paper's code uses).
+        SpikeHead::Paper => g.op("Relu", &[&neg_v], vec![], "relu_neg_v"),
+        // log γ = log sigmoid(v) = −softplus(−v).
+        SpikeHead::Sigmoid => g.op("Softplus", &[&neg_v], vec![], "softplus_neg_v"),
+    };
+    g.op("Neg", &[&neg_log_gamma], vec![], "log_gamma");
     for name in F32_OUTPUTS {
         g.output(name, DataType::Float, j);
     }
@@ -445,6 +452,39 @@ fn wire_exp_q15(g: &mut Graph, v_q: &str) -> String {
     g.op("Min", &[&nonneg, &q15_max], vec![], "exp_q15")
 }
 
+/// γ = sigmoid(v) in Q15 from `v_q` (int64, Q16), as `edge_runtime::spike::sigmoid_q15`:
+/// `d = max(v_q, 0)`, `n = min(d / LN2_Q16, 16)`, `r = min(d − n·LN2_Q16, LN2_Q16)`,
+/// `e = exp_q15(−r) / 2^n`, `min(2^30 / (32768 + e), 32767)`; every division has
+/// non-negative operands, so it is the device's shift or truncating division.
+fn wire_sigmoid_q15(g: &mut Graph, v_q: &str) -> String {
+    let zero = g.scalar("sigmoid_zero_i64", 0i64);
+    let ln2 = g.scalar("sigmoid_ln2_q16", LN2_Q16);
+    let max_halvings = g.scalar("sigmoid_max_halvings", 16i64);
+    let powers: Vec<i64> = (0..=16).map(|n| 1i64 << n).collect();
+    let powers = g.constant("sigmoid_pow2", &[powers.len()], &powers);
+    let q15_one = g.scalar("sigmoid_q15_one", 32768i64);
+    let q30_one = g.scalar("sigmoid_q30_one", 1i64 << 30);
+    let q15_max = g.scalar("sigmoid_q15_max", i16::MAX as i64);
+    let d = g.op("Max", &[v_q, &zero], vec![], "sigmoid_d");
+    let n_all = g.op("Div", &[&d, &ln2], vec![], "sigmoid_n_unclamped");
+    let n = g.op("Min", &[&n_all, &max_halvings], vec![], "sigmoid_n");
+    let n_ln2 = g.op("Mul", &[&n, &ln2], vec![], "sigmoid_n_ln2");
+    let r_all = g.op("Sub", &[&d, &n_ln2], vec![], "sigmoid_r_unclamped");
+    let r = g.op("Min", &[&r_all, &ln2], vec![], "sigmoid_r");
+    let neg_r = g.op("Neg", &[&r], vec![], "sigmoid_neg_r");
+    let e_r = wire_exp_q15(g, &neg_r);
+    let pow = g.op(
+        "Gather",
+        &[&powers, &n],
+        vec![attr_int("axis", 0)],
+        "sigmoid_2_pow_n",
+    );
+    let e = g.op("Div", &[&e_r, &pow], vec![], "sigmoid_exp_neg_d");
+    let den = g.op("Add", &[&e, &q15_one], vec![], "sigmoid_denominator");
+    let gamma = g.op("Div", &[&q30_one, &den], vec![], "sigmoid_unsaturated");
+    g.op("Min", &[&gamma, &q15_max], vec![], "sigmoid_q15")
+}
+
 /// The int8 encoder graph reproducing `edge_runtime::encoder` bit for bit (see the
 /// module docs and [`INT8_OUTPUTS`]).
 pub fn int8_model(p: &QuantParams) -> Result<pb::ModelProto> {
@@ -500,7 +540,10 @@ pub fn int8_model(p: &QuantParams) -> Result<pb::ModelProto> {
     let mu16 = g.op("Cast", &[&mu_sat], vec![cast_to(DataType::Int16)], "mu_i16");
     g.op("Where", &["spike", &mu16, &zero_i16], vec![], "mu_q");
     let v_q = wire_requant_signed(&mut g, "gamma_acc", &p.gamma, "gamma_head");
-    let gamma64 = wire_exp_q15(&mut g, &v_q);
+    let gamma64 = match p.spike_head {
+        SpikeHead::Paper => wire_exp_q15(&mut g, &v_q),
+        SpikeHead::Sigmoid => wire_sigmoid_q15(&mut g, &v_q),
+    };
     let gamma16 = g.op(
         "Cast",
         &[&gamma64],

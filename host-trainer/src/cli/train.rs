@@ -10,7 +10,7 @@ use edge_runtime::preprocess::{ChannelSet, InputFeatures};
 use crate::data::{
     WindowConfig, har_training_data, load_har_windows, resolve_data_dir, scaled_inputs,
 };
-use crate::model::{Likelihood, ModelKind, TrainConfig};
+use crate::model::{Likelihood, ModelKind, SpikeHead, TrainConfig};
 use crate::train::{TrainOptions, TrainedModel, device_from_name, train};
 
 /// Which objective to train.
@@ -72,6 +72,9 @@ pub struct TrainArgs {
     /// Initial bias of the spike head (negative: start with few active dims).
     #[arg(long, allow_hyphen_values = true)]
     pub spike_bias_init: Option<f32>,
+    /// Spike nonlinearity: `paper` (log γ = −ReLU(−v)) or `sigmoid` (log γ = log sigmoid(v)).
+    #[arg(long, value_parser = parse_spike_head)]
+    pub spike_head: Option<SpikeHead>,
     /// Also train on windows inside postural transitions.
     #[arg(long)]
     pub transitions: bool,
@@ -90,6 +93,17 @@ pub fn parse_features(name: &str) -> Result<InputFeatures, String> {
         "spectrum" => Ok(InputFeatures::BandSpectrum),
         other => Err(format!(
             "unknown features {other:?}: expected waveform or spectrum"
+        )),
+    }
+}
+
+/// `--spike-head paper|sigmoid`.
+pub fn parse_spike_head(name: &str) -> Result<SpikeHead, String> {
+    match name {
+        "paper" => Ok(SpikeHead::Paper),
+        "sigmoid" => Ok(SpikeHead::Sigmoid),
+        other => Err(format!(
+            "unknown spike head {other:?}: expected paper or sigmoid"
         )),
     }
 }
@@ -129,6 +143,9 @@ pub fn apply_overrides(args: &TrainArgs, cfg: &mut TrainConfig) -> anyhow::Resul
     }
     if let Some(b) = args.spike_bias_init {
         cfg.model.spike_bias_init = Some(b);
+    }
+    if let Some(head) = args.spike_head {
+        cfg.model.spike_head = head;
     }
     if let Some(std) = args.fixed_std {
         if std.is_nan() || std <= 0.0 {
@@ -277,6 +294,7 @@ mod tests {
             let mut argv = vec!["train", "--out", "r", "--seed", "7", "--steps", "100"];
             argv.extend(["--alpha", "0.2", "--fixed-std", "0.05"]);
             argv.extend(["--spike-bias-init", "-2", "--features", "spectrum"]);
+            argv.extend(["--spike-head", "paper"]);
             if let Some(path) = input {
                 argv.extend(["--input", path]);
             }
@@ -292,6 +310,7 @@ mod tests {
                 Likelihood::GaussianFixed { std: 0.05 }
             );
             assert_eq!(cfg.model.spike_bias_init, Some(-2.0));
+            assert_eq!(cfg.model.spike_head, SpikeHead::Paper);
         }
         let w = Wrapper::try_parse_from(["train", "--out", "r", "--fixed-std", "0"]).unwrap();
         let err = apply_overrides(&w.args, &mut TrainConfig::edge(10)).unwrap_err();

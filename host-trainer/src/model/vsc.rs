@@ -8,7 +8,7 @@ use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 
-use super::config::{Likelihood, ModelConfig, ModelKind, SelectorKind};
+use super::config::{Likelihood, ModelConfig, ModelKind, SelectorKind, SpikeHead};
 use super::kl::{bernoulli_kl, spike_slab_kl};
 
 /// ln(2π), used by Gaussian log densities.
@@ -58,8 +58,10 @@ pub struct Encoder {
     pub hidden: Dense,
     pub mu: Dense,
     pub logvar: Dense,
-    /// Spike head `v` (log γ = −ReLU(−v)); absent for the Gaussian baselines.
+    /// Spike head `v` (log γ from [`SpikeHead`]); absent for the Gaussian baselines.
     pub spike: Option<Dense>,
+    #[module(skip)]
+    pub spike_head: SpikeHead,
 }
 
 /// Posterior parameters for a batch, each `[rows, J]`.
@@ -77,7 +79,13 @@ impl Encoder {
         Posterior {
             mu: self.mu.forward(h.clone()),
             logvar: self.logvar.forward(h.clone()),
-            log_gamma: self.spike.as_ref().map(|s| relu(s.forward(h).neg()).neg()),
+            log_gamma: self.spike.as_ref().map(|s| {
+                let v = s.forward(h);
+                match self.spike_head {
+                    SpikeHead::Paper => relu(v.neg()).neg(),
+                    SpikeHead::Sigmoid => log_sigmoid(v),
+                }
+            }),
         }
     }
 }
@@ -177,6 +185,7 @@ impl VscNet {
                 }
                 d
             }),
+            spike_head: cfg.spike_head,
         };
         let decoder = Decoder {
             hidden: Dense::new(j, h, rng, device),

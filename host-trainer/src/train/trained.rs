@@ -310,6 +310,7 @@ impl TrainedModel {
             b_gamma,
             channels,
             features: *features,
+            spike_head: cfg.spike_head,
             scaling: scaling.clone(),
         })
     }

@@ -129,6 +129,7 @@ pub fn dequantised_encoder(p: &QuantParams) -> F32Encoder {
         b_gamma,
         channels: p.channels,
         features: p.features,
+        spike_head: p.spike_head,
         scaling: p.scaling.clone(),
     }
 }

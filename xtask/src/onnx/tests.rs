@@ -6,6 +6,7 @@ use super::*;
 use edge_runtime::blob::ModelBlob;
 use edge_runtime::encoder::{Encoder, IntTrace, SparseCode, exp_q15};
 use edge_runtime::preprocess::{ChannelSet, WINDOW_LEN};
+use edge_runtime::spike::sigmoid_q15;
 
 /// `n` raw windows; the random encoders map [−2, 2] onto [0, 1], so values in
 /// [−2.5, 2.5] also exercise the clamp at both ends.
@@ -45,7 +46,13 @@ fn edge_encoder(seed: u64) -> F32Encoder {
 
 #[test]
 fn f32_export_matches_reference_encoder() {
-    let enc = edge_encoder(7);
+    for head in SpikeHead::ALL {
+        f32_export_matches_reference_encoder_for(head);
+    }
+}
+
+fn f32_export_matches_reference_encoder_for(head: SpikeHead) {
+    let enc = edge_encoder(7).with_spike_head(head);
     let bytes = to_bytes(&f32_model(&enc).unwrap());
     let n = 24;
     let x = random_windows(n, enc.input_dim, 11);
@@ -64,9 +71,13 @@ fn f32_export_matches_reference_encoder() {
         let d = max_abs_diff(&got[k], &want[k]);
         assert!(d <= 1e-4, "{name}: max abs diff {d}");
     }
-    // The comparison is not vacuous: outputs vary and log γ has both signs of v.
+    // The comparison is not vacuous: outputs vary and γ is on both sides of ½.
+    let ln_half = 0.5f32.ln();
     assert!(want[0].iter().any(|&v| v.abs() > 0.1));
-    assert!(want[2].contains(&0.0) && want[2].iter().any(|&v| v < -0.1));
+    assert!(want[2].iter().any(|&v| v > ln_half) && want[2].iter().any(|&v| v < ln_half - 0.1));
+    if head == SpikeHead::Paper {
+        assert!(want[2].contains(&0.0));
+    }
 }
 
 #[test]
@@ -206,12 +217,14 @@ fn assert_identical(got: &IntOutputs, want: &IntOutputs) {
 
 #[test]
 fn int8_export_is_bit_identical_to_edge_runtime() {
-    for (seed, channels, hidden, latent) in [
-        (3u64, ChannelSet::ACC_ONLY, 128, 32),
-        (4, ChannelSet::ALL, 96, 64),
-        (5, ChannelSet::TOTAL_ACC, 32, 8),
+    for (seed, channels, hidden, latent, head) in [
+        (3u64, ChannelSet::ACC_ONLY, 128, 32, SpikeHead::Paper),
+        (4, ChannelSet::ALL, 96, 64, SpikeHead::Paper),
+        (5, ChannelSet::TOTAL_ACC, 32, 8, SpikeHead::Paper),
+        (6, ChannelSet::ACC_ONLY, 128, 32, SpikeHead::Sigmoid),
     ] {
-        let enc = F32Encoder::random(channels, WINDOW_LEN, hidden, latent, seed);
+        let enc =
+            F32Encoder::random(channels, WINDOW_LEN, hidden, latent, seed).with_spike_head(head);
         let bytes = blob_for(&enc, seed + 100);
         let blob = ModelBlob::parse(&bytes).unwrap();
         let params = QuantParams::from_blob(&blob);
@@ -276,6 +289,32 @@ fn gamma_stage_matches_exp_q15_for_every_v() {
     let got = values::<i64>(&model.run(&v).unwrap()[0]).unwrap();
     for (i, vq) in (lo..=hi).enumerate() {
         assert_eq!(got[i], exp_q15(vq) as i64, "v_q {vq}");
+    }
+}
+
+/// A graph with only the sigmoid γ stage: input `v_q` (Q16, as f32, exact below 2²⁴).
+fn sigmoid_stage_model() -> Vec<u8> {
+    let mut g = Graph::default();
+    g.input(INPUT, DataType::Float, 1);
+    let v = wire_to_i64(&mut g, INPUT, "v_q");
+    let out = wire_sigmoid_q15(&mut g, &v);
+    g.op("Identity", &[&out], vec![], "gamma_q15");
+    g.output("gamma_q15", DataType::Int64, 1);
+    to_bytes(&g.into_model("sigmoid_stage", "test"))
+}
+
+#[test]
+fn sigmoid_stage_matches_sigmoid_q15() {
+    // Negative inputs (clamped to ½), every v_q up to 1.5 ln 2 (the first halving
+    // boundary), then a stride past the point where γ saturates and past 16 halvings.
+    let mut v_q: Vec<i64> = (-2000..=68_000).collect();
+    v_q.extend((68_000..16 * 65_536).step_by(97));
+    v_q.push(1 << 23);
+    let v: Vec<f32> = v_q.iter().map(|&v| v as f32).collect();
+    let model = TractModel::load(&sigmoid_stage_model(), v.len(), 1).unwrap();
+    let got = values::<i64>(&model.run(&v).unwrap()[0]).unwrap();
+    for (i, &vq) in v_q.iter().enumerate() {
+        assert_eq!(got[i], sigmoid_q15(vq) as i64, "v_q {vq}");
     }
 }
 
