@@ -44,20 +44,23 @@
 //! `acc_mu`, `acc_g` and the spike bits ([`Encoder::encode_traced`] exposes them all).
 //!
 //! # Stack
-//! `encode` keeps `x_q: [u8; MAX_INPUT]` (1152 B) and `h_q: [u8; MAX_HIDDEN]` (512 B) on
-//! the stack, and with [`Kernel::Packed`] their SMLAD layouts ([`Packed`], 2320 B and
-//! 1040 B, one at a time per stage) plus a few scalars; no recursion. `encode_traced`
+//! `encode` keeps `x_q: [u8; MAX_INPUT]` (1152 B), `h_q: [u8; MAX_HIDDEN]` (512 B) and one
+//! buffer for the SMLAD layout of either layer input ([`Packed`], 2352 B, used only by
+//! [`Kernel::Packed`]) on the stack, plus a few scalars; no recursion. `encode_traced`
 //! writes into a caller's [`IntTrace`] (4224 B) instead of `x_q`/`h_q`.
 
 use core::fmt;
 
 use crate::blob::{LayerView, MAX_HIDDEN, MAX_INPUT, MAX_LATENT, ModelBlob};
-use crate::kernels::{Kernel, Packed, dot_portable, packed_words};
+use crate::kernels::{Kernel, MAX_PHASE, Packed, dot_portable, packed_words};
 use crate::preprocess::{
     ChannelSet, InputFeatures, SPECTRUM_VALUES_PER_CHANNEL, WINDOW_LEN, Window,
 };
 
-/// `floor(a·m / 2^s + ½)`, computed as `(a·m + 2^(s−1)) >> s` in i64 (round half up).
+/// `floor(a·m / 2^s + ½)` = `(a·m + 2^(s−1)) >> s` in i64 (round half up), computed as
+/// `((a·m >> (s−1)) + 1) >> 1`: the same integer for every input (with `p = a·m =
+/// q·2^(s−1) + r`, `0 ≤ r < 2^(s−1)`, both are `floor((q + 1) / 2)` because
+/// `r / 2^s < ½`), without the 64-bit `2^(s−1)` constant a variable shift would build.
 /// `s` outside 1..=62 is clamped into it (the blob parser rejects such shifts anyway).
 #[inline(always)]
 pub const fn requant(acc: i32, multiplier: i32, shift: u8) -> i64 {
@@ -68,7 +71,7 @@ pub const fn requant(acc: i32, multiplier: i32, shift: u8) -> i64 {
     } else {
         shift
     };
-    (acc as i64 * multiplier as i64 + (1i64 << (s - 1))) >> s
+    (((acc as i64 * multiplier as i64) >> (s - 1)) + 1) >> 1
 }
 
 /// `ln ½` in Q16, rounded towards −∞: the most negative `v_q` of an active dimension.
@@ -218,7 +221,14 @@ impl SparseCode {
     }
     /// Indices of the active dimensions, ascending.
     pub fn active_dims(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..MAX_LATENT).filter(|&j| self.is_active(j))
+        // Set bits lowest first: no 64-bit shift per dimension (a library call on
+        // 32-bit targets).
+        let mut bits = self.spike_bits;
+        core::iter::from_fn(move || {
+            let j = (bits != 0).then_some(bits.trailing_zeros() as usize)?;
+            bits &= bits - 1;
+            Some(j)
+        })
     }
     /// γ_j as f32 (0 for inactive dims).
     pub fn gamma(&self, j: usize) -> f32 {
@@ -260,54 +270,132 @@ pub struct Encoder<'a> {
     kernel: Kernel,
 }
 
+/// Receives a layer's accumulators: `accs[k]` is row `first + k · step`. One method,
+/// called per batch of rows: the indirect call and the loads of the sink's fields happen
+/// once per batch, and a `dyn FnMut` would also link a by-value `call_once` copy of
+/// every closure.
+trait RowSink {
+    fn rows(&mut self, first: usize, step: usize, accs: &[i32]);
+}
+
+/// Row indices of a batch.
+fn batch_rows(first: usize, step: usize, accs: &[i32]) -> impl Iterator<Item = (usize, i32)> {
+    accs.iter()
+        .enumerate()
+        .map(move |(k, &acc)| (first + k * step, acc))
+}
+
+/// The γ head: accumulators stored by row.
+impl RowSink for [i32; MAX_LATENT] {
+    fn rows(&mut self, first: usize, step: usize, accs: &[i32]) {
+        for (j, acc) in batch_rows(first, step, accs) {
+            if let Some(slot) = self.get_mut(j) {
+                *slot = acc;
+            }
+        }
+    }
+}
+
+/// The hidden layer: ReLU and requantisation to `h_q`, the accumulator into the trace.
+struct HiddenSink<'s, 'a> {
+    layer: &'s LayerView<'a>,
+    h_q: &'s mut [u8; MAX_HIDDEN],
+    trace: Option<&'s mut [i32; MAX_HIDDEN]>,
+}
+
+impl RowSink for HiddenSink<'_, '_> {
+    fn rows(&mut self, first: usize, step: usize, accs: &[i32]) {
+        for (r, acc) in batch_rows(first, step, accs) {
+            if let Some(slot) = self.trace.as_deref_mut().and_then(|a| a.get_mut(r)) {
+                *slot = acc;
+            }
+            if let Some(h) = self.h_q.get_mut(r) {
+                let q = requant(acc.max(0), self.layer.multiplier(r), self.layer.shift(r));
+                *h = q.min(255) as u8;
+            }
+        }
+    }
+}
+
+/// The μ head: requantisation to `mu_q` for active dims, the accumulator into the trace.
+struct MuSink<'s, 'a> {
+    layer: &'s LayerView<'a>,
+    spikes: u64,
+    mu_q: &'s mut [i16; MAX_LATENT],
+    trace: Option<&'s mut [i32; MAX_LATENT]>,
+}
+
+impl RowSink for MuSink<'_, '_> {
+    fn rows(&mut self, first: usize, step: usize, accs: &[i32]) {
+        for (j, acc) in batch_rows(first, step, accs) {
+            if let Some(slot) = self.trace.as_deref_mut().and_then(|a| a.get_mut(j)) {
+                *slot = acc;
+            }
+            if j < MAX_LATENT
+                && self.spikes >> j & 1 != 0
+                && let Some(m) = self.mu_q.get_mut(j)
+            {
+                *m = requant(acc, self.layer.multiplier(j), self.layer.shift(j))
+                    .clamp(i16::MIN as i64, i16::MAX as i64) as i16;
+            }
+        }
+    }
+}
+
 /// A layer's input in the form the encoder's kernel reads.
 enum LayerInput<'x> {
     /// The bytes themselves, for `Portable` and `Avx2`.
     Bytes(&'x [u8], Kernel),
     /// The bytes and a buffer for their SMLAD layout ([`Packed`], packed once per row
     /// phase).
-    Packed(&'x [u8], &'x mut [u32]),
+    Packed(&'x [u8], &'x mut [i32]),
 }
 
 impl LayerInput<'_> {
-    /// Calls `f(r, acc_r)` for every row `r < rows` with `keep(r)` (`Bytes`: in order, in
-    /// groups of four for [`Kernel::dot4`]; `Packed`: in pairs of rows with the same
-    /// phase, see below), `acc_r = Σ_i x[i] · w[r][i] + bias[r]`. |dot| < 2²⁶ and
-    /// |bias| ≤ 2³⁰ (validated): the sum fits i32; the kernels add wrapping only to rule
-    /// out a debug-build panic. One out-of-line instance (dynamic `keep` and `f`) keeps
-    /// the firmware small; the indirect calls cost a few instructions per row, not per MAC.
+    /// Calls `sink.row(r, acc_r)` for every row `r < rows` that `keep` selects (bit `r` of
+    /// `keep` for `r < 64`; rows from 64 on always run: only the heads, J ≤ 64, select
+    /// rows), `acc_r = Σ_i x[i] · w[r][i] + bias[r]` (`Bytes`: in order, in groups of four
+    /// for [`Kernel::dot4`]; `Packed`: in pairs of rows with the same phase, see below).
+    /// |dot| < 2²⁶ and |bias| ≤ 2³⁰ (validated): the sum fits i32; the kernels add
+    /// wrapping only to rule out a debug-build panic. One out-of-line instance (dynamic
+    /// `sink`) keeps the firmware small; the indirect call costs a few instructions per
+    /// row, not per MAC.
     ///
     /// `Packed` reads every row from the word boundary at or below its start, in `blob`
     /// (which holds the layer), so the assembly loop can use aligned `LDRD`s and run past
     /// the row's end: the row's *phase* (its address mod 4) becomes leading zero columns
     /// of the packed input ([`Packed::with_phase`]), and the bytes after the row meet its
-    /// zero padding. Rows of one phase are processed together, so a layer with
-    /// `cols % 4 ≠ 0` packs its input up to four times (rows `r ≡ r0 mod 4` share a phase).
+    /// zero padding. Rows `r ≡ r0 (mod g)`, `g = 4 / gcd(cols, 4)`, share a phase, so the
+    /// input is packed `g` times (once when `cols % 4 = 0`).
     #[inline(never)]
     fn accumulate(
         &mut self,
         blob: &[u8],
         layer: &LayerView<'_>,
         rows: usize,
-        keep: &dyn Fn(usize) -> bool,
-        f: &mut dyn FnMut(usize, i32),
+        keep: u64,
+        sink: &mut dyn RowSink,
     ) {
         // Opaque to the optimiser: LLVM would otherwise clone this function for every
-        // caller's closures (three copies, ~6 KiB more flash); the indirect calls cost a
-        // few instructions per row.
-        let (keep, f) = core::hint::black_box((keep, f));
+        // caller's sink (more flash).
+        let sink = core::hint::black_box(sink);
+        let keep_row = |r: usize| r >= 64 || keep >> r & 1 != 0;
         match self {
-            LayerInput::Bytes(x, kernel) if !cfg!(target_arch = "x86_64") => {
-                // Only x86-64 has a four-row kernel; elsewhere rows one by one keep the
-                // code small.
-                for r in (0..rows).filter(|&r| keep(r)) {
-                    f(r, kernel.dot(x, layer.row(r)).wrapping_add(layer.bias(r)));
+            LayerInput::Bytes(x, _) if !cfg!(target_arch = "x86_64") => {
+                // Only x86-64 has a four-row kernel, and `Avx2` is `Portable` elsewhere:
+                // rows one by one in the portable kernel keep the code small.
+                for r in (0..rows).filter(|&r| keep_row(r)) {
+                    sink.rows(
+                        r,
+                        1,
+                        &[dot_portable(x, layer.row(r)).wrapping_add(layer.bias(r))],
+                    );
                 }
             }
             LayerInput::Bytes(x, kernel) => {
                 let mut group = [0usize; 4];
                 let mut grouped = 0;
-                for r in (0..rows).filter(|&r| keep(r)) {
+                for r in (0..rows).filter(|&r| keep_row(r)) {
                     if let Some(slot) = group.get_mut(grouped) {
                         *slot = r;
                         grouped += 1;
@@ -315,61 +403,84 @@ impl LayerInput<'_> {
                     if grouped == group.len() {
                         let sums = kernel.dot4(x, group.map(|g| layer.row(g)));
                         for (&g, sum) in group.iter().zip(sums) {
-                            f(g, sum.wrapping_add(layer.bias(g)));
+                            sink.rows(g, 1, &[sum.wrapping_add(layer.bias(g))]);
                         }
                         grouped = 0;
                     }
                 }
                 for &g in group.iter().take(grouped) {
-                    f(g, kernel.dot(x, layer.row(g)).wrapping_add(layer.bias(g)));
+                    sink.rows(
+                        g,
+                        1,
+                        &[kernel.dot(x, layer.row(g)).wrapping_add(layer.bias(g))],
+                    );
                 }
             }
             LayerInput::Packed(x, buf) => {
                 let cols = layer.cols;
-                let weights = layer.weight_bytes().as_ptr() as usize;
-                // Byte offset of the layer's weights in `blob` (huge if not inside it: then
-                // no row is found there and the rows run in the portable kernel).
-                let offset = weights.wrapping_sub(blob.as_ptr() as usize);
-                let phase_of = |r: usize| weights.wrapping_add(r * cols) % 4;
-                // Residues mod 4 ordered so that equal phases (cols % 4 = 0 or 2) follow
-                // each other; `pending` pairs rows across them.
-                let classes = [0usize, 2, 1, 3];
-                for phase in 0..4 {
-                    if !classes.iter().any(|&r0| r0 < rows && phase_of(r0) == phase) {
+                let weights = layer.weight_bytes();
+                // Byte offset of the layer's weights in `blob`; a layer that is not inside
+                // it (never for a parsed blob) runs in the portable kernel.
+                let offset = (weights.as_ptr() as usize).wrapping_sub(blob.as_ptr() as usize);
+                if offset < MAX_PHASE || offset > blob.len().saturating_sub(weights.len()) {
+                    for r in (0..rows).filter(|&r| keep_row(r)) {
+                        sink.rows(
+                            r,
+                            1,
+                            &[dot_portable(x, layer.row(r)).wrapping_add(layer.bias(r))],
+                        );
+                    }
+                    return;
+                }
+                let classes = match cols % 4 {
+                    0 => 1,
+                    2 => 2,
+                    _ => 4,
+                };
+                for r0 in 0..classes.min(rows) {
+                    // Row r0's phase, and its phase-aligned start in `blob`; rows r0 + k·g
+                    // follow g · cols bytes apart.
+                    let phase = (weights.as_ptr() as usize).wrapping_add(r0 * cols) % 4;
+                    let packed = Packed::with_phase(x, phase, buf);
+                    let first = offset + r0 * cols - phase;
+                    let stride = classes * cols;
+                    let class_rows = (rows - r0).div_ceil(classes);
+                    if keep == u64::MAX {
+                        // Every row: a chunk of rows at a time through the assembly loop.
+                        let mut acc = [0i32; ROW_CHUNK];
+                        for c0 in (0..class_rows).step_by(ROW_CHUNK) {
+                            let n = ROW_CHUNK.min(class_rows - c0);
+                            let chunk = acc.get_mut(..n).unwrap_or(&mut []);
+                            let rows_at = |k: usize| r0 + (c0 + k) * classes;
+                            for (k, a) in chunk.iter_mut().enumerate() {
+                                *a = layer.bias(rows_at(k));
+                            }
+                            packed.dot_rows(blob, first + c0 * stride, stride, chunk);
+                            sink.rows(rows_at(0), classes, chunk);
+                        }
                         continue;
                     }
-                    let packed = Packed::with_phase(x, phase, buf);
-                    let padded = packed.padded_cols();
-                    let mut pending: Option<(usize, &[u8])> = None;
-                    for r0 in classes.into_iter().filter(|&r0| phase_of(r0) == phase) {
-                        // Row r0's phase-aligned start in `blob`; rows r0 + 4k follow
-                        // 4 · cols bytes apart.
-                        let mut at = offset.wrapping_add(r0 * cols).wrapping_sub(phase);
-                        for r in (r0..rows).step_by(4) {
-                            let start = at;
-                            at = at.wrapping_add(4 * cols);
-                            if !keep(r) {
-                                continue;
+                    // Selected rows (the sparse μ head): in pairs as they come.
+                    let mut pending: Option<(usize, usize)> = None;
+                    for k in 0..class_rows {
+                        let (r, start) = (r0 + k * classes, first + k * stride);
+                        if !keep_row(r) {
+                            continue;
+                        }
+                        match pending.take() {
+                            Some((a, at)) => {
+                                // A "layer" of two rows `start − at` bytes apart.
+                                let mut pair = [layer.bias(a), layer.bias(r)];
+                                packed.dot_rows(blob, at, start - at, &mut pair);
+                                sink.rows(a, r - a, &pair);
                             }
-                            let Some(w) = blob.get(start..).map(|w| w.get(..padded).unwrap_or(w))
-                            else {
-                                f(r, dot_portable(x, layer.row(r)).wrapping_add(layer.bias(r)));
-                                continue;
-                            };
-                            match pending.take() {
-                                Some((a, wa)) => {
-                                    let bias = (layer.bias(a), layer.bias(r));
-                                    let (acc_a, acc_r) = packed.dot2(wa, w, bias);
-                                    f(a, acc_a);
-                                    f(r, acc_r);
-                                }
-                                None => pending = Some((r, w)),
-                            }
+                            None => pending = Some((r, start)),
                         }
                     }
-                    if let Some((a, wa)) = pending {
-                        // An odd row out runs as a pair with itself (the fast loop).
-                        f(a, packed.dot2(wa, wa, (layer.bias(a), 0)).0);
+                    if let Some((a, at)) = pending {
+                        let mut acc = [layer.bias(a)];
+                        packed.dot_rows(blob, at, 0, &mut acc);
+                        sink.rows(a, 1, &[acc[0]]);
                     }
                 }
             }
@@ -377,9 +488,19 @@ impl LayerInput<'_> {
     }
 }
 
-/// Packed-input buffer sizes.
-const INPUT_WORDS: usize = packed_words(MAX_INPUT);
-const HIDDEN_WORDS: usize = packed_words(MAX_HIDDEN);
+/// Rows per call of the assembly loop for a layer's every row (its accumulators are on
+/// the stack: 64 B).
+const ROW_CHUNK: usize = 16;
+
+/// Packed-input buffer size, for either layer input (one buffer serves both stages).
+const PACKED_WORDS: usize = packed_words(if MAX_INPUT > MAX_HIDDEN {
+    MAX_INPUT
+} else {
+    MAX_HIDDEN
+});
+/// Words of the packed buffer that the heads' input needs; the γ accumulators follow.
+const HEAD_WORDS: usize = packed_words(MAX_HIDDEN);
+const _: () = assert!(HEAD_WORDS + MAX_LATENT <= PACKED_WORDS);
 
 impl<'a> Encoder<'a> {
     /// An encoder using the kernel for the compilation target ([`Kernel::for_target`]).
@@ -419,11 +540,19 @@ impl<'a> Encoder<'a> {
     /// On error `out` is left unchanged.
     pub fn encode(&self, window_raw: &[f32], out: &mut SparseCode) -> Result<(), EncodeError> {
         let mut x_q = [0u8; MAX_INPUT];
-        let mut h_q = [0u8; MAX_HIDDEN];
         self.input_stage(window_raw, &mut x_q)?;
-        self.hidden_stage(&x_q, &mut h_q, None);
-        self.head_stage(&h_q, out, None);
+        self.dense_stages(&x_q, out);
         Ok(())
+    }
+
+    /// Steps 2–5 of [`Encoder::encode`]. Out of line so that `h_q` and the packed input
+    /// are not on the stack while the input stage runs.
+    #[inline(never)]
+    fn dense_stages(&self, x_q: &[u8; MAX_INPUT], out: &mut SparseCode) {
+        let mut h_q = [0u8; MAX_HIDDEN];
+        let mut packed = [0i32; PACKED_WORDS];
+        self.hidden_stage(x_q, &mut h_q, None, &mut packed);
+        self.head_stage(&h_q, out, None, &mut packed);
     }
 
     /// Like [`Encoder::encode`], also recording every integer intermediate (head
@@ -434,12 +563,20 @@ impl<'a> Encoder<'a> {
         out: &mut SparseCode,
         trace: &mut IntTrace,
     ) -> Result<(), EncodeError> {
+        let mut packed = [0i32; PACKED_WORDS];
+        trace.x_q.fill(0);
         self.input_stage(window_raw, &mut trace.x_q)?;
-        self.hidden_stage(&trace.x_q, &mut trace.h_q, Some(&mut trace.hidden_acc));
+        self.hidden_stage(
+            &trace.x_q,
+            &mut trace.h_q,
+            Some(&mut trace.hidden_acc),
+            &mut packed,
+        );
         self.head_stage(
             &trace.h_q,
             out,
             Some((&mut trace.mu_acc, &mut trace.gamma_acc)),
+            &mut packed,
         );
         Ok(())
     }
@@ -452,9 +589,11 @@ impl<'a> Encoder<'a> {
         window_raw: &[f32],
         x_q: &mut [u8; MAX_INPUT],
     ) -> Result<(), EncodeError> {
+        x_q.fill(0);
         self.input_stage(window_raw, x_q)
     }
 
+    /// Step 1 into `x_q`, which arrives zeroed: the bytes past `input_dim` stay 0.
     #[inline(never)]
     fn input_stage(
         &self,
@@ -471,7 +610,6 @@ impl<'a> Encoder<'a> {
         if let Some(index) = window_raw.iter().position(|x| !x.is_finite()) {
             return Err(EncodeError::NonFinite { index });
         }
-        x_q.fill(0);
         match self.blob.features() {
             InputFeatures::Waveform => {
                 // ≥ 1 for every parsed blob; `max` keeps `chunks_exact` panic-free regardless.
@@ -511,12 +649,13 @@ impl<'a> Encoder<'a> {
         Ok(())
     }
 
-    #[inline(never)]
+    #[inline(always)]
     fn hidden_stage(
         &self,
         x_q: &[u8; MAX_INPUT],
         h_q: &mut [u8; MAX_HIDDEN],
         mut acc_out: Option<&mut [i32; MAX_HIDDEN]>,
+        packed: &mut [i32; PACKED_WORDS],
     ) {
         let layer = self.blob.hidden();
         let input = x_q.get(..layer.cols).unwrap_or(&[]);
@@ -524,61 +663,54 @@ impl<'a> Encoder<'a> {
         if let Some(a) = acc_out.as_deref_mut() {
             a.fill(0);
         }
-        let mut buf = [0u32; INPUT_WORDS];
         let mut input = match self.kernel {
-            Kernel::Packed => LayerInput::Packed(input, &mut buf),
+            Kernel::Packed => LayerInput::Packed(input, packed),
             kernel @ (Kernel::Portable | Kernel::Avx2) => LayerInput::Bytes(input, kernel),
         };
         let rows = layer.rows.min(MAX_HIDDEN);
-        input.accumulate(
-            self.blob.as_bytes(),
+        let mut sink = HiddenSink {
             layer,
-            rows,
-            &|_| true,
-            &mut |r, acc| {
-                if let Some(slot) = acc_out.as_deref_mut().and_then(|a| a.get_mut(r)) {
-                    *slot = acc;
-                }
-                let q = requant(acc.max(0), layer.multiplier(r), layer.shift(r));
-                if let Some(h) = h_q.get_mut(r) {
-                    *h = q.min(255) as u8;
-                }
-            },
-        );
+            h_q,
+            trace: acc_out,
+        };
+        input.accumulate(self.blob.as_bytes(), layer, rows, u64::MAX, &mut sink);
     }
 
-    #[inline(never)]
+    #[inline(always)]
     fn head_stage(
         &self,
         h_q: &[u8; MAX_HIDDEN],
         out: &mut SparseCode,
         mut acc_out: Option<(&mut [i32; MAX_LATENT], &mut [i32; MAX_LATENT])>,
+        packed: &mut [i32; PACKED_WORDS],
     ) {
         let (mu, gamma) = (self.blob.mu_head(), self.blob.gamma_head());
         let input = h_q.get(..gamma.cols).unwrap_or(&[]);
-        *out = SparseCode {
-            latent_dim: self.blob.latent_dim() as u8,
-            mu_scale: self.blob.mu_scale(),
-            ..SparseCode::EMPTY
-        };
+        // Field by field: no 264-byte temporary to copy.
+        out.latent_dim = self.blob.latent_dim() as u8;
+        out.spike_bits = 0;
+        out.gamma_q15.fill(0);
+        out.mu_q.fill(0);
+        out.mu_scale = self.blob.mu_scale();
         if let Some((m, g)) = acc_out.as_mut() {
             m.fill(0);
             g.fill(0);
         }
-        let mut buf = [0u32; HIDDEN_WORDS];
+        // The γ accumulators live in the packed buffer past the heads' packed input (at
+        // most MAX_HIDDEN columns): no more stack than the hidden layer needs.
+        let (packed, spare) = packed.split_at_mut(HEAD_WORDS);
+        let Some(acc_g) = spare.first_chunk_mut::<MAX_LATENT>() else {
+            return;
+        };
+        acc_g.fill(0);
         let mut input = match self.kernel {
-            Kernel::Packed => LayerInput::Packed(input, &mut buf),
+            Kernel::Packed => LayerInput::Packed(input, packed),
             kernel @ (Kernel::Portable | Kernel::Avx2) => LayerInput::Bytes(input, kernel),
         };
         let blob = self.blob.as_bytes();
         let latent = gamma.rows.min(MAX_LATENT);
-        let mut acc_g = [0i32; MAX_LATENT];
         let spike_head = self.blob.spike_head();
-        input.accumulate(blob, gamma, latent, &|_| true, &mut |j, acc| {
-            if let Some(slot) = acc_g.get_mut(j) {
-                *slot = acc;
-            }
-        });
+        input.accumulate(blob, gamma, latent, u64::MAX, acc_g);
         for (j, &acc) in acc_g.iter().enumerate().take(latent) {
             if acc > gamma.threshold(j) {
                 out.spike_bits |= 1u64 << j;
@@ -590,22 +722,20 @@ impl<'a> Encoder<'a> {
         }
         let spikes = out.spike_bits;
         // The μ dot product only for active dims (sparse saving), for all when traced.
-        let traced = acc_out.is_some();
-        let mu_row = |j: usize| traced || spikes & (1u64 << j) != 0;
-        input.accumulate(blob, mu, latent, &mu_row, &mut |j, acc_mu| {
-            if let Some((m, g)) = acc_out.as_mut()
-                && let (Some(ms), Some(gs), Some(&a)) = (m.get_mut(j), g.get_mut(j), acc_g.get(j))
-            {
-                *ms = acc_mu;
-                *gs = a;
+        let (mu_trace, mu_rows) = match acc_out {
+            Some((m, g)) => {
+                *g = *acc_g;
+                (Some(m), u64::MAX)
             }
-            if spikes & (1u64 << j) != 0
-                && let Some(m) = out.mu_q.get_mut(j)
-            {
-                *m = requant(acc_mu, mu.multiplier(j), mu.shift(j))
-                    .clamp(i16::MIN as i64, i16::MAX as i64) as i16;
-            }
-        });
+            None => (None, spikes),
+        };
+        let mut sink = MuSink {
+            layer: mu,
+            spikes,
+            mu_q: &mut out.mu_q,
+            trace: mu_trace,
+        };
+        input.accumulate(blob, mu, latent, mu_rows, &mut sink);
     }
 }
 
@@ -625,6 +755,34 @@ mod tests {
             requant(i32::MAX, i32::MAX, 1),
             (i32::MAX as i64 * i32::MAX as i64 + 1) >> 1
         );
+    }
+
+    /// The shift-first form equals `(a·m + 2^(s−1)) >> s` on extremes and random inputs.
+    #[test]
+    fn requant_equals_the_rounding_formula() {
+        let formula = |a: i32, m: i32, s: u8| (a as i64 * m as i64 + (1i64 << (s - 1))) >> s;
+        let mut state = 0x9E37_79B9u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let extremes = [i32::MIN, i32::MIN + 1, -3, -2, -1, 0, 1, 2, 3, i32::MAX];
+        for s in 1..=62u8 {
+            for &a in &extremes {
+                for &m in &extremes {
+                    assert_eq!(requant(a, m, s), formula(a, m, s), "{a} {m} {s}");
+                }
+            }
+            for _ in 0..2000 {
+                let (a, m) = (
+                    next() as i32 >> (next() % 32),
+                    next() as i32 >> (next() % 32),
+                );
+                assert_eq!(requant(a, m, s), formula(a, m, s), "{a} {m} {s}");
+            }
+        }
     }
 
     #[test]

@@ -12,12 +12,13 @@
 //!   intrinsics are not stable, and the `dsp` target feature cannot be tested in
 //!   `cfg` on stable Rust), so the same code runs — and is tested — on the host.
 //!
-//! The encoder's `Packed` path goes further ([`Packed`], [`Packed::dot2`]): each layer
-//! input is packed once into 16-bit lane pairs, so per 4 weights only the weight word
-//! is split, and two rows share every input load. With `dsp` on `target_arch = "arm"`
-//! its inner loop is assembly (`smlad_groups`): per 8 columns one `LDM` of inputs, per
-//! row one `LDRD` (two `LDR` for rows that are not word-aligned) of weights, 2 `SXTB16`,
-//! 2 `SXTB16 … ROR #8` and 4 `SMLAD`: 78 instructions per 64 MACs. Its result is checked
+//! The encoder's `Packed` path goes further ([`Packed`], [`Packed::dot_rows`]): each
+//! layer input is packed once (per row phase) into 16-bit lane pairs, so per 4 weights
+//! only the weight word is split, and two rows share every input load. With `dsp` on
+//! `target_arch = "arm"` the whole row loop is assembly (`smlad_pairs`: pairs of rows a
+//! fixed stride apart, without returning to Rust): per 8 columns one `LDM` of inputs, per
+//! row one `LDRD` of weights, 2 `SXTB16`, 2 `SXTB16 … ROR #8` and 4 `SMLAD`, i.e.
+//! 19 instructions per 16 MACs (1.19 per MAC) plus a marker test per 32 columns. Its result is checked
 //! on the host against the same packing in plain Rust only indirectly (the host cannot
 //! run it): `cargo xtask firmware --golden` compares the device's frames with the
 //! host's.
@@ -152,12 +153,12 @@ pub fn dot_portable(x: &[u8], w: &[u8]) -> i32 {
 }
 
 /// [`Kernel::Packed`] on plain slices: packs `x` in chunks of [`crate::blob::MAX_INPUT`]
-/// columns and runs [`Packed::dot2`] (the encoder's path) on each. Out of line: it
+/// columns and runs [`Packed::dot2`] (the encoder's packing) on each. Out of line: it
 /// would otherwise be inlined four times into every `Kernel::dot4` caller.
 #[inline(never)]
 fn dot_via_packed(x: &[u8], w: &[u8]) -> i32 {
     const CHUNK: usize = crate::blob::MAX_INPUT;
-    let mut buf = [0u32; packed_words(CHUNK)];
+    let mut buf = [0i32; packed_words(CHUNK)];
     x.chunks(CHUNK)
         .zip(w.chunks(CHUNK))
         .fold(0i32, |acc, (xc, wc)| {
@@ -247,8 +248,8 @@ const TAIL_COLS: usize = 8;
 /// Words of one marker block: the end marker and three words that the loops'
 /// look-ahead `LDM` reads with it.
 const MARK_WORDS: usize = 4;
-/// The end marker; no packed word equals it (lanes hold 0..=255).
-const END_MARK: u32 = u32::MAX;
+/// The end marker (all bits set); no packed word equals it (lanes hold 0..=255).
+const END_MARK: i32 = -1;
 /// Leading zero columns a [`Packed::with_phase`] input may have.
 pub const MAX_PHASE: usize = 3;
 
@@ -273,10 +274,15 @@ pub const fn packed_words(cols: usize) -> usize {
 /// aligned `LDRD`s: the bytes before the row meet the leading zero columns.
 #[derive(Clone, Copy, Debug)]
 pub struct Packed<'a> {
-    words: &'a [u32],
+    /// Lane words as `i32` bit patterns (so a caller's buffer can also hold accumulators).
+    words: &'a [i32],
     /// `phase + x.len()`: columns of the sequence `s`, leading zeros included.
     cols: usize,
     phase: usize,
+    /// Both marker blocks are in place ([`Packed::markers_in_place`]): the assembly
+    /// loop's precondition (read only there and in the host tests).
+    #[cfg_attr(not(all(target_arch = "arm", feature = "dsp")), allow(dead_code))]
+    marked: bool,
 }
 
 /// Little-endian word of up to four bytes (missing high bytes 0).
@@ -288,79 +294,95 @@ fn le_word(bytes: &[u8]) -> u32 {
         .fold(0u32, |word, &b| (word << 8) | b as u32)
 }
 
-/// Word `k` of `[0; phase] ++ x` byte by byte (zero past the end): the first and last
-/// words of [`Packed::with_phase`].
-#[inline(never)]
-fn edge_word(x: &[u8], phase: usize, k: usize) -> u32 {
-    (0..4).rev().fold(0u32, |word, j| {
-        let byte = (4 * k + j)
-            .checked_sub(phase)
-            .and_then(|i| x.get(i))
-            .copied()
-            .unwrap_or(0);
-        (word << 8) | byte as u32
-    })
-}
-
 /// The lane words of the 4-column word `s` of the packed sequence.
 #[inline(always)]
-fn lanes(s: u32) -> [u32; 2] {
-    [uxtb16(s), uxtb16(s >> 8)]
+fn lanes(s: u32) -> [i32; 2] {
+    [uxtb16(s) as i32, uxtb16(s >> 8) as i32]
 }
 
 impl<'a> Packed<'a> {
     /// Packs `x` into `buf`; inputs beyond the capacity of `buf` are dropped.
-    pub fn new(x: &[u8], buf: &'a mut [u32]) -> Packed<'a> {
+    pub fn new(x: &[u8], buf: &'a mut [i32]) -> Packed<'a> {
         Self::with_phase(x, 0, buf)
     }
 
     /// Packs `[0; phase] ++ x` into `buf` (`phase` clamped to [`MAX_PHASE`]); inputs
     /// beyond the capacity of `buf` are dropped.
     #[inline(never)]
-    pub fn with_phase(x: &[u8], phase: usize, buf: &'a mut [u32]) -> Packed<'a> {
-        let phase = phase.min(MAX_PHASE);
+    pub fn with_phase(x: &[u8], phase: usize, buf: &'a mut [i32]) -> Packed<'a> {
         // Largest n with packed_words-style size ≤ buf.len().
         let capacity = buf.len().saturating_sub(2 * MARK_WORDS) / 4 * TAIL_COLS;
-        let x = x
-            .get(..x.len().min(capacity.saturating_sub(phase)))
-            .unwrap_or(&[]);
+        let phase = phase.min(MAX_PHASE).min(capacity);
+        let x = x.get(..x.len().min(capacity - phase)).unwrap_or(&[]);
         let cols = phase + x.len();
         let grouped_words = cols / GROUP_COLS * GROUP_COLS / 2;
         let padded_words = cols.div_ceil(TAIL_COLS) * TAIL_COLS / 2;
-        // Word k of `s` (bytes 4k..4k + 4; zero past the end).
-        let word_at = |k: usize| -> u32 {
-            let start = (4 * k).wrapping_sub(phase);
-            match x.get(start..start.wrapping_add(4)) {
-                Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
-                _ => edge_word(x, phase, k),
+        // All lane words first, contiguously (one word of `s` per loop step, read as one
+        // little-endian load): the leading word with the phase zeros, the whole words of
+        // `x`, the last partial word, zeros up to the padding.
+        let (lane_words, _) = buf.split_at_mut(padded_words.min(buf.len()));
+        let mut pairs = lane_words.chunks_exact_mut(2);
+        let (first, rest) = x.split_at(((4 - phase) % 4).min(x.len()));
+        if phase > 0
+            && let Some(pair) = pairs.next()
+        {
+            pair.copy_from_slice(&lanes(le_word(first) << (8 * phase)));
+        }
+        let mut words = rest.chunks_exact(4);
+        // `words` first: `zip` must not take a pair from `pairs` when `words` is done.
+        for (w, pair) in (&mut words).zip(&mut pairs) {
+            pair.copy_from_slice(&lanes(u32::from_le_bytes([w[0], w[1], w[2], w[3]])));
+        }
+        let mut last = le_word(words.remainder());
+        for pair in pairs {
+            pair.copy_from_slice(&lanes(last));
+            last = 0;
+        }
+        // Then the marker blocks: after the grouped words (the tail words move up to
+        // make room) and after the tail (the buffer always has room for both, see the
+        // capacity clamp above).
+        if padded_words + 2 * MARK_WORDS <= buf.len() {
+            // Tail words move up by one block, a block at a time from the end (a
+            // whole number of blocks: TAIL_COLS columns are MARK_WORDS words), so no
+            // copy overlaps and no `memmove` is linked.
+            let mut end = padded_words;
+            while end > grouped_words {
+                let (below, above) = buf.split_at_mut(end);
+                if let (Some(from), Some(to)) =
+                    (below.get(end - MARK_WORDS..), above.get_mut(..MARK_WORDS))
+                {
+                    to.copy_from_slice(from);
+                }
+                end -= MARK_WORDS;
             }
-        };
-        // Grouped words, marker block, tail words, marker block (a buffer shorter than
-        // that only happens for the capacity clamp above, which leaves room for all).
-        let mark = [END_MARK, 0, 0, 0];
-        let (grouped, after) = buf.split_at_mut(grouped_words.min(buf.len()));
-        for (k, pair) in grouped.chunks_exact_mut(2).enumerate() {
-            pair.copy_from_slice(&lanes(word_at(k)));
+            let mark = [END_MARK, 0, 0, 0];
+            for at in [grouped_words, padded_words + MARK_WORDS] {
+                if let Some(block) = buf.get_mut(at..at + MARK_WORDS) {
+                    block.copy_from_slice(&mark);
+                }
+            }
         }
-        let mut after = after.iter_mut();
-        // `mark` first: zip must not take a fifth slot from `after`.
-        for (v, slot) in mark.into_iter().zip(&mut after) {
-            *slot = v;
-        }
-        let tail_words = padded_words - grouped_words;
-        let tail = after.into_slice();
-        let (t, tail) = tail.split_at_mut(tail_words.min(tail.len()));
-        for (i, pair) in t.chunks_exact_mut(2).enumerate() {
-            pair.copy_from_slice(&lanes(word_at(grouped_words / 2 + i)));
-        }
-        for (slot, v) in tail.iter_mut().zip(mark) {
-            *slot = v;
-        }
-        Packed {
+        let packed = Packed {
             words: buf,
             cols,
             phase,
+            marked: false,
+        };
+        Packed {
+            marked: packed.markers_in_place(),
+            ..packed
         }
+    }
+
+    /// Whether both marker blocks sit where the assembly loop expects them (always, for a
+    /// buffer that [`Packed::with_phase`] filled): checked once per packing, so the loop
+    /// need not check it per call.
+    fn markers_in_place(&self) -> bool {
+        let first = self.cols / GROUP_COLS * GROUP_COLS / 2;
+        let second = first + MARK_WORDS + (self.padded_cols() - 2 * first) / 2;
+        self.words.len() >= second + MARK_WORDS
+            && self.words.get(first) == Some(&END_MARK)
+            && self.words.get(second) == Some(&END_MARK)
     }
 
     /// Columns of the packed sequence, the `phase` leading zeros included.
@@ -383,8 +405,8 @@ impl<'a> Packed<'a> {
             2 * block + MARK_WORDS
         };
         (
-            self.words.get(at).copied().unwrap_or(0),
-            self.words.get(at + 1).copied().unwrap_or(0),
+            self.words.get(at).copied().unwrap_or(0) as u32,
+            self.words.get(at + 1).copied().unwrap_or(0) as u32,
         )
     }
 
@@ -423,56 +445,93 @@ impl<'a> Packed<'a> {
     }
 
     /// Two rows at once: `(acc0 + s·w0, acc1 + s·w1)`, each over its common length with
-    /// `s`. On `target_arch = "arm"` with the `dsp` feature, rows that are word-aligned
-    /// and hold at least [`Packed::padded_cols`] bytes run entirely in the assembly loop
-    /// `smlad_rows`; any other rows in plain Rust.
-    #[inline(never)]
+    /// `s`, in plain Rust (the encoder's rows run through [`Packed::dot_rows`], which
+    /// uses the assembly loop where it can).
     pub fn dot2(&self, w0: &[u8], w1: &[u8], acc: (i32, i32)) -> (i32, i32) {
-        #[cfg(all(target_arch = "arm", feature = "dsp"))]
-        if let Some(sums) = smlad_rows(self, w0, w1, acc) {
-            return sums;
-        }
         (self.dot_rust(w0, acc.0), self.dot_rust(w1, acc.1))
     }
 
-    /// The word walk of the assembly loop in plain Rust (for the host tests): `None`
-    /// under the same conditions as the assembly (except alignment).
+    /// `out[k] += s · row_k` for the rows `row_k` that start at byte offsets
+    /// `start + k · stride` of `w` (phase-aligned: the first `phase` bytes of each meet the
+    /// leading zero columns), each `cols` bytes long, the padding after them included
+    /// where `w` has it. On `target_arch = "arm"` with the `dsp` feature all rows run in
+    /// the assembly loop, two rows per pass over the input, when `w` holds the last row's
+    /// padding and the rows are word-aligned; otherwise in plain Rust.
+    pub fn dot_rows(&self, w: &[u8], start: usize, stride: usize, out: &mut [i32]) {
+        let row_start = |k: usize| k.checked_mul(stride).and_then(|o| o.checked_add(start));
+        let last = row_start(out.len().saturating_sub(1));
+        let (pairs, odd) = out.split_at_mut(out.len() / 2 * 2);
+        if !smlad_pairs(self, w, start, stride, stride.wrapping_mul(2), pairs) {
+            for (k, acc) in pairs.iter_mut().enumerate() {
+                *acc = self.dot_at(w, row_start(k), *acc);
+            }
+        }
+        if let [acc] = odd {
+            // The odd row out runs as a pair with itself (still the fast loop).
+            let mut pair = [*acc, 0];
+            *acc = match last {
+                Some(at) if smlad_pairs(self, w, at, 0, 0, &mut pair) => pair[0],
+                _ => self.dot_at(w, last, *acc),
+            };
+        }
+    }
+
+    /// `acc + s · row` in plain Rust for the row at byte offset `start` of `w` (none: 0).
+    fn dot_at(&self, w: &[u8], start: Option<usize>, acc: i32) -> i32 {
+        self.dot_rust(start.and_then(|s| w.get(s..)).unwrap_or(&[]), acc)
+    }
+
+    /// The assembly loop's precondition apart from alignment (used only there and in the
+    /// host tests): both marker blocks in place, and `w` holds [`Packed::padded_cols`] bytes from each row start
+    /// `start + k · step` and `start + k · step + gap`, `k < pairs` (≥ 1).
+    #[cfg_attr(
+        not(any(test, all(target_arch = "arm", feature = "dsp"))),
+        allow(dead_code)
+    )]
+    fn fits(&self, w: &[u8], start: usize, gap: usize, step: usize, pairs: usize) -> bool {
+        let end = pairs
+            .checked_sub(1)
+            .and_then(|k| k.checked_mul(step))
+            .and_then(|o| o.checked_add(start))
+            .and_then(|o| o.checked_add(gap))
+            .and_then(|o| o.checked_add(self.padded_cols()));
+        self.marked && end.is_some_and(|end| end <= w.len())
+    }
+
+    /// The word walk of the assembly loop in plain Rust (for the host tests), for inputs
+    /// that pass [`Packed::fits`]: pair `k` adds to `out[2k]` and `out[2k + 1]`.
     #[cfg(test)]
-    fn dot2_walk(&self, w0: &[u8], w1: &[u8], acc: (i32, i32)) -> Option<(i32, i32)> {
-        let padded = self.padded_cols();
-        if w0.len() < padded || w1.len() < padded {
-            return None;
-        }
-        let (mut a0, mut a1) = acc;
-        let (mut xi, mut wi) = (0usize, 0usize);
-        let step = |xi: &mut usize, wi: &mut usize, a0: &mut i32, a1: &mut i32| {
-            let x = &self.words[*xi..*xi + 4];
-            for (a, w) in [(&mut *a0, w0), (&mut *a1, w1)] {
-                let lo = u32::from_le_bytes(w[*wi..*wi + 4].try_into().unwrap());
-                let hi = u32::from_le_bytes(w[*wi + 4..*wi + 8].try_into().unwrap());
-                *a = smlad(sxtb16(lo), x[0], *a);
-                *a = smlad(sxtb16(lo >> 8), x[1], *a);
-                *a = smlad(sxtb16(hi), x[2], *a);
-                *a = smlad(sxtb16(hi >> 8), x[3], *a);
+    fn pairs_walk(&self, w: &[u8], start: usize, gap: usize, step: usize, out: &mut [i32]) {
+        for (k, pair) in out.chunks_exact_mut(2).enumerate() {
+            let (mut xi, mut wi) = (0usize, start + k * step);
+            let step = |xi: &mut usize, wi: &mut usize, pair: &mut [i32]| {
+                let x: [u32; 4] = core::array::from_fn(|i| self.words[*xi + i] as u32);
+                for (a, at) in [(0, *wi), (1, *wi + gap)] {
+                    let lo = u32::from_le_bytes(w[at..at + 4].try_into().unwrap());
+                    let hi = u32::from_le_bytes(w[at + 4..at + 8].try_into().unwrap());
+                    pair[a] = smlad(sxtb16(lo), x[0], pair[a]);
+                    pair[a] = smlad(sxtb16(lo >> 8), x[1], pair[a]);
+                    pair[a] = smlad(sxtb16(hi), x[2], pair[a]);
+                    pair[a] = smlad(sxtb16(hi >> 8), x[3], pair[a]);
+                }
+                *xi += 4;
+                *wi += 8;
+            };
+            // Grouped loop: four steps, then look for the marker.
+            while self.words[xi] != END_MARK {
+                for _ in 0..GROUP_COLS / TAIL_COLS {
+                    step(&mut xi, &mut wi, pair);
+                }
             }
-            *xi += 4;
-            *wi += 8;
-        };
-        // Grouped loop: four steps, then look for the marker.
-        while self.words[xi] != END_MARK {
-            for _ in 0..GROUP_COLS / TAIL_COLS {
-                step(&mut xi, &mut wi, &mut a0, &mut a1);
+            xi += MARK_WORDS;
+            while self.words[xi] != END_MARK {
+                step(&mut xi, &mut wi, pair);
             }
         }
-        xi += MARK_WORDS;
-        while self.words[xi] != END_MARK {
-            step(&mut xi, &mut wi, &mut a0, &mut a1);
-        }
-        Some((a0, a1))
     }
 }
 
-/// The loops of [`smlad_rows`]: per 8 columns one `LDM` of 4 input words shared by both
+/// The loops of [`smlad_pairs`]: per 8 columns one `LDM` of 4 input words shared by both
 /// rows; per row one `LDRD` of 8 weight bytes, 2 `SXTB16`, 2 `SXTB16 … ROR #8` and
 /// 4 `SMLAD`. First the grouped loop (4 steps, then a marker test), then the tail loop
 /// (a marker test per step).
@@ -503,41 +562,52 @@ macro_rules! smlad_step_asm {
     };
 }
 
-/// [`Packed::dot2`] in assembly: the grouped loop and the tail loop over the whole
-/// packed input. `None` (nothing computed) unless both rows are word-aligned and hold at
-/// least [`Packed::padded_cols`] bytes and both marker blocks are where the layout puts
-/// them.
+/// Pairs of rows in assembly, `out.len() / 2` of them: pair `k` is the rows at byte
+/// offsets `start + k · step` and that `+ gap` of `w`, its sums are added to `out[2k]` and
+/// `out[2k + 1]`; per pair the grouped loop and the tail loop over the whole packed
+/// input, then the next pair without returning to Rust. `false` (nothing computed) unless
+/// every row is word-aligned; the caller has checked [`Packed::fits`].
 #[cfg(all(target_arch = "arm", feature = "dsp"))]
 #[inline(never)]
 #[allow(unsafe_code)]
-fn smlad_rows(p: &Packed<'_>, w0: &[u8], w1: &[u8], acc: (i32, i32)) -> Option<(i32, i32)> {
-    let x = p.words;
-    let padded = p.padded_cols();
-    let grouped_cols = p.cols / GROUP_COLS * GROUP_COLS;
-    let first_mark = grouped_cols / 2;
-    let second_mark = first_mark + MARK_WORDS + (padded - grouped_cols) / 2;
-    let aligned = (w0.as_ptr() as usize | w1.as_ptr() as usize).is_multiple_of(4);
-    if !aligned
-        || w0.len() < padded
-        || w1.len() < padded
-        || x.len() < second_mark + MARK_WORDS
-        || x.get(first_mark) != Some(&END_MARK)
-        || x.get(second_mark) != Some(&END_MARK)
-    {
-        return None;
+fn smlad_pairs(
+    p: &Packed<'_>,
+    w: &[u8],
+    start: usize,
+    gap: usize,
+    step: usize,
+    out: &mut [i32],
+) -> bool {
+    let pairs = out.len() / 2;
+    let first = w.as_ptr().wrapping_add(start);
+    if !(p.fits(w, start, gap, step, pairs) && (first as usize | gap | step).is_multiple_of(4)) {
+        return false;
     }
-    let (mut a0, mut a1) = acc;
-    // SAFETY: the loops read input words from `x` up to and including the marker block at
-    // word `second_mark` (checked to be inside `x`; no word before the markers equals
-    // END_MARK as lanes hold 0..=255, so neither loop stops early nor runs past them) and,
-    // per 4 input words, 8 bytes of each row: `padded` bytes in all (checked). `x` is
-    // `[u32]` (word-aligned for `LDM`), the rows are word-aligned (checked) for `LDRD`.
-    // It writes no memory and no stack; every register it changes is an output or
-    // clobber. SXTB16 and SMLAD need the DSP extension, which the `dsp` feature promises.
-    // SMLAD may set the sticky Q flag (unreachable sums); flags are not declared
-    // preserved.
+    // After a pair the first row's pointer has moved `padded_cols` bytes on.
+    let skip = step.wrapping_sub(p.padded_cols());
+    // SAFETY: per pair, the loops read input words from `p.words` up to and including
+    // the second marker block (`p.marked`, part of `fits`: both blocks are inside the
+    // slice where the layout puts them, checked when `p` was packed, and the slice is
+    // borrowed immutably since; no word before the markers equals END_MARK as lanes hold
+    // 0..=255, so neither loop stops early nor runs past them), and per 4 input words 8
+    // bytes of each row: `padded_cols` bytes from every row start, all inside `w`
+    // (`fits`). `p.words` is `[i32]` (word-aligned for `LDM`), the rows are word-aligned
+    // (checked) for `LDRD`. It writes `out[..2 · pairs]` (`[i32]`: word-aligned for
+    // `LDRD`/`STRD`) and 20 bytes of stack below `sp`, which it pops again; every
+    // register it changes is an operand or clobber. SXTB16 and SMLAD need the DSP
+    // extension, which the `dsp` feature promises. SMLAD may set the sticky Q flag
+    // (unreachable sums); flags are not declared preserved.
     unsafe {
         core::arch::asm!(
+            // Stack: [sp] out pointer, [sp, 4] pairs left, [sp, 8] input words,
+            // [sp, 12] gap, [sp, 16] skip.
+            "push {{r0, r1, r2, r4, r5}}",
+            "6:",
+            "ldr r2, [sp, #8]",
+            "ldr r4, [sp, #12]",
+            "add r4, r3",
+            "ldr r5, [sp]",
+            "ldrd r0, r1, [r5]",
             "ldm r2!, {{r8-r11}}",
             "cmn r8, #1",
             "beq 3f",
@@ -557,22 +627,44 @@ fn smlad_rows(p: &Packed<'_>, w0: &[u8], w1: &[u8], acc: (i32, i32)) -> Option<(
             "cmn r8, #1",
             "bne 4b",
             "5:",
-            inout("r0") a0,
-            inout("r1") a1,
-            inout("r2") x.as_ptr() => _,
-            inout("r3") w0.as_ptr() => _,
-            inout("r4") w1.as_ptr() => _,
-            out("r5") _,
+            "ldr r5, [sp]",
+            "strd r0, r1, [r5], #8",
+            "str r5, [sp]",
+            "ldr r5, [sp, #16]",
+            "add r3, r5",
+            "ldr r5, [sp, #4]",
+            "subs r5, #1",
+            "str r5, [sp, #4]",
+            "bne 6b",
+            "add sp, #20",
+            inout("r0") out.as_mut_ptr() => _,
+            inout("r1") pairs => _,
+            inout("r2") p.words.as_ptr() => _,
+            inout("r3") first => _,
+            inout("r4") gap => _,
+            inout("r5") skip => _,
             out("r8") _,
             out("r9") _,
             out("r10") _,
             out("r11") _,
             out("r12") _,
             out("lr") _,
-            options(readonly, nostack),
         );
     }
-    Some((a0, a1))
+    true
+}
+
+/// Without the assembly loop: nothing computed (the callers fall back to plain Rust).
+#[cfg(not(all(target_arch = "arm", feature = "dsp")))]
+fn smlad_pairs(
+    _p: &Packed<'_>,
+    _w: &[u8],
+    _start: usize,
+    _gap: usize,
+    _step: usize,
+    _out: &mut [i32],
+) -> bool {
+    false
 }
 
 #[cfg(test)]
@@ -710,11 +802,12 @@ mod tests {
         check_all_kernels(&[1, 2], &[0xFF; 9]);
     }
 
-    /// `Packed::dot2` on two different rows (any length, any byte offset of the rows, with
-    /// and without grouped columns) equals the portable kernel row by row, at every
-    /// phase; so does the word walk of the assembly loop where the rows are long enough.
+    /// `Packed::dot2` and `dot_rows` on two different rows (any length, any
+    /// byte offset of the rows, with and without grouped columns) equal the portable
+    /// kernel row by row, at every phase; so does the word walk of the assembly loop
+    /// (pairs of rows in a layer-like slice) where the rows are long enough.
     fn check_dot2(x: &[u8], w0: &[u8], w1: &[u8], acc: (i32, i32)) {
-        let mut buf = [0u32; packed_words(crate::blob::MAX_INPUT)];
+        let mut buf = [0i32; packed_words(crate::blob::MAX_INPUT)];
         for phase in 0..=MAX_PHASE {
             let packed = Packed::with_phase(x, phase, &mut buf);
             assert_eq!(packed.cols(), phase + x.len());
@@ -735,7 +828,8 @@ mod tests {
             );
             assert_eq!(packed.dot2(w0, w1, acc), want, "{ctx}");
             assert_eq!(packed.dot(w0, acc.0), want.0, "{ctx}");
-            // Rows padded to the assembly loop's length (bytes that meet zero columns).
+            // Rows padded to the assembly loop's length (bytes that meet zero columns),
+            // laid out like a layer: rows `stride` bytes apart in one slice.
             let pad = |w: &[u8]| -> std::vec::Vec<u8> {
                 let mut v = w[..w.len().min(s.len())].to_vec();
                 if v.len() == s.len() {
@@ -744,16 +838,43 @@ mod tests {
                 v
             };
             let (p0, p1) = (pad(w0), pad(w1));
-            if p0.len() >= packed.padded_cols() && p1.len() >= packed.padded_cols() {
-                assert_eq!(packed.dot2_walk(&p0, &p1, acc), Some(want), "walk {ctx}");
-                assert_eq!(packed.dot2(&p0, &p1, acc), want, "padded {ctx}");
+            let padded = packed.padded_cols();
+            if p0.len() < padded || p1.len() < padded {
+                // Rows shorter than the sequence: not a layer's rows (those are `cols` long).
+                continue;
             }
+            let stride = padded.next_multiple_of(4) + 4;
+            let mut layer = std::vec![0xA5u8; 5 * stride];
+            for (k, row) in [&p0, &p1, &p0, &p1, &p0].into_iter().enumerate() {
+                layer[k * stride..k * stride + row.len()].copy_from_slice(row);
+            }
+            // The last row ends the slice, so `fits` is tight.
+            layer.truncate(4 * stride + padded);
+            let mut rows = [acc.0, acc.1, acc.0, acc.1, acc.0];
+            packed.dot_rows(&layer, 0, stride, &mut rows);
+            let want_rows = [want.0, want.1, want.0, want.1, want.0];
+            assert_eq!(rows, want_rows, "rows {ctx}");
+            // One pair (rows 1 and 2) and one row alone (row 4).
+            let mut pair = [acc.1, acc.0];
+            packed.dot_rows(&layer, stride, stride, &mut pair);
+            assert_eq!(pair, [want.1, want.0], "pair {ctx}");
+            let mut one = [acc.0];
+            packed.dot_rows(&layer, 4 * stride, 0, &mut one);
+            assert_eq!(one, [want.0], "one {ctx}");
+            assert!(packed.fits(&layer, 0, stride, 2 * stride, 2), "{ctx}");
+            assert!(
+                !packed.fits(&layer, 2 * stride, stride, 2 * stride, 2),
+                "{ctx}"
+            );
+            let mut pairs = [acc.0, acc.1, acc.0, acc.1];
+            packed.pairs_walk(&layer, 0, stride, 2 * stride, &mut pairs);
+            assert_eq!(pairs, want_rows[..4], "walk {ctx}");
         }
     }
 
     #[test]
     fn packed_layout_has_both_markers() {
-        let mut buf = [7u32; packed_words(100)];
+        let mut buf = [7i32; packed_words(100)];
         for (len, phase) in [(0, 0), (0, 3), (29, 3), (32, 0), (33, 0), (40, 0), (100, 1)] {
             let x = vec![255u8; len];
             let p = Packed::with_phase(&x, phase, &mut buf);
@@ -766,6 +887,7 @@ mod tests {
                 .filter(|&i| p.words[i] == END_MARK)
                 .collect();
             assert_eq!(marks, [first, second], "len {len} phase {phase}");
+            assert!(p.marked, "len {len} phase {phase}");
         }
     }
 

@@ -60,6 +60,13 @@ pub struct FirmwareArgs {
 pub struct BenchMcuArgs {
     #[command(flatten)]
     pub firmware: FirmwareArgs,
+    /// Also print where an encode's instructions go: executed instructions per encode
+    /// summed per function of the firmware ELF (inlined code counts for its caller).
+    #[arg(long)]
+    pub profile: bool,
+    /// Functions listed by --profile (the rest are summed in one line).
+    #[arg(long, default_value_t = 15)]
+    pub top: usize,
 }
 
 fn firmware_dir() -> PathBuf {
@@ -346,9 +353,19 @@ pub fn elf_sizes(elf: &[u8]) -> Result<ElfSizes> {
     Ok(sizes)
 }
 
-/// Address of a function symbol (Thumb bit cleared).
-pub fn elf_symbol(elf: &[u8], name: &str) -> Result<u32> {
+/// A symbol of the ELF's symbol table.
+struct ElfSymbol<'e> {
+    name: &'e [u8],
+    /// Address, Thumb bit cleared for functions.
+    value: u32,
+    size: u32,
+    is_function: bool,
+}
+
+/// Every symbol of the ELF's symbol table.
+fn elf_symbols(elf: &[u8]) -> Result<Vec<ElfSymbol<'_>>> {
     const SHT_SYMTAB: u32 = 2;
+    const STT_FUNC: u8 = 2;
     let sections = elf_sections(elf)?;
     let symtab = sections
         .iter()
@@ -360,19 +377,84 @@ pub fn elf_symbol(elf: &[u8], name: &str) -> Result<u32> {
     let entries = elf
         .get(symtab.offset as usize..(symtab.offset + symtab.size) as usize)
         .context("ELF symtab truncated")?;
+    let mut symbols = Vec::new();
     for sym in entries.chunks_exact(16) {
         let name_off = u32::from_le_bytes(sym[0..4].try_into()?) as usize;
-        let start = strtab.offset as usize + name_off;
-        let Some(rest) = elf.get(start..) else {
+        let Some(rest) = elf.get(strtab.offset as usize + name_off..) else {
             continue;
         };
         let end = rest.iter().position(|&b| b == 0).unwrap_or(0);
-        if &rest[..end] == name.as_bytes() {
-            let value = u32::from_le_bytes(sym[4..8].try_into()?);
-            return Ok(value & !1);
-        }
+        let is_function = sym[12] & 0xF == STT_FUNC;
+        let value = u32::from_le_bytes(sym[4..8].try_into()?);
+        symbols.push(ElfSymbol {
+            name: &rest[..end],
+            value: if is_function { value & !1 } else { value },
+            size: u32::from_le_bytes(sym[8..12].try_into()?),
+            is_function,
+        });
     }
-    bail!("symbol {name} not found in the firmware ELF")
+    Ok(symbols)
+}
+
+/// Address of a function symbol (Thumb bit cleared).
+pub fn elf_symbol(elf: &[u8], name: &str) -> Result<u32> {
+    elf_symbols(elf)?
+        .into_iter()
+        .find(|s| s.name == name.as_bytes())
+        .map(|s| s.value & !1)
+        .with_context(|| format!("symbol {name} not found in the firmware ELF"))
+}
+
+/// Function symbols with a size, sorted by address: `(start, end, demangled name)`.
+fn elf_functions(elf: &[u8]) -> Result<Vec<(u32, u32, String)>> {
+    let mut functions: Vec<(u32, u32, String)> = elf_symbols(elf)?
+        .into_iter()
+        .filter(|s| s.is_function && s.size > 0)
+        .map(|s| {
+            let name = String::from_utf8_lossy(s.name);
+            // `{:#}`: without the hash suffix.
+            let name = format!("{:#}", rustc_demangle::demangle(&name));
+            (s.value, s.value + s.size, name)
+        })
+        .collect();
+    functions.sort();
+    functions.dedup_by_key(|f| f.0);
+    Ok(functions)
+}
+
+/// The plugin's per-address histogram (`vsc-bench: pc=0x… count=…` lines) summed per
+/// function of the ELF, most instructions first; addresses outside every function symbol
+/// are summed under "(no symbol)".
+pub fn profile_by_function(elf: &[u8], plugin_log: &str) -> Result<Vec<(String, u64)>> {
+    let functions = elf_functions(elf)?;
+    let mut totals = std::collections::HashMap::<&str, u64>::new();
+    for line in plugin_log.lines() {
+        let Some(rest) = line.strip_prefix("vsc-bench: pc=0x") else {
+            continue;
+        };
+        let (pc, count) = rest
+            .split_once(" count=")
+            .with_context(|| format!("bad profile line {line:?}"))?;
+        let pc = u32::from_str_radix(pc, 16).with_context(|| format!("bad address in {line:?}"))?;
+        let count: u64 = count
+            .trim()
+            .parse()
+            .with_context(|| format!("bad count in {line:?}"))?;
+        // The last function starting at or below `pc`, if `pc` is inside it.
+        let at = functions.partition_point(|f| f.0 <= pc);
+        let name = at
+            .checked_sub(1)
+            .map(|i| &functions[i])
+            .filter(|f| pc < f.1)
+            .map_or("(no symbol)", |f| f.2.as_str());
+        *totals.entry(name).or_default() += count;
+    }
+    let mut rows: Vec<(String, u64)> = totals
+        .into_iter()
+        .map(|(n, c)| (n.to_string(), c))
+        .collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(rows)
 }
 
 /// The committed budget (`firmware-example/size-budget.toml`).
@@ -713,6 +795,9 @@ pub fn bench_mcu(args: &BenchMcuArgs) -> Result<()> {
         let (start, end) = (elf_symbol(&elf, start)?, elf_symbol(&elf, end)?);
         regions.push(format!("region={name}:{start:#x}:{end:#x}"));
     }
+    if args.profile {
+        regions.push("profile=encode".into());
+    }
     let plugin = build_plugin()?;
     let qemu = run_qemu(
         fw.timeout_s,
@@ -767,6 +852,36 @@ pub fn bench_mcu(args: &BenchMcuArgs) -> Result<()> {
         per_encode / macs as f64
     );
     println!("instructions, whole run    : {all}");
+    if args.profile {
+        print_profile(&elf, &qemu.stderr, encode.runs, args.top)?;
+    }
     check_sizes(&model, stack_from_log(&qemu.stderr))?;
+    Ok(())
+}
+
+/// The `--profile` table: instructions per encode by function, the `top` largest.
+fn print_profile(elf: &[u8], plugin_log: &str, runs: u64, top: usize) -> Result<()> {
+    let rows = profile_by_function(elf, plugin_log)?;
+    let total: u64 = rows.iter().map(|r| r.1).sum();
+    ensure!(total > 0, "the plugin printed no profile lines");
+    let per_encode = |n: u64| n as f64 / runs.max(1) as f64;
+    println!("profile of an encode (instructions per encode, by function):");
+    for (name, count) in rows.iter().take(top) {
+        println!(
+            "  {:>9.0} {:>5.1} %  {name}",
+            per_encode(*count),
+            100.0 * *count as f64 / total as f64
+        );
+    }
+    let rest: u64 = rows.iter().skip(top).map(|r| r.1).sum();
+    if rest > 0 {
+        println!(
+            "  {:>9.0} {:>5.1} %  ({} more functions)",
+            per_encode(rest),
+            100.0 * rest as f64 / total as f64,
+            rows.len() - top
+        );
+    }
+    println!("  {:>9.0} 100.0 %  total", per_encode(total));
     Ok(())
 }
