@@ -597,6 +597,12 @@ fn model_card(c: &ModelCardInput<'_>) -> String {
     );
     let _ = writeln!(
         s,
+        "| spike head | {} (γ > ½ where v > {:.4}) |",
+        p.spike_head.name(),
+        p.spike_head.half_point()
+    );
+    let _ = writeln!(
+        s,
         "| scales | input 1/255, hidden {:.6e}, μ {:.6e}, v 2⁻¹⁶; per-output-channel symmetric int8 weights |\n",
         p.hidden_scale, p.mu_scale
     );
