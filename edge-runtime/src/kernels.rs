@@ -153,7 +153,7 @@ pub fn dot_portable(x: &[u8], w: &[u8]) -> i32 {
 }
 
 /// [`Kernel::Packed`] on plain slices: packs `x` in chunks of [`crate::blob::MAX_INPUT`]
-/// columns and runs [`Packed::dot2`] (the encoder's packing) on each. Out of line: it
+/// columns and runs [`Packed::dot`] (the encoder's packing) on each. Out of line: it
 /// would otherwise be inlined four times into every `Kernel::dot4` caller.
 #[inline(never)]
 fn dot_via_packed(x: &[u8], w: &[u8]) -> i32 {
@@ -161,9 +161,7 @@ fn dot_via_packed(x: &[u8], w: &[u8]) -> i32 {
     let mut buf = [0i32; packed_words(CHUNK)];
     x.chunks(CHUNK)
         .zip(w.chunks(CHUNK))
-        .fold(0i32, |acc, (xc, wc)| {
-            Packed::new(xc, &mut buf).dot2(wc, wc, (acc, 0)).0
-        })
+        .fold(0i32, |acc, (xc, wc)| Packed::new(xc, &mut buf).dot(wc, acc))
 }
 
 /// Zero-extends bytes 0 and 2 of `word` into two 16-bit lanes (`UXTB16`).

@@ -18,8 +18,9 @@ use crate::encoder::exp_q15;
 /// ln 2 in Q16, rounded up so that the reduced argument `r = d − n·LN2_Q16` of
 /// [`sigmoid_q15`] stays inside `exp_q15`'s domain `[−45427, 0]` (`−V_Q16_MIN`).
 pub const LN2_Q16: i64 = 45427;
-/// Above `n = 15` halvings `e^−d` in Q15 is 0 whatever the remainder.
-const MAX_HALVINGS: i64 = 16;
+/// Halvings at which [`sigmoid_q15`] stops reducing: past 15 of them `e^−d` in Q15 is 0
+/// whatever the remainder.
+pub const MAX_HALVINGS: i64 = 16;
 
 /// How the spike head's output `v` becomes log γ.
 #[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -33,7 +33,7 @@ use anyhow::{Context, Result, bail};
 use edge_runtime::F32Encoder;
 use edge_runtime::encoder::V_Q16_MIN;
 use edge_runtime::quant::{LayerParams, QuantParams};
-use edge_runtime::spike::{LN2_Q16, SpikeHead};
+use edge_runtime::spike::{LN2_Q16, MAX_HALVINGS, SpikeHead};
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::prelude::*;
@@ -453,14 +453,14 @@ fn wire_exp_q15(g: &mut Graph, v_q: &str) -> String {
 }
 
 /// γ = sigmoid(v) in Q15 from `v_q` (int64, Q16), as `edge_runtime::spike::sigmoid_q15`:
-/// `d = max(v_q, 0)`, `n = min(d / LN2_Q16, 16)`, `r = min(d − n·LN2_Q16, LN2_Q16)`,
+/// `d = max(v_q, 0)`, `n = min(d / LN2_Q16, MAX_HALVINGS)`, `r = min(d − n·LN2_Q16, LN2_Q16)`,
 /// `e = exp_q15(−r) / 2^n`, `min(2^30 / (32768 + e), 32767)`; every division has
 /// non-negative operands, so it is the device's shift or truncating division.
 fn wire_sigmoid_q15(g: &mut Graph, v_q: &str) -> String {
     let zero = g.scalar("sigmoid_zero_i64", 0i64);
     let ln2 = g.scalar("sigmoid_ln2_q16", LN2_Q16);
-    let max_halvings = g.scalar("sigmoid_max_halvings", 16i64);
-    let powers: Vec<i64> = (0..=16).map(|n| 1i64 << n).collect();
+    let max_halvings = g.scalar("sigmoid_max_halvings", MAX_HALVINGS);
+    let powers: Vec<i64> = (0..=MAX_HALVINGS).map(|n| 1i64 << n).collect();
     let powers = g.constant("sigmoid_pow2", &[powers.len()], &powers);
     let q15_one = g.scalar("sigmoid_q15_one", 32768i64);
     let q30_one = g.scalar("sigmoid_q30_one", 1i64 << 30);

@@ -268,15 +268,16 @@ fn int8_export_batch_one_matches_too() {
     }
 }
 
-/// A graph with only the γ stage: input `v_q` (Q16, as f32, exact below 2²⁴).
-fn exp_stage_model() -> Vec<u8> {
+/// A graph with only a γ stage (`wire_exp_q15` or `wire_sigmoid_q15`): input `v_q`
+/// (Q16, as f32, exact below 2²⁴), output γ in Q15 as int64.
+fn gamma_stage_model(wire: fn(&mut Graph, &str) -> String) -> Vec<u8> {
     let mut g = Graph::default();
     g.input(INPUT, DataType::Float, 1);
     let v = wire_to_i64(&mut g, INPUT, "v_q");
-    let out = wire_exp_q15(&mut g, &v);
+    let out = wire(&mut g, &v);
     g.op("Identity", &[&out], vec![], "gamma_q15");
     g.output("gamma_q15", DataType::Int64, 1);
-    to_bytes(&g.into_model("exp_stage", "test"))
+    to_bytes(&g.into_model("gamma_stage", "test"))
 }
 
 #[test]
@@ -285,22 +286,11 @@ fn gamma_stage_matches_exp_q15_for_every_v() {
     let lo = V_Q16_MIN as i64 - 600;
     let hi = 600i64;
     let v: Vec<f32> = (lo..=hi).map(|v| v as f32).collect();
-    let model = TractModel::load(&exp_stage_model(), v.len(), 1).unwrap();
+    let model = TractModel::load(&gamma_stage_model(wire_exp_q15), v.len(), 1).unwrap();
     let got = values::<i64>(&model.run(&v).unwrap()[0]).unwrap();
     for (i, vq) in (lo..=hi).enumerate() {
         assert_eq!(got[i], exp_q15(vq) as i64, "v_q {vq}");
     }
-}
-
-/// A graph with only the sigmoid γ stage: input `v_q` (Q16, as f32, exact below 2²⁴).
-fn sigmoid_stage_model() -> Vec<u8> {
-    let mut g = Graph::default();
-    g.input(INPUT, DataType::Float, 1);
-    let v = wire_to_i64(&mut g, INPUT, "v_q");
-    let out = wire_sigmoid_q15(&mut g, &v);
-    g.op("Identity", &[&out], vec![], "gamma_q15");
-    g.output("gamma_q15", DataType::Int64, 1);
-    to_bytes(&g.into_model("sigmoid_stage", "test"))
 }
 
 #[test]
@@ -311,7 +301,7 @@ fn sigmoid_stage_matches_sigmoid_q15() {
     v_q.extend((68_000..16 * 65_536).step_by(97));
     v_q.push(1 << 23);
     let v: Vec<f32> = v_q.iter().map(|&v| v as f32).collect();
-    let model = TractModel::load(&sigmoid_stage_model(), v.len(), 1).unwrap();
+    let model = TractModel::load(&gamma_stage_model(wire_sigmoid_q15), v.len(), 1).unwrap();
     let got = values::<i64>(&model.run(&v).unwrap()[0]).unwrap();
     for (i, &vq) in v_q.iter().enumerate() {
         assert_eq!(got[i], sigmoid_q15(vq) as i64, "v_q {vq}");
