@@ -6,7 +6,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use host_trainer::model::kl::{spike_slab_kl, spike_slab_kl_scalar};
 use host_trainer::model::vsc::{sample_slab, spike_step, tensor_to_vec};
-use host_trainer::model::{ModelKind, SelectorKind, SpikeHead, TrainConfig, VscNet};
+use host_trainer::model::{ModelKind, PriorKind, SelectorKind, SpikeHead, TrainConfig, VscNet};
 use host_trainer::train::draw_noise;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -265,4 +265,45 @@ fn only_the_sigmoid_spike_head_can_switch_off_a_dim_that_is_on_everywhere() {
         "sigmoid head: spike gradient {}",
         spike_grad[1]
     );
+}
+
+#[test]
+fn fixed_prior_kl_is_eq6_against_a_standard_slab_and_alpha_with_no_sparsity_term() {
+    let d = Device::flex().autodiff();
+    let mut cfg = TrainConfig::tiny(12);
+    cfg.model.prior = PriorKind::Fixed;
+    cfg.model.spike_head = SpikeHead::Sigmoid;
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let net = VscNet::new(&cfg.model, &mut rng, &d, None);
+    assert!(net.pseudo_inputs.is_none() && net.selector.is_none());
+    let (b, m, j) = (6, 12, cfg.model.latent_dim);
+    let x: Vec<f32> = (0..b * m).map(|_| rng.random()).collect();
+    let post = net.encoder.forward(t2(x.clone(), b, m, &d));
+    let (kl, sparsity) = net.prior_terms(&cfg.model, t2(x.clone(), b, m, &d), &post, 100.0);
+    let (mu, lv) = (tensor_to_vec(post.mu.clone()), tensor_to_vec(post.logvar));
+    let g = tensor_to_vec(post.log_gamma.unwrap().exp());
+    let alpha = f64::from(cfg.model.alpha);
+    for (r, &got) in tensor_to_vec(kl).iter().enumerate() {
+        let want: f64 = (r * j..(r + 1) * j)
+            .map(|k| {
+                let q = (f64::from(mu[k]), f64::from(lv[k]).exp(), f64::from(g[k]));
+                spike_slab_kl_scalar(q, (0.0, 1.0, alpha))
+            })
+            .sum();
+        assert!(
+            (f64::from(got) - want).abs() < 1e-4 * want.abs().max(1.0),
+            "row {r}: KL {got} vs eq. 6 {want}"
+        );
+    }
+    assert!(tensor_to_vec(sparsity).iter().all(|&s| s == 0.0));
+    // The whole objective still trains the spike head.
+    let noise = draw_noise(&mut rng, b, j, &d);
+    let parts = net.vsc_loss(&cfg.model, t2(x, b, m, &d), &noise, 1.0, 100.0);
+    let grads = GradientsParams::from_grads(parts.loss.backward(), &net);
+    let spike = &net.encoder.spike.as_ref().unwrap().weight;
+    let s: f32 = tensor_to_vec(grads.get::<2>(spike.id).expect("spike head gradient"))
+        .iter()
+        .map(|v| v.abs())
+        .sum();
+    assert!(s > 0.0 && s.is_finite(), "spike head gradient {s}");
 }

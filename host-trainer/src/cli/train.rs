@@ -10,7 +10,7 @@ use edge_runtime::preprocess::{ChannelSet, InputFeatures};
 use crate::data::{
     WindowConfig, har_training_data, load_har_windows, resolve_data_dir, scaled_inputs,
 };
-use crate::model::{Likelihood, ModelKind, SpikeHead, TrainConfig};
+use crate::model::{Likelihood, ModelKind, PriorKind, SpikeHead, TrainConfig};
 use crate::train::{TrainOptions, TrainedModel, device_from_name, train};
 
 /// Which objective to train.
@@ -60,7 +60,8 @@ pub struct TrainArgs {
     /// β of the baselines.
     #[arg(long, default_value_t = 4.0)]
     pub beta: f32,
-    /// Prior spike probability α of VSC's sparsity term (default: the preset's).
+    /// Prior spike probability α: the sparsity term's target, or the fixed prior's
+    /// (default: the preset's).
     #[arg(long)]
     pub alpha: Option<f32>,
     /// Floor on the decoder log-variance (learned-variance Gaussian); `none` removes it.
@@ -75,6 +76,10 @@ pub struct TrainArgs {
     /// Spike nonlinearity: `paper` (log γ = −ReLU(−v)) or `sigmoid` (log γ = log sigmoid(v)).
     #[arg(long, value_parser = parse_spike_head)]
     pub spike_head: Option<SpikeHead>,
+    /// VSC prior: `pseudo-inputs` (the paper: learned, picked per example by the selector)
+    /// or `fixed` (spike-and-slab with N(0, 1) slabs and spike probability α everywhere).
+    #[arg(long, value_parser = parse_prior)]
+    pub prior: Option<PriorKind>,
     /// Also train on windows inside postural transitions.
     #[arg(long)]
     pub transitions: bool,
@@ -104,6 +109,17 @@ pub fn parse_spike_head(name: &str) -> Result<SpikeHead, String> {
         "sigmoid" => Ok(SpikeHead::Sigmoid),
         other => Err(format!(
             "unknown spike head {other:?}: expected paper or sigmoid"
+        )),
+    }
+}
+
+/// `--prior pseudo-inputs|fixed`.
+pub fn parse_prior(name: &str) -> Result<PriorKind, String> {
+    match name {
+        "pseudo-inputs" => Ok(PriorKind::PseudoInputs),
+        "fixed" => Ok(PriorKind::Fixed),
+        other => Err(format!(
+            "unknown prior {other:?}: expected pseudo-inputs or fixed"
         )),
     }
 }
@@ -146,6 +162,9 @@ pub fn apply_overrides(args: &TrainArgs, cfg: &mut TrainConfig) -> anyhow::Resul
     }
     if let Some(head) = args.spike_head {
         cfg.model.spike_head = head;
+    }
+    if let Some(prior) = args.prior {
+        cfg.model.prior = prior;
     }
     if let Some(std) = args.fixed_std {
         if std.is_nan() || std <= 0.0 {
@@ -294,7 +313,7 @@ mod tests {
             let mut argv = vec!["train", "--out", "r", "--seed", "7", "--steps", "100"];
             argv.extend(["--alpha", "0.2", "--fixed-std", "0.05"]);
             argv.extend(["--spike-bias-init", "-2", "--features", "spectrum"]);
-            argv.extend(["--spike-head", "paper"]);
+            argv.extend(["--spike-head", "paper", "--prior", "fixed"]);
             if let Some(path) = input {
                 argv.extend(["--input", path]);
             }
@@ -311,10 +330,12 @@ mod tests {
             );
             assert_eq!(cfg.model.spike_bias_init, Some(-2.0));
             assert_eq!(cfg.model.spike_head, SpikeHead::Paper);
+            assert_eq!(cfg.model.prior, PriorKind::Fixed);
         }
         let w = Wrapper::try_parse_from(["train", "--out", "r", "--fixed-std", "0"]).unwrap();
         let err = apply_overrides(&w.args, &mut TrainConfig::edge(10)).unwrap_err();
         assert!(err.to_string().contains("--fixed-std"), "{err}");
         assert!(Wrapper::try_parse_from(["train", "--out", "r", "--features", "fft"]).is_err());
+        assert!(Wrapper::try_parse_from(["train", "--out", "r", "--prior", "vamp"]).is_err());
     }
 }

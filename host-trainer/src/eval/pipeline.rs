@@ -25,7 +25,7 @@ use crate::data::{
     ACTIVITY_NAMES, DataError, WindowConfig, load_har_windows, resolve_data_dir, scaled_inputs,
 };
 use crate::matrix::{MatrixError, read_matrix};
-use crate::model::ModelKind;
+use crate::model::{ModelConfig, ModelKind, PriorKind};
 use crate::plot::{self, Heatmap, PlotError, SignalPanel, Trace, XAxis};
 use crate::smiley::{FEATURES, N_SOURCES, SMILEY_PIXELS, SMILEY_SIDE_PX};
 use crate::train::{InputScaling, TrainError, TrainedModel};
@@ -108,7 +108,7 @@ pub struct Disentanglement {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalMetrics {
     pub run_dir: String,
-    /// "vsc", "beta_vae(β=…)", "beta_tcvae(β=…)".
+    /// "vsc", "vsc(prior=fixed)", "beta_vae(β=…)", "beta_tcvae(β=…)".
     pub model: String,
     /// Likelihood of the decoder (VSC.md §8: say which one each run used).
     pub likelihood: String,
@@ -129,8 +129,9 @@ pub struct EvalMetrics {
     pub figures: BTreeMap<String, String>,
 }
 
-fn model_name(kind: &ModelKind) -> String {
-    match kind {
+fn model_name(cfg: &ModelConfig) -> String {
+    match cfg.kind {
+        ModelKind::Vsc if cfg.prior == PriorKind::Fixed => "vsc(prior=fixed)".into(),
         ModelKind::Vsc => "vsc".into(),
         ModelKind::BetaVae { beta } => format!("beta_vae(beta={beta})"),
         ModelKind::BetaTcVae { beta } => format!("beta_tcvae(beta={beta})"),
@@ -209,7 +210,7 @@ fn base_metrics(model: &TrainedModel, run_dir: &Path, data: &str) -> EvalMetrics
     let cfg = model.model_config();
     EvalMetrics {
         run_dir: run_dir.display().to_string(),
-        model: model_name(&cfg.kind),
+        model: model_name(cfg),
         likelihood: format!("{:?}", cfg.likelihood),
         latent_dim: cfg.latent_dim,
         train_steps: model.config().total_iters(),
@@ -357,7 +358,7 @@ fn evaluate_har(
             base.encode(&train01, n_train)?,
             base.encode(&test01, n_test)?,
         );
-        let name = format!("baseline_mu ({})", model_name(&base.model_config().kind));
+        let name = format!("baseline_mu ({})", model_name(base.model_config()));
         m.probes.push(probe(
             &name,
             &btr.mu,

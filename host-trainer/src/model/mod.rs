@@ -7,7 +7,7 @@ pub mod kl;
 pub mod vsc;
 
 pub use config::{
-    CSchedule, Likelihood, ModelConfig, ModelKind, SelectorKind, SpikeHead, TrainConfig,
+    CSchedule, Likelihood, ModelConfig, ModelKind, PriorKind, SelectorKind, SpikeHead, TrainConfig,
     int8_encoder_weight_bytes,
 };
 pub use vsc::{DecoderOut, Dense, LossParts, Posterior, StepNoise, VscNet};

@@ -8,7 +8,7 @@ use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 
-use super::config::{Likelihood, ModelConfig, ModelKind, SelectorKind, SpikeHead};
+use super::config::{Likelihood, ModelConfig, ModelKind, PriorKind, SelectorKind, SpikeHead};
 use super::kl::{bernoulli_kl, spike_slab_kl};
 
 /// ln(2π), used by Gaussian log densities.
@@ -193,7 +193,7 @@ impl VscNet {
             logvar: matches!(cfg.likelihood, Likelihood::GaussianLearned { .. })
                 .then(|| Dense::new(h, m, rng, device)),
         };
-        let (pseudo_inputs, selector) = if vsc {
+        let (pseudo_inputs, selector) = if vsc && cfg.prior == PriorKind::PseudoInputs {
             let u = cfg.pseudo_inputs;
             let init = pseudo_init.unwrap_or_else(|| (0..u * m).map(|_| rng.random()).collect());
             assert_eq!(init.len(), u * m, "pseudo-input init must be U × M");
@@ -324,7 +324,8 @@ impl VscNet {
         }
     }
 
-    /// Selector-weighted KL to the pseudo-input priors and the sparsity term, each `[B, 1]`.
+    /// KL term and sparsity term, each `[B, 1]`: selector-weighted KL to the pseudo-input
+    /// priors plus J·KL(γ̄‖α), or the KL to the fixed spike-and-slab prior and zeros.
     pub fn prior_terms(
         &self,
         cfg: &ModelConfig,
@@ -332,6 +333,24 @@ impl VscNet {
         post: &Posterior,
         c: f32,
     ) -> (Tensor<2>, Tensor<2>) {
+        let gamma_i = post
+            .log_gamma
+            .clone()
+            .expect("VSC encoder has a spike head")
+            .exp();
+        if cfg.prior == PriorKind::Fixed {
+            let zeros = post.mu.zeros_like();
+            let kl = spike_slab_kl(
+                post.mu.clone(),
+                post.logvar.clone(),
+                gamma_i,
+                zeros.clone(),
+                zeros.clone(),
+                zeros.clone().add_scalar(cfg.alpha),
+            );
+            let sparsity = kl.zeros_like();
+            return (kl, sparsity);
+        }
         let prior = self
             .prior_slabs(cfg, c)
             .expect("VSC model has pseudo-inputs");
@@ -341,11 +360,6 @@ impl VscNet {
         let u = cfg.pseudo_inputs;
         let rows = |t: Tensor<2>| t.unsqueeze_dim::<3>(1).expand([b, u, j]);
         let cols = |t: Tensor<2>| t.unsqueeze_dim::<3>(0).expand([b, u, j]);
-        let gamma_i = post
-            .log_gamma
-            .clone()
-            .expect("VSC encoder has a spike head")
-            .exp();
         let kl_bu = spike_slab_kl(
             rows(post.mu.clone()),
             rows(post.logvar.clone()),

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{LossParts, ModelKind, StepNoise, TrainConfig, VscNet};
+use crate::model::{LossParts, ModelKind, PriorKind, StepNoise, TrainConfig, VscNet};
 use checkpoint::{CheckpointState, RngState};
 use metrics::{MetricsWriter, StepMetrics};
 pub use scaling::{ChannelScaling, InputScaling};
@@ -193,7 +193,7 @@ pub fn init_net(cfg: &TrainConfig, data: Option<&TrainData>, device: &Device) ->
     let mut rng = init_rng(cfg.seed);
     let m = &cfg.model;
     let pseudo = match (m.kind, data) {
-        (ModelKind::Vsc, Some(d)) => {
+        (ModelKind::Vsc, Some(d)) if m.prior == PriorKind::PseudoInputs => {
             let mut v = Vec::with_capacity(m.pseudo_inputs * d.cols);
             for _ in 0..m.pseudo_inputs {
                 let r = rng.random_range(0..d.rows);
@@ -294,7 +294,10 @@ pub fn train(
             "batch_size, hidden_dim and latent_dim must be positive".into(),
         ));
     }
-    if matches!(cfg.model.kind, ModelKind::Vsc) && cfg.model.pseudo_inputs == 0 {
+    if matches!(cfg.model.kind, ModelKind::Vsc)
+        && cfg.model.prior == PriorKind::PseudoInputs
+        && cfg.model.pseudo_inputs == 0
+    {
         return Err(TrainError::BadConfig("VSC needs pseudo_inputs ≥ 1".into()));
     }
     std::fs::create_dir_all(run_dir).map_err(|source| TrainError::Io {
