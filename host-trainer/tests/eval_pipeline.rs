@@ -49,6 +49,16 @@ fn eval_of_a_smiley_run_writes_metrics_and_figures() {
     let d = m.disentanglement.as_ref().unwrap();
     assert_eq!(d.abs_corr.len(), N_SOURCES);
     assert!((0.0..=1.0).contains(&d.top_gap));
+    let contrast = d
+        .spike_group_contrast
+        .as_ref()
+        .expect("VSC run has spike contrasts");
+    assert_eq!(contrast.len(), cfg.model.latent_dim);
+    assert!(
+        contrast.iter().all(|row| row.len() == 4),
+        "one column per group"
+    );
+    assert!(contrast.iter().flatten().all(|c| (-1.0..=1.0).contains(c)));
     let mut order = d.latent_order.clone();
     order.sort_unstable();
     assert_eq!(order, (0..cfg.model.latent_dim).collect::<Vec<_>>());

@@ -2,7 +2,7 @@
 
 use host_trainer::eval::metrics::{
     ElboTerms, abs_correlation, active_dims, group_latent_order, mean_gamma_per_class, mean_sd,
-    sparse_code, top_gap,
+    sparse_code, spike_contrast, top_gap,
 };
 use host_trainer::eval::probe::{
     LinearProbe, ProbeConfig, ProbeError, classification_report, run_probe,
@@ -217,4 +217,23 @@ fn elbo_terms_combine_by_example_weight() {
     assert!((c.elbo + 21.0).abs() < 1e-12 && (c.objective - 21.25).abs() < 1e-12);
     let (m, sd) = mean_sd(&[1.0, 2.0, 3.0]);
     assert!((m - 2.0).abs() < 1e-12 && (sd - 1.0).abs() < 1e-12);
+}
+
+#[test]
+fn spike_contrast_is_plus_one_minus_one_or_zero_for_following_opposing_and_unrelated_dims() {
+    // 4 rows × 3 dims: dim 0 on where the mask holds, dim 1 where it does not, dim 2 always.
+    let mask = vec![true, false, true, false];
+    let gamma: Vec<f32> = mask
+        .iter()
+        .flat_map(|&m| [if m { 0.9 } else { 0.1 }, if m { 0.2 } else { 0.8 }, 1.0])
+        .collect();
+    let all = vec![true; 4];
+    let c = spike_contrast(&gamma, 3, &[mask, all]);
+    assert_eq!(c[0][0], 1.0);
+    assert_eq!(c[1][0], -1.0);
+    assert_eq!(c[2][0], 0.0);
+    assert!(
+        c.iter().all(|row| row[1] == 0.0),
+        "a mask true everywhere has no contrast"
+    );
 }

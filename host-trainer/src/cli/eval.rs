@@ -84,6 +84,9 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     }
     if let Some(d) = &m.disentanglement {
         println!("E2: top1−top2 |corr| gap {:.3} ({})", d.top_gap, d.latents);
+        if let Some(contrast) = &d.spike_group_contrast {
+            println!("{}", spikes_by_group(contrast));
+        }
     }
     Ok(())
 }
@@ -106,6 +109,33 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
     crate::report::write_report(&args.title, &args.run_dirs, &args.out)?;
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// One line naming, per Smiley group, the latents whose spike follows it
+/// (|P(on | drawn) − P(on | not drawn)| ≥ 0.5; "¬" marks a latent on when the group is not drawn).
+fn spikes_by_group(contrast: &[Vec<f64>]) -> String {
+    let parts: Vec<String> = crate::smiley::SmileyGroup::ALL
+        .iter()
+        .enumerate()
+        .map(|(g, group)| {
+            let dims: Vec<String> = contrast
+                .iter()
+                .enumerate()
+                .filter(|(_, row)| row[g].abs() >= 0.5)
+                .map(|(l, row)| format!("{}z{l}", if row[g] < 0.0 { "¬" } else { "" }))
+                .collect();
+            let dims = if dims.is_empty() {
+                "none".into()
+            } else {
+                dims.join(" ")
+            };
+            format!("{}: {dims}", group.name())
+        })
+        .collect();
+    format!(
+        "spikes that follow a group (|P(on | drawn) − P(on | not)| ≥ 0.5): {}",
+        parts.join("; ")
+    )
 }
 
 /// Options of `vsc data smiley`.

@@ -104,6 +104,35 @@ pub fn mean_gamma_per_class(
     sum
 }
 
+/// E2 for the spikes: for every latent dim and every row mask (e.g. "the hat is drawn"),
+/// P(γ > 0.5 | mask) − P(γ > 0.5 | not mask), as `result[j][mask]`. +1: the dim is on exactly
+/// where the mask holds; −1: exactly where it does not; 0: unrelated, and also where the mask
+/// is true (or false) for every row, so there is nothing to contrast (JSON has no NaN).
+pub fn spike_contrast(gamma: &[f32], latent_dim: usize, masks: &[Vec<bool>]) -> Vec<Vec<f64>> {
+    assert!(latent_dim > 0 && gamma.len().is_multiple_of(latent_dim));
+    let n = gamma.len() / latent_dim;
+    let mut out = vec![vec![0.0; masks.len()]; latent_dim];
+    for (k, mask) in masks.iter().enumerate() {
+        assert_eq!(mask.len(), n, "mask {k} has {} rows, gamma {n}", mask.len());
+        let n_in = mask.iter().filter(|&&m| m).count();
+        if n_in == 0 || n_in == n {
+            continue;
+        }
+        let mut on = vec![[0usize; 2]; latent_dim];
+        for (row, &m) in gamma.chunks_exact(latent_dim).zip(mask) {
+            for (count, &g) in on.iter_mut().zip(row) {
+                if g > SPIKE_ON_THRESHOLD {
+                    count[usize::from(m)] += 1;
+                }
+            }
+        }
+        for (j, count) in on.iter().enumerate() {
+            out[j][k] = count[1] as f64 / n_in as f64 - count[0] as f64 / (n - n_in) as f64;
+        }
+    }
+    out
+}
+
 /// The sparse code of VSC.md §4: μ ⊙ 1[γ > 0.5].
 pub fn sparse_code(mu: &[f32], gamma: &[f32]) -> Vec<f32> {
     assert_eq!(mu.len(), gamma.len());

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::metrics::{
     ActiveDims, ElboTerms, SPIKE_ON_THRESHOLD, abs_correlation, active_dims, group_latent_order,
-    mean_gamma_per_class, sparse_code, top_gap,
+    mean_gamma_per_class, sparse_code, spike_contrast, top_gap,
 };
 use super::probe::{ProbeConfig, ProbeError, ProbeResult, run_probe};
 use crate::data::{
@@ -27,7 +27,7 @@ use crate::data::{
 use crate::matrix::{MatrixError, read_matrix};
 use crate::model::{ModelConfig, ModelKind, PriorKind};
 use crate::plot::{self, Heatmap, PlotError, SignalPanel, Trace, XAxis};
-use crate::smiley::{FEATURES, N_SOURCES, SMILEY_PIXELS, SMILEY_SIDE_PX};
+use crate::smiley::{FEATURES, N_SOURCES, SMILEY_PIXELS, SMILEY_SIDE_PX, SmileyGroup};
 use crate::train::{InputScaling, TrainError, TrainedModel};
 
 /// Errors of the evaluation pipeline.
@@ -98,6 +98,10 @@ pub struct Disentanglement {
     pub abs_corr: Vec<Vec<f64>>,
     /// Mean over sources of (largest − second-largest |corr|).
     pub top_gap: f64,
+    /// VSC only: P(on | group drawn) − P(on | not drawn) per latent (model order) and
+    /// group (eyes, mouth, hat, bow tie); see [`spike_contrast`].
+    #[serde(default)]
+    pub spike_group_contrast: Option<Vec<Vec<f64>>>,
     /// Column order used in the figure (latents grouped by their best source).
     pub latent_order: Vec<usize>,
     /// What was correlated: "sparse code μ⊙1[γ>0.5]" (VSC) or "μ" (Gaussian baselines).
@@ -659,7 +663,31 @@ fn evaluate_smiley(
     };
     let abs_corr = abs_correlation(v, N_SOURCES, &latents, j);
     let order = group_latent_order(&abs_corr, 0.2);
+    let spike_group_contrast = if is_vsc {
+        let presence = read_matrix(&dir.join("test_presence.npy"))?;
+        if presence.cols != N_SOURCES || presence.rows < n {
+            return Err(EvalError::Input(format!(
+                "{}: expected test_presence n×{N_SOURCES} beside test_images, got {}×{}",
+                dir.display(),
+                presence.rows,
+                presence.cols
+            )));
+        }
+        let masks: Vec<Vec<bool>> = SmileyGroup::ALL
+            .iter()
+            .map(|g| {
+                let s = g.sources().start;
+                (0..n)
+                    .map(|i| presence.data[i * N_SOURCES + s] > 0.5)
+                    .collect()
+            })
+            .collect();
+        Some(spike_contrast(&codes.gamma, j, &masks))
+    } else {
+        None
+    };
     let d = Disentanglement {
+        spike_group_contrast,
         source_names: FEATURES.iter().map(|f| f.name.to_string()).collect(),
         top_gap: top_gap(&abs_corr),
         latent_order: order.clone(),
@@ -699,6 +727,38 @@ fn evaluate_smiley(
             "e2_abs_correlation.png".into(),
             "E2: |correlation| between the 18 Smiley sources and the latents".into(),
         );
+        if let Some(contrast) = &d.spike_group_contrast {
+            let used: Vec<usize> = (0..j)
+                .filter(|&l| m.active.on_fraction[l] >= m.active.min_on_fraction)
+                .collect();
+            if !used.is_empty() {
+                let values: Vec<Vec<f64>> = (0..SmileyGroup::ALL.len())
+                    .map(|g| used.iter().map(|&l| contrast[l][g]).collect())
+                    .collect();
+                let groups: Vec<String> =
+                    SmileyGroup::ALL.iter().map(|g| g.name().into()).collect();
+                let cols: Vec<String> = used.iter().map(|l| format!("z{l}")).collect();
+                plot::heatmap(
+                    &out_dir.join("e2_spikes_by_group.png"),
+                    &Heatmap {
+                        title: "E2 spikes: P(on | group drawn) − P(on | not drawn)",
+                        values: &values,
+                        row_labels: &groups,
+                        col_labels: &cols,
+                        row_axis: "attribute group",
+                        col_axis: "latent used by ≥ 1 % of the test images",
+                        vmin: -1.0,
+                        vmax: 1.0,
+                        annotate_decimals: (used.len() <= 30).then_some(1),
+                    },
+                )?;
+                m.figures.insert(
+                    "e2_spikes_by_group.png".into(),
+                    "E2: which attribute group switches each used latent on (+1) or off (−1)"
+                        .into(),
+                );
+            }
+        }
         let k = n.min(8);
         let (recon, _) = model.decode(&latents[..k * j], k)?;
         // Show both rows in pixel units: the fitted min/max scaling maps pixels that are 1
