@@ -285,14 +285,20 @@ fn batch_rows(first: usize, step: usize, accs: &[i32]) -> impl Iterator<Item = (
         .map(move |(k, &acc)| (first + k * step, acc))
 }
 
+/// Stores a batch's accumulators by row (the γ head, and the traces of the others);
+/// one non-generic function for every array length.
+fn store_rows(slots: &mut [i32], first: usize, step: usize, accs: &[i32]) {
+    for (r, acc) in batch_rows(first, step, accs) {
+        if let Some(slot) = slots.get_mut(r) {
+            *slot = acc;
+        }
+    }
+}
+
 /// The γ head: accumulators stored by row.
 impl RowSink for [i32; MAX_LATENT] {
     fn rows(&mut self, first: usize, step: usize, accs: &[i32]) {
-        for (j, acc) in batch_rows(first, step, accs) {
-            if let Some(slot) = self.get_mut(j) {
-                *slot = acc;
-            }
-        }
+        store_rows(self, first, step, accs);
     }
 }
 
@@ -305,10 +311,10 @@ struct HiddenSink<'s, 'a> {
 
 impl RowSink for HiddenSink<'_, '_> {
     fn rows(&mut self, first: usize, step: usize, accs: &[i32]) {
+        if let Some(trace) = self.trace.as_deref_mut() {
+            store_rows(trace, first, step, accs);
+        }
         for (r, acc) in batch_rows(first, step, accs) {
-            if let Some(slot) = self.trace.as_deref_mut().and_then(|a| a.get_mut(r)) {
-                *slot = acc;
-            }
             if let Some(h) = self.h_q.get_mut(r) {
                 let q = requant(acc.max(0), self.layer.multiplier(r), self.layer.shift(r));
                 *h = q.min(255) as u8;
@@ -327,10 +333,10 @@ struct MuSink<'s, 'a> {
 
 impl RowSink for MuSink<'_, '_> {
     fn rows(&mut self, first: usize, step: usize, accs: &[i32]) {
+        if let Some(trace) = self.trace.as_deref_mut() {
+            store_rows(trace, first, step, accs);
+        }
         for (j, acc) in batch_rows(first, step, accs) {
-            if let Some(slot) = self.trace.as_deref_mut().and_then(|a| a.get_mut(j)) {
-                *slot = acc;
-            }
             if j < MAX_LATENT
                 && self.spikes >> j & 1 != 0
                 && let Some(m) = self.mu_q.get_mut(j)
