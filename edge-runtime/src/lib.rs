@@ -13,6 +13,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod ble;
 pub mod blob;
 pub mod crc;
 pub mod encoder;
