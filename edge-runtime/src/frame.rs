@@ -2,7 +2,8 @@
 //!
 //! Wire format of one frame: `0x00`, COBS(`payload`), `0x00`, where
 //! `payload = FRAME_VERSION ‖ postcard(Frame) ‖ CRC-32(FRAME_VERSION ‖ postcard(Frame))`
-//! (CRC-32/ISO-HDLC, little-endian). COBS removes every zero byte from the payload, so
+//! (CRC-32/ISO-HDLC, little-endian); version 1 frames (before the predicted activity)
+//! still decode, with `activity` 0. COBS removes every zero byte from the payload, so
 //! `0x00` only ever delimits frames; the *leading* delimiter flushes whatever garbage or
 //! partial frame a receiver holds (a log line, a frame cut by a reset), so the next frame
 //! is never lost to it. [`FrameDecoder`] splits a byte stream at the delimiters and keeps
@@ -17,12 +18,14 @@ use serde::{Deserialize, Serialize};
 
 /// Most latent dimensions a frame carries (the encoder's `MAX_LATENT`).
 pub const MAX_LATENT: usize = 64;
-/// First payload byte; bump when [`Frame`] changes.
-pub const FRAME_VERSION: u8 = 1;
+/// First payload byte; bump when [`Frame`] changes. Version 2 added `activity` and
+/// `activity_score`.
+pub const FRAME_VERSION: u8 = 2;
 
 /// Largest postcard encoding of a [`Frame`]: varint u32 ×2 (5 each), flags and latent
-/// dim (1 each), varint u64 (10), two sequences of 64 varint i16 (1 + 64 × 3 each), f32.
-pub const MAX_POSTCARD_LEN: usize = 5 + 5 + 1 + 1 + 10 + 2 * (1 + MAX_LATENT * 3) + 4;
+/// dim (1 each), varint u64 (10), two sequences of 64 varint i16 (1 + 64 × 3 each), f32,
+/// activity and its score (1 each).
+pub const MAX_POSTCARD_LEN: usize = 5 + 5 + 1 + 1 + 10 + 2 * (1 + MAX_LATENT * 3) + 4 + 2;
 /// Largest payload: version byte, postcard, CRC-32.
 pub const MAX_PAYLOAD_LEN: usize = 1 + MAX_POSTCARD_LEN + 4;
 /// Largest frame on the wire: COBS adds one byte per 254 plus one, and two delimiters.
@@ -42,8 +45,18 @@ pub mod flags {
     pub const ENCODER_ERROR: u8 = 1 << 3;
     /// The frame carries no code (spike bits 0, no γ, no μ).
     pub const NO_CODE: u8 = 1 << 4;
+    /// At least one sample since the previous frame came with a timestamp not after the
+    /// previous sample's and was dropped (only sources with their own clock: phones).
+    pub const TIMESTAMP: u8 = 1 << 5;
     /// Names, for display, in bit order.
-    pub const NAMES: [&str; 5] = ["sensor", "nonfinite", "saturated", "encoder", "nocode"];
+    pub const NAMES: [&str; 6] = [
+        "sensor",
+        "nonfinite",
+        "saturated",
+        "encoder",
+        "nocode",
+        "timestamp",
+    ];
 }
 
 /// One window's sparse code as sent over the wire.
@@ -65,6 +78,42 @@ pub struct Frame {
     pub mu_q: Vec<i16, MAX_LATENT>,
     /// μ = `mu_q` × `mu_scale`.
     pub mu_scale: f32,
+    /// Predicted activity class (the model's class id, 1..=6 for HAR), from the blob's
+    /// activity head; 0 when the model has no head or the frame no code.
+    pub activity: u8,
+    /// Score of the predicted class: its logit in units of the head's `score_scale`,
+    /// saturated to int8.
+    pub activity_score: i8,
+}
+
+/// A version 1 frame (before the activity fields), decoded for old recordings.
+#[derive(Deserialize)]
+struct FrameV1 {
+    sequence: u32,
+    timestamp_ms: u32,
+    flags: u8,
+    latent_dim: u8,
+    spike_bits: u64,
+    gamma_q15: Vec<i16, MAX_LATENT>,
+    mu_q: Vec<i16, MAX_LATENT>,
+    mu_scale: f32,
+}
+
+impl From<FrameV1> for Frame {
+    fn from(v1: FrameV1) -> Frame {
+        Frame {
+            sequence: v1.sequence,
+            timestamp_ms: v1.timestamp_ms,
+            flags: v1.flags,
+            latent_dim: v1.latent_dim,
+            spike_bits: v1.spike_bits,
+            gamma_q15: v1.gamma_q15,
+            mu_q: v1.mu_q,
+            mu_scale: v1.mu_scale,
+            activity: 0,
+            activity_score: 0,
+        }
+    }
 }
 
 impl Frame {
@@ -79,6 +128,8 @@ impl Frame {
             gamma_q15: Vec::new(),
             mu_q: Vec::new(),
             mu_scale: 0.0,
+            activity: 0,
+            activity_score: 0,
         }
     }
 
@@ -131,11 +182,12 @@ impl Frame {
         if crc32(body).to_le_bytes() != crc {
             return Err(DecodeError::Crc);
         }
-        if body[0] != FRAME_VERSION {
-            return Err(DecodeError::Version { version: body[0] });
+        let (frame, rest) = match body[0] {
+            FRAME_VERSION => postcard::take_from_bytes::<Frame>(&body[1..]),
+            1 => postcard::take_from_bytes::<FrameV1>(&body[1..]).map(|(f, r)| (f.into(), r)),
+            version => return Err(DecodeError::Version { version }),
         }
-        let (frame, rest): (Frame, _) =
-            postcard::take_from_bytes(&body[1..]).map_err(|_| DecodeError::Postcard)?;
+        .map_err(|_| DecodeError::Postcard)?;
         if !rest.is_empty() {
             return Err(DecodeError::Postcard);
         }
@@ -193,7 +245,7 @@ impl fmt::Display for DecodeError {
             DecodeError::Truncated => write!(f, "frame: truncated"),
             DecodeError::Crc => write!(f, "frame: CRC mismatch"),
             DecodeError::Version { version } => {
-                write!(f, "frame: version {version}, expected {FRAME_VERSION}")
+                write!(f, "frame: version {version}, expected 1..={FRAME_VERSION}")
             }
             DecodeError::Postcard => write!(f, "frame: fields do not decode"),
             DecodeError::Inconsistent => {
@@ -355,6 +407,8 @@ mod tests {
             gamma_q15: heapless::Vec::new(),
             mu_q: heapless::Vec::new(),
             mu_scale: 0.01,
+            activity: (sequence % 7) as u8,
+            activity_score: (sequence % 256) as u8 as i8,
         };
         for &j in active {
             f.spike_bits |= 1 << j;
@@ -524,6 +578,63 @@ mod tests {
         assert_eq!(got.len(), sent.len());
         assert_eq!(got, sent);
         assert!(decoder.rejected_chunks > 0);
+    }
+
+    /// A recording made by version 1 firmware (no activity fields) still decodes.
+    #[test]
+    fn version_1_frames_decode_with_no_activity() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            sequence: u32,
+            timestamp_ms: u32,
+            flags: u8,
+            latent_dim: u8,
+            spike_bits: u64,
+            gamma_q15: &'a [i16],
+            mu_q: &'a [i16],
+            mu_scale: f32,
+        }
+        let f = frame(12, &[4, 9]);
+        let mut body = [0u8; MAX_POSTCARD_LEN];
+        let body_len = postcard::to_slice(
+            &V1 {
+                sequence: f.sequence,
+                timestamp_ms: f.timestamp_ms,
+                flags: f.flags,
+                latent_dim: f.latent_dim,
+                spike_bits: f.spike_bits,
+                gamma_q15: &f.gamma_q15,
+                mu_q: &f.mu_q,
+                mu_scale: f.mu_scale,
+            },
+            &mut body,
+        )
+        .unwrap()
+        .len();
+        let mut payload = std::vec![1u8];
+        payload.extend_from_slice(&body[..body_len]);
+        payload.extend(crc32(&payload).to_le_bytes());
+        let mut chunk = std::vec![0u8; cobs_max_len(payload.len())];
+        let n = cobs_encode(&payload, &mut chunk);
+        let decoded = Frame::decode_chunk(&chunk[..n]).unwrap();
+        assert_eq!(
+            decoded,
+            Frame {
+                activity: 0,
+                activity_score: 0,
+                ..f
+            }
+        );
+        // An unknown version is named.
+        payload[0] = 9;
+        let len = payload.len();
+        let crc = crc32(&payload[..len - 4]);
+        payload[len - 4..].copy_from_slice(&crc.to_le_bytes());
+        let n = cobs_encode(&payload, &mut chunk);
+        assert_eq!(
+            Frame::decode_chunk(&chunk[..n]),
+            Err(DecodeError::Version { version: 9 })
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ extern crate std;
 pub mod ble;
 pub mod blob;
 pub mod crc;
+pub mod device;
 pub mod encoder;
 #[cfg(feature = "std")]
 pub mod f32_ref;
@@ -23,6 +24,7 @@ pub mod kernels;
 pub mod preprocess;
 #[cfg(feature = "std")]
 pub mod quant;
+pub mod resample;
 #[cfg(feature = "std")]
 pub use f32_ref::F32Encoder;
 pub mod frame;

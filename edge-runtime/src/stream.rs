@@ -1,10 +1,15 @@
 //! The device loop, written once for the firmware and the host golden test: sensor
 //! readings → [`Preprocessor`] → encoder → one [`Frame`] per window, with sensor errors,
 //! non-finite samples and saturation turned into frame flags, never into a panic.
+//!
+//! [`Pipeline`] takes samples already on the 50 Hz grid; [`TimedPipeline`] puts a
+//! [`Resampler`] in front of it for sources with their own rate and clock (a 52 Hz IMU,
+//! a phone's motion events).
 
 use crate::encoder::{Encoder, SparseCode};
 use crate::frame::{Frame, MAX_LATENT, flags};
 use crate::preprocess::{ChannelSet, HOP_LEN, ImuSample, Preprocessor, Window};
+use crate::resample::{ResampleError, Resampler};
 use crate::sensor::{Excerpt, MPU6050_ADDRESS, Mpu6050, RecordedMpu6050, ReplayError, SensorError};
 
 /// Milliseconds per sample at 50 Hz.
@@ -68,6 +73,11 @@ impl<E: WindowEncoder> Pipeline<E> {
 
     pub fn encoder(&self) -> &E {
         &self.encoder
+    }
+
+    /// Adds [`flags`] bits to the next frame (e.g. a sample rejected before the pipeline).
+    pub fn flag(&mut self, bits: u8) {
+        self.pending_flags |= bits;
     }
 
     fn timestamp_ms(&self) -> u32 {
@@ -134,6 +144,77 @@ impl<E: WindowEncoder> Pipeline<E> {
         } else {
             None
         }
+    }
+}
+
+/// A [`Pipeline`] behind a [`Resampler`]: timestamped samples at any rate in, frames out.
+///
+/// Samples with a NaN or infinite value are dropped and flag the next frame
+/// `NON_FINITE`; samples whose timestamp is not after the previous one are dropped and
+/// flag it `TIMESTAMP`; grid points inside a gap longer than
+/// [`crate::resample::MAX_GAP_US`] count as failed reads (`SENSOR_ERROR`, and a code-less
+/// frame after a whole hop of them). Frame timestamps are the stream clock: 20 ms per
+/// grid point since the first sample.
+#[derive(Clone, Debug)]
+pub struct TimedPipeline<E> {
+    resampler: Resampler,
+    pipeline: Pipeline<E>,
+}
+
+impl<E: WindowEncoder> TimedPipeline<E> {
+    pub fn new(channels: ChannelSet, encoder: E) -> Self {
+        TimedPipeline {
+            resampler: Resampler::new(),
+            pipeline: Pipeline::new(channels, encoder),
+        }
+    }
+
+    pub fn encoder(&self) -> &E {
+        self.pipeline.encoder()
+    }
+
+    /// One sample measured at `t_us` (µs of the source's monotonic clock); calls
+    /// `on_frame` for each frame it completes (at most one, unless it ends a long gap).
+    pub fn push(
+        &mut self,
+        t_us: u64,
+        sample: ImuSample,
+        saturated: bool,
+        mut on_frame: impl FnMut(Frame),
+    ) {
+        if saturated {
+            self.pipeline.flag(flags::SATURATED);
+        }
+        let pipeline = &mut self.pipeline;
+        let result = self.resampler.push(t_us, sample, |point| {
+            let frame = match point {
+                Some(s) => pipeline.push_sample(s, false),
+                None => pipeline.push_sensor_error(),
+            };
+            if let Some(frame) = frame {
+                on_frame(frame);
+            }
+        });
+        match result {
+            Ok(()) => {}
+            Err(ResampleError::NonFinite { .. }) => self.pipeline.flag(flags::NON_FINITE),
+            Err(ResampleError::NonMonotonic { .. }) => self.pipeline.flag(flags::TIMESTAMP),
+        }
+    }
+
+    /// A failed sensor read at `t_us`: flags the next frame `SENSOR_ERROR`. Short runs of
+    /// failures are bridged by interpolation when the next good sample arrives; once the
+    /// last good sample is older than [`crate::resample::MAX_GAP_US`], the grid points up
+    /// to `t_us` count as failed reads, so a dead sensor still yields (code-less,
+    /// flagged) frames at the usual rate.
+    pub fn push_sensor_error(&mut self, t_us: u64, mut on_frame: impl FnMut(Frame)) {
+        self.pipeline.flag(flags::SENSOR_ERROR);
+        let pipeline = &mut self.pipeline;
+        self.resampler.missing(t_us, |_| {
+            if let Some(frame) = pipeline.push_sensor_error() {
+                on_frame(frame);
+            }
+        });
     }
 }
 
@@ -316,6 +397,109 @@ mod tests {
                 .all(|w| w[0].timestamp_ms < w[1].timestamp_ms)
         );
         assert!(frames.last().unwrap().timestamp_ms <= (n * 20) as u32);
+    }
+
+    /// At exactly 50 Hz with exact timestamps, the timed pipeline gives the frames of the
+    /// plain one; at 60 Hz with jitter it still gives one frame per 1.28 s of stream.
+    #[test]
+    fn timed_pipeline_matches_the_50_hz_pipeline_and_resamples_others() {
+        let signal = |t_s: f64| ImuSample {
+            acc_g: [
+                1.0 + 0.3 * (6.0 * t_s).sin() as f32,
+                0.2 * (3.0 * t_s).cos() as f32,
+                -0.1,
+            ],
+            gyro_rad_s: [(5.0 * t_s).sin() as f32, 0.0, -0.5],
+        };
+        let n = WINDOW_LEN + 4 * HOP_LEN;
+        let mut plain = Pipeline::new(ChannelSet::ALL, MeanSign);
+        let mut timed = TimedPipeline::new(ChannelSet::ALL, MeanSign);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for k in 0..n {
+            let s = signal(k as f64 / 50.0);
+            a.extend(plain.push_sample(s, false));
+            timed.push(7_000_000 + k as u64 * 20_000, s, false, |f| b.push(f));
+        }
+        assert_eq!(a.len(), 5);
+        assert_eq!(a, b);
+
+        let mut timed = TimedPipeline::new(ChannelSet::ALL, MeanSign);
+        let mut frames = Vec::new();
+        let mut t_us = 0u64;
+        let mut k = 0u64;
+        while t_us < (n as u64 + 2) * 20_000 {
+            let jitter = (k * 7919 % 5) as u64 * 1000;
+            let t = t_us + jitter;
+            timed.push(t, signal(t as f64 * 1e-6), false, |f| frames.push(f));
+            t_us += 16_667;
+            k += 1;
+        }
+        assert_eq!(frames.len(), 5);
+        assert!(frames.iter().all(|f| f.flags == 0));
+        // Same signal, resampled: window means (μ of MeanSign, in milli-units) agree with
+        // the 50 Hz ones within interpolation error wherever they are clearly non-zero.
+        for (x, y) in frames.iter().zip(&a) {
+            assert_eq!(x.timestamp_ms, y.timestamp_ms);
+            let xs: Vec<_> = x.active().collect();
+            for (j, _, mu) in y.active().filter(|d| d.2.abs() > 0.05) {
+                let (_, _, got) = xs.iter().find(|d| d.0 == j).expect("dim active at 60 Hz");
+                assert!((got - mu).abs() < 0.005, "dim {j}: {got} vs {mu}");
+            }
+        }
+    }
+
+    #[test]
+    fn timed_pipeline_flags_bad_samples_and_gaps() {
+        let good = |t: u64| ImuSample {
+            acc_g: [1.0, (t as f32 * 1e-5).sin(), 0.0],
+            gyro_rad_s: [0.0; 3],
+        };
+        let mut timed = TimedPipeline::new(ChannelSet::ALL, MeanSign);
+        let mut frames = Vec::new();
+        let mut t = 0u64;
+        for _ in 0..WINDOW_LEN {
+            timed.push(t, good(t), false, |f| frames.push(f));
+            t += 20_000;
+        }
+        assert_eq!(frames.len(), 1);
+        // A NaN, a time step backwards and a saturated sample in the next hop.
+        let mut nan = good(t);
+        nan.gyro_rad_s[2] = f32::INFINITY;
+        timed.push(t, nan, false, |f| frames.push(f));
+        timed.push(t - 30_000, good(t), false, |f| frames.push(f));
+        timed.push(t, good(t), true, |f| frames.push(f));
+        t += 20_000;
+        for _ in 1..HOP_LEN {
+            timed.push(t, good(t), false, |f| frames.push(f));
+            t += 20_000;
+        }
+        assert_eq!(frames.len(), 2);
+        assert_eq!(
+            frames[1].flags,
+            flags::NON_FINITE | flags::TIMESTAMP | flags::SATURATED
+        );
+        // A 3 s silence: a code-less SENSOR_ERROR frame per hop of missing grid points.
+        t += 3_000_000;
+        timed.push(t, good(t), false, |f| frames.push(f));
+        let gap_frames = &frames[2..];
+        assert_eq!(gap_frames.len(), 150 / HOP_LEN);
+        assert!(
+            gap_frames
+                .iter()
+                .all(|f| f.flags == flags::SENSOR_ERROR | flags::NO_CODE)
+        );
+        // A sensor that fails every read from then on still yields flagged frames.
+        let before = frames.len();
+        for _ in 0..3 * HOP_LEN {
+            t += 20_000;
+            timed.push_sensor_error(t, |f| frames.push(f));
+        }
+        assert!(frames.len() - before >= 2);
+        assert!(
+            frames[before..]
+                .iter()
+                .all(|f| f.flags & flags::SENSOR_ERROR != 0 && f.flags & flags::NO_CODE != 0)
+        );
     }
 
     #[test]
