@@ -1,7 +1,7 @@
 //! The int8 model blob (`.vscq`): read in place from a `&[u8]` (e.g. in flash), no heap,
 //! no copy of the weights, every malformed input a typed [`BlobError`].
 //!
-//! # Layout (format version 3), all integers and floats little-endian, no padding
+//! # Layout (format version 4), all integers and floats little-endian, no padding
 //!
 //! Fields are read byte by byte (`from_le_bytes`), so the blob may sit at any address.
 //!
@@ -22,11 +22,14 @@
 //! | 32 | 4 | `mu_scale` `f32`: real value of one step of the `i16` slab mean |
 //! | 36 | 4 | `v_scale` `f32`: real value of one step of the requantised γ pre-activation (= [`V_SCALE`] = 2⁻¹⁶) |
 //! | 40 | 2 | spike head [`SpikeHead::code`] `u16`: 0 paper (log γ = −ReLU(−v)), 1 sigmoid; versions 1 and 2 have 0 here |
-//! | 42 | 6 | reserved, 0 |
+//! | 42 | 2 | activity classes K `u16`: 0 = no activity head, else 2..=[`MAX_CLASSES`]; versions 1–3 have 0 here |
+//! | 44 | 4 | reserved, 0 |
 //! | 48 | 8·S | input scaling, `offset` `f32`, `scale` `f32`: S = channels for waveforms (one per window row), S = `input_dim` for spectra (one per value) |
 //! | … | | hidden layer (rows = `hidden_dim`, cols = `input_dim`), see below |
 //! | … | | μ head (rows = `latent_dim`, cols = `hidden_dim`) |
 //! | … | | γ head (rows = `latent_dim`, cols = `hidden_dim`), with thresholds |
+//! | … | K | only with K > 0: class id `u8` of each head row (e.g. the HAR activity 1..=6) |
+//! | … | | only with K > 0: activity head (rows = K, cols = `latent_dim`), see [`ActivityHead`] |
 //! | total−4 | 4 | CRC-32/IEEE (`u32`) of every byte before it |
 //!
 //! A layer section with R rows and K columns is, in order:
@@ -46,9 +49,9 @@ use crate::spike::SpikeHead;
 /// First four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"VSCQ";
 /// The format version this code writes. It also reads version 1 (waveform models only,
-/// byte 22 reserved) and version 2 (byte 40 reserved: the paper's spike head), which
-/// differ in nothing else.
-pub const FORMAT_VERSION: u16 = 3;
+/// byte 22 reserved), version 2 (byte 40 reserved: the paper's spike head) and version 3
+/// (byte 42 reserved: no activity head), which differ in nothing else.
+pub const FORMAT_VERSION: u16 = 4;
 /// Bytes before the per-channel scaling.
 pub const HEADER_LEN: usize = 48;
 /// Bytes of the CRC trailer.
@@ -68,6 +71,8 @@ pub const MAX_ABS_BIAS: i32 = 1 << 30;
 pub const INPUT_SCALE: f32 = 1.0 / 255.0;
 /// Real value of one step of the requantised γ pre-activation `v_q` (Q16).
 pub const V_SCALE: f32 = 1.0 / 65536.0;
+/// Most classes of an activity head.
+pub const MAX_CLASSES: usize = 16;
 
 // The accumulator bound claimed by MAX_ABS_BIAS.
 const _: () = assert!(255 * 127 * MAX_INPUT as i64 + MAX_ABS_BIAS as i64 <= i32::MAX as i64);
@@ -78,6 +83,7 @@ pub enum Section {
     Hidden,
     Mu,
     Gamma,
+    Activity,
 }
 
 impl Section {
@@ -86,6 +92,7 @@ impl Section {
             Section::Hidden => "hidden layer",
             Section::Mu => "mu head",
             Section::Gamma => "gamma head",
+            Section::Activity => "activity head",
         }
     }
 }
@@ -124,6 +131,10 @@ pub enum BlobError {
     BadFeatures { code: u16 },
     /// The spike-head code at byte 40 is unknown.
     BadSpikeHead { code: u16 },
+    /// The activity-class count at byte 42 is 1 or above [`MAX_CLASSES`].
+    BadClassCount { count: u16 },
+    /// Class id `class_id` of activity-head row `row` is 0 or repeats an earlier row's.
+    BadClassId { row: usize, class_id: u8 },
     /// The dimensions need `expected` bytes in total, the blob has `actual`.
     Length { expected: usize, actual: usize },
     /// A reserved field is not zero.
@@ -205,6 +216,14 @@ impl fmt::Display for BlobError {
             BlobError::BadSpikeHead { code } => write!(
                 f,
                 "model blob: unknown spike head {code} at byte 40 (0 paper, 1 sigmoid)"
+            ),
+            BlobError::BadClassCount { count } => write!(
+                f,
+                "model blob: {count} activity classes at byte 42, must be 0 (no head) or 2..={MAX_CLASSES}"
+            ),
+            BlobError::BadClassId { row, class_id } => write!(
+                f,
+                "model blob: activity head row {row}: class id {class_id} is 0 or repeated"
             ),
             BlobError::Reserved { offset } => {
                 write!(f, "model blob: reserved field at byte {offset} is not zero")
@@ -423,19 +442,72 @@ const fn layer_len(rows: usize, cols: usize, with_threshold: bool) -> usize {
     rows * per_row + rows * cols
 }
 
-/// Total blob size for the given dimensions (`n_scaling` input-scaling entries).
+/// Total blob size for the given dimensions (`n_scaling` input-scaling entries) without
+/// an activity head.
 pub const fn blob_len(
     n_scaling: usize,
     input_dim: usize,
     hidden_dim: usize,
     latent_dim: usize,
 ) -> usize {
+    blob_len_with_head(n_scaling, input_dim, hidden_dim, latent_dim, 0)
+}
+
+/// Total blob size with an activity head of `classes` rows (0: none).
+pub const fn blob_len_with_head(
+    n_scaling: usize,
+    input_dim: usize,
+    hidden_dim: usize,
+    latent_dim: usize,
+    classes: usize,
+) -> usize {
+    let head = if classes == 0 {
+        0
+    } else {
+        classes + layer_len(classes, latent_dim, false)
+    };
     HEADER_LEN
         + 8 * n_scaling
         + layer_len(hidden_dim, input_dim, false)
         + layer_len(latent_dim, hidden_dim, false)
         + layer_len(latent_dim, hidden_dim, true)
+        + head
         + CRC_LEN
+}
+
+/// The optional activity head: a linear classifier on the sparse code, K rows of int8
+/// weights over the `latent_dim` slab means.
+///
+/// Integer semantics (normative): with `mu_q` the code's slab means (0 for inactive
+/// dims), `acc[c] = Σ_j w[c][j] · mu_q[j] + bias[c]` exactly in i32 (|acc| < 64 · 127 ·
+/// 2¹⁵ + 2³⁰ < 2³¹), `logit_q[c] = requant(acc[c], m_c, s_c)` in units of [`LOGIT_SCALE`]
+/// nats. The predicted class is the row with the largest `logit_q` (the first on ties),
+/// reported as its class id; its score is the margin over the runner-up,
+/// `min((logit_q[best] − logit_q[second]) >> SCORE_SHIFT, 127)`, i.e. in units of
+/// [`SCORE_SCALE`] nats (0..=127: 127 means at least ~7.9 nats, a probability ratio of
+/// e^7.9 ≈ 2700 between the two most likely classes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActivityHead<'a> {
+    class_ids: &'a [u8],
+    pub layer: LayerView<'a>,
+}
+
+/// Real value of one step of an activity logit `logit_q` (2⁻⁸ nats).
+pub const LOGIT_SCALE: f32 = 1.0 / 256.0;
+/// Right shift from a logit margin to the int8 score.
+pub const SCORE_SHIFT: u32 = 4;
+/// Real value of one step of the int8 activity score (2⁻⁴ nats).
+pub const SCORE_SCALE: f32 = LOGIT_SCALE * (1 << SCORE_SHIFT) as f32;
+
+impl<'a> ActivityHead<'a> {
+    /// Number of classes K.
+    pub fn classes(&self) -> usize {
+        self.class_ids.len()
+    }
+    /// Class id of row `row` (0 outside the head).
+    pub fn class_id(&self, row: usize) -> u8 {
+        self.class_ids.get(row).copied().unwrap_or(0)
+    }
 }
 
 /// A validated model blob, borrowing the bytes it was parsed from.
@@ -455,6 +527,7 @@ pub struct ModelBlob<'a> {
     hidden: LayerView<'a>,
     mu: LayerView<'a>,
     gamma: LayerView<'a>,
+    activity: Option<ActivityHead<'a>>,
 }
 
 impl<'a> ModelBlob<'a> {
@@ -540,14 +613,22 @@ impl<'a> ModelBlob<'a> {
         }
         let input_dim = input_dim_usize;
         let n_scaling = features.scaling_entries(channels, input_dim);
-        let expected = blob_len(n_scaling, input_dim, hidden_dim, latent_dim);
+        let classes = le_u16_at(bytes, 42);
+        if version < 4 && classes != 0 {
+            return Err(BlobError::Reserved { offset: 42 });
+        }
+        if classes == 1 || classes as usize > MAX_CLASSES {
+            return Err(BlobError::BadClassCount { count: classes });
+        }
+        let classes = classes as usize;
+        let expected = blob_len_with_head(n_scaling, input_dim, hidden_dim, latent_dim, classes);
         if expected != len {
             return Err(BlobError::Length {
                 expected,
                 actual: len,
             });
         }
-        if let Some(offset) = (42..HEADER_LEN).find(|&i| bytes.get(i) != Some(&0)) {
+        if let Some(offset) = (44..HEADER_LEN).find(|&i| bytes.get(i) != Some(&0)) {
             return Err(BlobError::Reserved { offset });
         }
         let spike_code = le_u16_at(bytes, 40);
@@ -591,6 +672,18 @@ impl<'a> ModelBlob<'a> {
         let hidden = LayerView::parse(&mut cur, Section::Hidden, hidden_dim, input_dim, false)?;
         let mu = LayerView::parse(&mut cur, Section::Mu, latent_dim, hidden_dim, false)?;
         let gamma = LayerView::parse(&mut cur, Section::Gamma, latent_dim, hidden_dim, true)?;
+        let activity = if classes == 0 {
+            None
+        } else {
+            let class_ids = cur.take(classes)?;
+            for (row, &class_id) in class_ids.iter().enumerate() {
+                if class_id == 0 || class_ids[..row].contains(&class_id) {
+                    return Err(BlobError::BadClassId { row, class_id });
+                }
+            }
+            let layer = LayerView::parse(&mut cur, Section::Activity, classes, latent_dim, false)?;
+            Some(ActivityHead { class_ids, layer })
+        };
         if !cur.rest.is_empty() {
             // Unreachable given `expected == len`, kept so a layout change cannot slip.
             return Err(BlobError::Length {
@@ -613,6 +706,7 @@ impl<'a> ModelBlob<'a> {
             hidden,
             mu,
             gamma,
+            activity,
         })
     }
 
@@ -685,8 +779,15 @@ impl<'a> ModelBlob<'a> {
     pub fn gamma_head(&self) -> &LayerView<'a> {
         &self.gamma
     }
-    /// Bytes of int8 weights (all layers).
+    /// The activity head, if the blob has one (format 4).
+    pub fn activity_head(&self) -> Option<&ActivityHead<'a>> {
+        self.activity.as_ref()
+    }
+    /// Bytes of int8 weights (all layers, the activity head included).
     pub fn weight_bytes(&self) -> usize {
-        self.hidden.weights.len() + self.mu.weights.len() + self.gamma.weights.len()
+        self.hidden.weights.len()
+            + self.mu.weights.len()
+            + self.gamma.weights.len()
+            + self.activity.map_or(0, |a| a.layer.weights.len())
     }
 }

@@ -51,74 +51,12 @@
 
 use core::fmt;
 
-use crate::blob::{LayerView, MAX_HIDDEN, MAX_INPUT, MAX_LATENT, ModelBlob};
+use crate::blob::{LayerView, MAX_HIDDEN, MAX_INPUT, MAX_LATENT, ModelBlob, SCORE_SHIFT};
+pub use crate::fixed::{V_Q16_MIN, exp_q15, requant};
 use crate::kernels::{Kernel, MAX_PHASE, Packed, dot_portable, packed_words};
 use crate::preprocess::{
     ChannelSet, InputFeatures, SPECTRUM_VALUES_PER_CHANNEL, WINDOW_LEN, Window,
 };
-
-/// `floor(a·m / 2^s + ½)` = `(a·m + 2^(s−1)) >> s` in i64 (round half up), computed as
-/// `((a·m >> (s−1)) + 1) >> 1`: the same integer for every input (with `p = a·m =
-/// q·2^(s−1) + r`, `0 ≤ r < 2^(s−1)`, both are `floor((q + 1) / 2)` because
-/// `r / 2^s < ½`), without the 64-bit `2^(s−1)` constant a variable shift would build.
-/// `s` outside 1..=62 is clamped into it (the blob parser rejects such shifts anyway).
-#[inline(always)]
-pub const fn requant(acc: i32, multiplier: i32, shift: u8) -> i64 {
-    let s = if shift < 1 {
-        1
-    } else if shift > 62 {
-        62
-    } else {
-        shift
-    };
-    (((acc as i64 * multiplier as i64) >> (s - 1)) + 1) >> 1
-}
-
-/// `ln ½` in Q16, rounded towards −∞: the most negative `v_q` of an active dimension.
-pub const V_Q16_MIN: i32 = -45427;
-
-const EXP_TABLE_LEN: usize = 180;
-
-/// `round(32768 · exp(−k/256))` for k in 0..180, from a Taylor series in i128 fixed
-/// point (Q60), evaluated at compile time.
-const fn exp_table() -> [i32; EXP_TABLE_LEN] {
-    let mut table = [0i32; EXP_TABLE_LEN];
-    let one: i128 = 1 << 60;
-    let mut k = 0;
-    while k < EXP_TABLE_LEN {
-        let mut sum = one;
-        let mut term = one;
-        let mut n = 1;
-        while n < 30 {
-            term = term * k as i128 / (256 * n as i128);
-            if n % 2 == 1 {
-                sum -= term;
-            } else {
-                sum += term;
-            }
-            n += 1;
-        }
-        // Q60 → Q15 with rounding.
-        table[k] = ((sum + (1 << 44)) >> 45) as i32;
-        k += 1;
-    }
-    table
-}
-
-static EXP_TABLE: [i32; EXP_TABLE_LEN] = exp_table();
-
-/// γ = exp(v) in Q15 for `v_q` = v in Q16, clamped to `[V_Q16_MIN, 0]` first, so the
-/// result is in 16384..=32767 (γ = 1 saturates to 32767). Linear interpolation between
-/// table points 1/256 apart: `t[k] − ((t[k] − t[k+1])·f + 128) >> 8`, `k = d >> 8`,
-/// `f = d & 255`, `d = −v_q`.
-pub fn exp_q15(v_q: i64) -> i16 {
-    let d = (-v_q.clamp(V_Q16_MIN as i64, 0)) as usize;
-    let (k, f) = (d >> 8, (d & 0xFF) as i32);
-    let t0 = EXP_TABLE.get(k).copied().unwrap_or(16384);
-    let t1 = EXP_TABLE.get(k + 1).copied().unwrap_or(16384);
-    let g = t0 - (((t0 - t1) * f + 128) >> 8);
-    g.clamp(0, i16::MAX as i32) as i16
-}
 
 /// Rounds a finite `t` in `[0, 2²²]` to the nearest integer, ties to even (the IEEE
 /// default rounding of the addition does the work; no libm needed in `no_std`).
@@ -195,6 +133,12 @@ pub struct SparseCode {
     pub mu_q: [i16; MAX_LATENT],
     /// Real value of one step of `mu_q` (from the blob).
     pub mu_scale: f32,
+    /// Predicted class id from the blob's activity head (see
+    /// [`crate::blob::ActivityHead`]); 0 without a head.
+    pub activity: u8,
+    /// Margin of the predicted class over the runner-up, in units of
+    /// [`crate::blob::SCORE_SCALE`] nats (0..=127); 0 without a head.
+    pub activity_score: i8,
 }
 
 impl Default for SparseCode {
@@ -211,6 +155,8 @@ impl SparseCode {
         gamma_q15: [0; MAX_LATENT],
         mu_q: [0; MAX_LATENT],
         mu_scale: 0.0,
+        activity: 0,
+        activity_score: 0,
     };
 
     pub const fn is_active(&self, j: usize) -> bool {
@@ -742,70 +688,46 @@ impl<'a> Encoder<'a> {
             trace: mu_trace,
         };
         input.accumulate(blob, mu, latent, mu_rows, &mut sink);
+        self.activity_stage(out);
+    }
+
+    /// The activity head on the sparse code (see [`crate::blob::ActivityHead`]): K dot
+    /// products over the active dims only.
+    #[inline(never)]
+    fn activity_stage(&self, out: &mut SparseCode) {
+        out.activity = 0;
+        out.activity_score = 0;
+        let Some(head) = self.blob.activity_head() else {
+            return;
+        };
+        let layer = &head.layer;
+        let (mut best, mut best_row, mut second) = (i64::MIN, 0, i64::MIN);
+        for c in 0..layer.rows {
+            let row = layer.row(c);
+            let mut acc = layer.bias(c);
+            for j in out.active_dims() {
+                let w = row.get(j).copied().unwrap_or(0) as i8;
+                let mu = out.mu_q.get(j).copied().unwrap_or(0);
+                // |Σ| < 64 · 127 · 2¹⁵ and |bias| ≤ 2³⁰: no overflow; wrapping only rules
+                // out a debug-build panic.
+                acc = acc.wrapping_add(i32::from(w) * i32::from(mu));
+            }
+            let logit = requant(acc, layer.multiplier(c), layer.shift(c));
+            if logit > best {
+                (second, best, best_row) = (best, logit, c);
+            } else if logit > second {
+                second = logit;
+            }
+        }
+        out.activity = head.class_id(best_row);
+        let margin = best.saturating_sub(second) >> SCORE_SHIFT;
+        out.activity_score = margin.clamp(0, i8::MAX as i64) as i8;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn requant_rounds_half_up() {
-        // m / 2^s = 1/2: 3 → 1.5 → 2, −3 → −1.5 → −1, 1 → 0.5 → 1, −1 → −0.5 → 0.
-        assert_eq!(requant(3, 1 << 30, 31), 2);
-        assert_eq!(requant(-3, 1 << 30, 31), -1);
-        assert_eq!(requant(1, 1 << 30, 31), 1);
-        assert_eq!(requant(-1, 1 << 30, 31), 0);
-        assert_eq!(requant(i32::MIN, i32::MAX, 62), -1);
-        assert_eq!(
-            requant(i32::MAX, i32::MAX, 1),
-            (i32::MAX as i64 * i32::MAX as i64 + 1) >> 1
-        );
-    }
-
-    /// The shift-first form equals `(a·m + 2^(s−1)) >> s` on extremes and random inputs.
-    #[test]
-    fn requant_equals_the_rounding_formula() {
-        let formula = |a: i32, m: i32, s: u8| (a as i64 * m as i64 + (1i64 << (s - 1))) >> s;
-        let mut state = 0x9E37_79B9u32;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state
-        };
-        let extremes = [i32::MIN, i32::MIN + 1, -3, -2, -1, 0, 1, 2, 3, i32::MAX];
-        for s in 1..=62u8 {
-            for &a in &extremes {
-                for &m in &extremes {
-                    assert_eq!(requant(a, m, s), formula(a, m, s), "{a} {m} {s}");
-                }
-            }
-            for _ in 0..2000 {
-                let (a, m) = (
-                    next() as i32 >> (next() % 32),
-                    next() as i32 >> (next() % 32),
-                );
-                assert_eq!(requant(a, m, s), formula(a, m, s), "{a} {m} {s}");
-            }
-        }
-    }
-
-    #[test]
-    fn exp_table_is_accurate() {
-        for d in 0..=(-V_Q16_MIN) {
-            let v = -(d as f64) / 65536.0;
-            let exact = v.exp() * 32768.0;
-            let got = exp_q15(-(d as i64)) as f64;
-            assert!(
-                (got - exact.min(32767.0)).abs() <= 2.0,
-                "d {d}: {got} vs {exact}"
-            );
-        }
-        assert_eq!(exp_q15(5), i16::MAX);
-        assert_eq!(exp_q15(i64::MIN), exp_q15(V_Q16_MIN as i64));
-        assert!(exp_q15(V_Q16_MIN as i64) >= 16383);
-    }
 
     #[test]
     fn input_quantisation_rounds_half_to_even_and_clamps() {

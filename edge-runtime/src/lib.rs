@@ -20,6 +20,7 @@ pub mod device;
 pub mod encoder;
 #[cfg(feature = "std")]
 pub mod f32_ref;
+pub mod fixed;
 pub mod kernels;
 pub mod preprocess;
 #[cfg(feature = "std")]

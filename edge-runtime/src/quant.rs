@@ -14,6 +14,11 @@
 //! - Spike thresholds: `floor(v½ / (hidden_scale · w_scale_γ[j]))` with `v½` the spike
 //!   head's [`SpikeHead::half_point`] (ln ½ for the paper's head, 0 for the sigmoid).
 //!
+//! - Activity head (optional, [`QuantParams::set_activity_head`]): a linear classifier
+//!   on the slab means μ, quantised like a layer whose input step is `mu_scale`; its
+//!   requantisation goes to logits in units of [`LOGIT_SCALE`] (see
+//!   [`crate::blob::ActivityHead`]).
+//!
 //! The integer semantics that consume these numbers are in [`crate::encoder`].
 //! [`QuantParams`] holds all of them for the ONNX exporter; [`QuantParams::from_blob`]
 //! reads them back from a blob.
@@ -22,8 +27,8 @@ use std::fmt;
 use std::vec::Vec;
 
 use crate::blob::{
-    self, BlobError, FORMAT_VERSION, HEADER_LEN, INPUT_SCALE, MAGIC, MAX_ABS_BIAS, MAX_SHIFT,
-    ModelBlob, V_SCALE,
+    self, BlobError, FORMAT_VERSION, HEADER_LEN, INPUT_SCALE, LOGIT_SCALE, MAGIC, MAX_ABS_BIAS,
+    MAX_CLASSES, MAX_SHIFT, ModelBlob, V_SCALE,
 };
 use crate::f32_ref::{F32Encoder, F32EncoderError};
 use crate::preprocess::{ChannelScaling, ChannelSet, InputFeatures};
@@ -52,6 +57,8 @@ pub enum QuantError {
     },
     /// The written blob did not parse back (a bug in the writer).
     Blob(BlobError),
+    /// An activity head's shapes or class ids are unusable.
+    ActivityHead(&'static str),
 }
 
 impl fmt::Display for QuantError {
@@ -67,6 +74,7 @@ impl fmt::Display for QuantError {
                 "{layer} row {row}: requantisation factor {real:e} is out of the representable range"
             ),
             QuantError::Blob(e) => write!(f, "written blob does not parse: {e}"),
+            QuantError::ActivityHead(why) => write!(f, "activity head: {why}"),
         }
     }
 }
@@ -223,6 +231,15 @@ pub struct QuantParams {
     pub spike_head: SpikeHead,
     /// Spike iff `acc_gamma[j] > gamma_threshold[j]`.
     pub gamma_threshold: Vec<i32>,
+    /// The optional activity head on the sparse code.
+    pub activity: Option<ActivityParams>,
+}
+
+/// A quantised activity head: class id per row and a layer over the `latent_dim` μ.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActivityParams {
+    pub class_ids: Vec<u8>,
+    pub layer: LayerParams,
 }
 
 impl QuantParams {
@@ -319,7 +336,55 @@ impl QuantParams {
             gamma,
             spike_head: encoder.spike_head,
             gamma_threshold,
+            activity: None,
         })
+    }
+
+    /// Adds (or replaces) the activity head: a linear classifier `logit[c] = Σ_j
+    /// weights[c][j] · μ_j + bias[c]` on the sparse code's slab means (μ in real units, 0
+    /// for inactive dims), one row per class id in `class_ids` (distinct, non-zero,
+    /// 2..=[`MAX_CLASSES`] of them).
+    pub fn set_activity_head(
+        &mut self,
+        class_ids: &[u8],
+        weights: &[f32],
+        bias: &[f32],
+    ) -> Result<(), QuantError> {
+        let k = class_ids.len();
+        if !(2..=MAX_CLASSES).contains(&k) {
+            return Err(QuantError::ActivityHead("needs 2 to 16 classes"));
+        }
+        if bias.len() != k || weights.len() != k * self.latent_dim {
+            return Err(QuantError::ActivityHead(
+                "weights must be classes × latent_dim and bias one per class",
+            ));
+        }
+        if class_ids
+            .iter()
+            .enumerate()
+            .any(|(i, &c)| c == 0 || class_ids[..i].contains(&c))
+        {
+            return Err(QuantError::ActivityHead(
+                "class ids must be distinct and non-zero",
+            ));
+        }
+        if weights.iter().chain(bias).any(|v| !v.is_finite()) {
+            return Err(QuantError::ActivityHead("non-finite weight or bias"));
+        }
+        let ms = self.mu_scale as f64;
+        let layer = LayerParams::quantise(
+            "activity head",
+            weights,
+            bias,
+            self.latent_dim,
+            self.mu_scale,
+            |ws| ms * ws / LOGIT_SCALE as f64,
+        )?;
+        self.activity = Some(ActivityParams {
+            class_ids: class_ids.to_vec(),
+            layer,
+        });
+        Ok(())
     }
 
     /// Decodes a parsed blob.
@@ -342,6 +407,10 @@ impl QuantParams {
             gamma: LayerParams::from_view(g),
             spike_head: blob.spike_head(),
             gamma_threshold: (0..g.rows).map(|j| g.threshold(j)).collect(),
+            activity: blob.activity_head().map(|a| ActivityParams {
+                class_ids: (0..a.classes()).map(|r| a.class_id(r)).collect(),
+                layer: LayerParams::from_view(&a.layer),
+            }),
         }
     }
 
@@ -355,11 +424,13 @@ impl QuantParams {
 
     /// Serialises without validating (tests use it to build malformed blobs).
     pub fn to_blob_unchecked(&self) -> Vec<u8> {
-        let total = blob::blob_len(
+        let classes = self.activity.as_ref().map_or(0, |a| a.class_ids.len());
+        let total = blob::blob_len_with_head(
             self.scaling.len(),
             self.input_dim,
             self.hidden_dim,
             self.latent_dim,
+            classes,
         );
         let mut out = Vec::with_capacity(total);
         out.extend_from_slice(&MAGIC);
@@ -385,7 +456,8 @@ impl QuantParams {
             out.extend_from_slice(&s.to_le_bytes());
         }
         out.extend_from_slice(&self.spike_head.code().to_le_bytes());
-        out.extend_from_slice(&[0u8; 6]);
+        out.extend_from_slice(&(classes as u16).to_le_bytes());
+        out.extend_from_slice(&[0u8; 4]);
         debug_assert_eq!(out.len(), HEADER_LEN);
         for s in &self.scaling {
             out.extend_from_slice(&s.offset.to_le_bytes());
@@ -394,6 +466,10 @@ impl QuantParams {
         self.hidden.write(&mut out, None);
         self.mu.write(&mut out, None);
         self.gamma.write(&mut out, Some(&self.gamma_threshold));
+        if let Some(a) = &self.activity {
+            out.extend_from_slice(&a.class_ids);
+            a.layer.write(&mut out, None);
+        }
         let crc = blob::crc32(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
@@ -409,9 +485,12 @@ impl QuantParams {
         self.features.scaling_block_len(self.window_len)
     }
 
-    /// Bytes of int8 weights.
+    /// Bytes of int8 weights (the activity head included).
     pub fn weight_bytes(&self) -> usize {
-        self.hidden.weights.len() + self.mu.weights.len() + self.gamma.weights.len()
+        self.hidden.weights.len()
+            + self.mu.weights.len()
+            + self.gamma.weights.len()
+            + self.activity.as_ref().map_or(0, |a| a.layer.weights.len())
     }
 }
 

@@ -13,7 +13,7 @@
 //! `exp_q15` table (`exp` on `[−ln 2, 0]`); the sigmoid reduces its argument by whole
 //! multiples of ln 2 first (`e^−d = 2^−n · e^−r`), so no second table costs flash.
 
-use crate::encoder::exp_q15;
+use crate::fixed::exp_q15;
 
 /// ln 2 in Q16, rounded up so that the reduced argument `r = d − n·LN2_Q16` of
 /// [`sigmoid_q15`] stays inside `exp_q15`'s domain `[−45427, 0]` (`−V_Q16_MIN`).

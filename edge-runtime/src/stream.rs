@@ -273,6 +273,8 @@ impl WindowEncoder for Encoder<'_> {
             .map_err(|_| EncodeFailed)?;
         frame.spike_bits = code.spike_bits;
         frame.mu_scale = code.mu_scale;
+        frame.activity = code.activity;
+        frame.activity_score = code.activity_score;
         for j in code.active_dims() {
             frame
                 .gamma_q15
@@ -428,7 +430,7 @@ mod tests {
         let mut t_us = 0u64;
         let mut k = 0u64;
         while t_us < (n as u64 + 2) * 20_000 {
-            let jitter = (k * 7919 % 5) as u64 * 1000;
+            let jitter = (k * 7919 % 5) * 1000;
             let t = t_us + jitter;
             timed.push(t, signal(t as f64 * 1e-6), false, |f| frames.push(f));
             t_us += 16_667;

@@ -147,8 +147,8 @@ fn every_malformed_header_is_a_typed_error() {
         BlobError::BadMagic { found: *b"XSCQ" }
     );
     assert_eq!(
-        parse_edited(|b| put_u16(b, 4, 4), false),
-        BlobError::UnsupportedVersion { found: 4 }
+        parse_edited(|b| put_u16(b, 4, 5), false),
+        BlobError::UnsupportedVersion { found: 5 }
     );
     assert_eq!(
         parse_edited(|b| put_u16(b, 6, 40), false),
@@ -340,6 +340,9 @@ fn layer_offsets(section: Section) -> (usize, usize, usize, usize) {
         Section::Hidden => (hidden, hidden + 4 * h, hidden + 8 * h, hidden + 12 * h),
         Section::Mu => (mu, mu + 4 * j, mu + 8 * j, mu + 12 * j),
         Section::Gamma => (gamma, gamma + 4 * j, gamma + 12 * j, gamma + 16 * j),
+        Section::Activity => {
+            unreachable!("small_blob has no activity head (tests/activity_head.rs)")
+        }
     }
 }
 

@@ -1,0 +1,129 @@
+//! Fixed-point arithmetic shared by the encoder, the spike head and the blob checks:
+//! requantisation (`requant`) and `exp` in Q15 (`exp_q15`). Kept apart from the encoder
+//! so that `spike` and `blob` can use it without importing the encoder.
+
+/// `floor(a·m / 2^s + ½)` = `(a·m + 2^(s−1)) >> s` in i64 (round half up), computed as
+/// `((a·m >> (s−1)) + 1) >> 1`: the same integer for every input (with `p = a·m =
+/// q·2^(s−1) + r`, `0 ≤ r < 2^(s−1)`, both are `floor((q + 1) / 2)` because
+/// `r / 2^s < ½`), without the 64-bit `2^(s−1)` constant a variable shift would build.
+/// `s` outside 1..=62 is clamped into it (the blob parser rejects such shifts anyway).
+#[inline(always)]
+pub const fn requant(acc: i32, multiplier: i32, shift: u8) -> i64 {
+    let s = if shift < 1 {
+        1
+    } else if shift > 62 {
+        62
+    } else {
+        shift
+    };
+    (((acc as i64 * multiplier as i64) >> (s - 1)) + 1) >> 1
+}
+
+/// `ln ½` in Q16, rounded towards −∞: the most negative `v_q` of an active dimension.
+pub const V_Q16_MIN: i32 = -45427;
+
+const EXP_TABLE_LEN: usize = 180;
+
+/// `round(32768 · exp(−k/256))` for k in 0..180, from a Taylor series in i128 fixed
+/// point (Q60), evaluated at compile time.
+const fn exp_table() -> [i32; EXP_TABLE_LEN] {
+    let mut table = [0i32; EXP_TABLE_LEN];
+    let one: i128 = 1 << 60;
+    let mut k = 0;
+    while k < EXP_TABLE_LEN {
+        let mut sum = one;
+        let mut term = one;
+        let mut n = 1;
+        while n < 30 {
+            term = term * k as i128 / (256 * n as i128);
+            if n % 2 == 1 {
+                sum -= term;
+            } else {
+                sum += term;
+            }
+            n += 1;
+        }
+        // Q60 → Q15 with rounding.
+        table[k] = ((sum + (1 << 44)) >> 45) as i32;
+        k += 1;
+    }
+    table
+}
+
+static EXP_TABLE: [i32; EXP_TABLE_LEN] = exp_table();
+
+/// γ = exp(v) in Q15 for `v_q` = v in Q16, clamped to `[V_Q16_MIN, 0]` first, so the
+/// result is in 16384..=32767 (γ = 1 saturates to 32767). Linear interpolation between
+/// table points 1/256 apart: `t[k] − ((t[k] − t[k+1])·f + 128) >> 8`, `k = d >> 8`,
+/// `f = d & 255`, `d = −v_q`.
+pub fn exp_q15(v_q: i64) -> i16 {
+    let d = (-v_q.clamp(V_Q16_MIN as i64, 0)) as usize;
+    let (k, f) = (d >> 8, (d & 0xFF) as i32);
+    let t0 = EXP_TABLE.get(k).copied().unwrap_or(16384);
+    let t1 = EXP_TABLE.get(k + 1).copied().unwrap_or(16384);
+    let g = t0 - (((t0 - t1) * f + 128) >> 8);
+    g.clamp(0, i16::MAX as i32) as i16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requant_rounds_half_up() {
+        // m / 2^s = 1/2: 3 → 1.5 → 2, −3 → −1.5 → −1, 1 → 0.5 → 1, −1 → −0.5 → 0.
+        assert_eq!(requant(3, 1 << 30, 31), 2);
+        assert_eq!(requant(-3, 1 << 30, 31), -1);
+        assert_eq!(requant(1, 1 << 30, 31), 1);
+        assert_eq!(requant(-1, 1 << 30, 31), 0);
+        assert_eq!(requant(i32::MIN, i32::MAX, 62), -1);
+        assert_eq!(
+            requant(i32::MAX, i32::MAX, 1),
+            (i32::MAX as i64 * i32::MAX as i64 + 1) >> 1
+        );
+    }
+
+    /// The shift-first form equals `(a·m + 2^(s−1)) >> s` on extremes and random inputs.
+    #[test]
+    fn requant_equals_the_rounding_formula() {
+        let formula = |a: i32, m: i32, s: u8| (a as i64 * m as i64 + (1i64 << (s - 1))) >> s;
+        let mut state = 0x9E37_79B9u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let extremes = [i32::MIN, i32::MIN + 1, -3, -2, -1, 0, 1, 2, 3, i32::MAX];
+        for s in 1..=62u8 {
+            for &a in &extremes {
+                for &m in &extremes {
+                    assert_eq!(requant(a, m, s), formula(a, m, s), "{a} {m} {s}");
+                }
+            }
+            for _ in 0..2000 {
+                let (a, m) = (
+                    next() as i32 >> (next() % 32),
+                    next() as i32 >> (next() % 32),
+                );
+                assert_eq!(requant(a, m, s), formula(a, m, s), "{a} {m} {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn exp_table_is_accurate() {
+        for d in 0..=(-V_Q16_MIN) {
+            let v = -(d as f64) / 65536.0;
+            let exact = v.exp() * 32768.0;
+            let got = exp_q15(-(d as i64)) as f64;
+            assert!(
+                (got - exact.min(32767.0)).abs() <= 2.0,
+                "d {d}: {got} vs {exact}"
+            );
+        }
+        assert_eq!(exp_q15(5), i16::MAX);
+        assert_eq!(exp_q15(i64::MIN), exp_q15(V_Q16_MIN as i64));
+        assert!(exp_q15(V_Q16_MIN as i64) >= 16383);
+    }
+}
