@@ -1,243 +1,82 @@
-//! Driver for the InvenSense MPU-6050 6-axis IMU over I²C (embedded-hal 1.0), and a
-//! register-level stand-in for the chip that replays a recording.
+//! IMU drivers over embedded-hal 1.0 blocking I²C, one trait the device loop is generic
+//! over, and a recorded MPU-6050 that replays a recording for QEMU and the golden test.
 //!
-//! The MPU-6050 is the accelerometer + gyroscope of countless hobby boards, and its
-//! register map is small: the driver writes five configuration registers, checks
-//! `WHO_AM_I`, polls `INT_STATUS.DATA_RDY` and burst-reads the 14 data registers
-//! (`ACCEL_XOUT_H` … `GYRO_ZOUT_L`, big-endian `i16`s), then scales the counts to g and
-//! rad/s with the configured full-scale ranges.
+//! | part | board | address | module |
+//! |---|---|---|---|
+//! | InvenSense MPU-6050 | breakouts; emulated in QEMU ([`RecordedMpu6050`]) | 0x68 | [`mpu6050`] |
+//! | ST LSM6DS3TR-C | Seeed XIAO nRF52840 Sense | 0x6A | [`lsm6ds3trc`] |
+//! | Bosch BMI270 | Arduino Nano 33 BLE Sense Rev2 | 0x68 | [`bmi270`] |
 //!
-//! [`RecordedMpu6050`] implements [`embedded_hal::i2c::I2c`] by emulating that register
-//! map over an [`Excerpt`]: raw register values of a real HAPT recording stored in flash.
-//! The firmware runs the *same* driver on it in QEMU, so configuration, data-ready
-//! polling and scaling run for real; the host golden test runs the same pair.
+//! Every driver checks the chip id, configures output data rate and full-scale ranges,
+//! routes data-ready to the INT1 pin, polls its data-ready status, burst-reads one
+//! accelerometer + gyroscope sample and scales it to g and rad/s. Each implements
+//! [`Imu`], so a board module hands its driver to the shared device loop and the loop
+//! never names a part. No driver allocates or panics: every failure is a
+//! [`SensorError`].
+//!
+//! Axes: each driver reports the chip's own axes (right-handed, x/y as marked on the
+//! package, z out of the top face; a chip lying face up reads about +1 g on z, and a
+//! counter-clockwise rotation about an axis seen from its positive end reads positive).
+//! Mapping them to the wearer's body frame is the board module's job.
 
 use core::fmt;
 
-use embedded_hal::i2c::{self, I2c, NoAcknowledgeSource, Operation};
-
 use crate::preprocess::ImuSample;
 
-/// 7-bit I²C address with the AD0 pin low (the usual breakout default).
-pub const MPU6050_ADDRESS: u8 = 0x68;
-/// 7-bit I²C address with the AD0 pin high.
-pub const MPU6050_ADDRESS_AD0_HIGH: u8 = 0x69;
-/// What `WHO_AM_I` reads on a genuine MPU-6050 (the address bits 6:1, independent of AD0).
-pub const WHO_AM_I_VALUE: u8 = 0x68;
-/// Bytes of one burst read: accel x y z, temperature, gyro x y z (7 big-endian `i16`).
-pub const DATA_LEN: usize = 14;
+pub mod bmi270;
+pub mod lsm6ds3trc;
+pub mod mpu6050;
+pub mod replay;
 
-/// Register addresses (MPU-6000/6050 Register Map and Descriptions, rev. 4.2).
-pub mod reg {
-    pub const SMPLRT_DIV: u8 = 0x19;
-    pub const CONFIG: u8 = 0x1A;
-    pub const GYRO_CONFIG: u8 = 0x1B;
-    pub const ACCEL_CONFIG: u8 = 0x1C;
-    pub const INT_ENABLE: u8 = 0x38;
-    pub const INT_STATUS: u8 = 0x3A;
-    pub const ACCEL_XOUT_H: u8 = 0x3B;
-    pub const PWR_MGMT_1: u8 = 0x6B;
-    pub const WHO_AM_I: u8 = 0x75;
+pub use bmi270::{BMI270_ADDRESS, Bmi270, Bmi270Config};
+pub use lsm6ds3trc::{LSM6DS3TRC_ADDRESS, Lsm6ds3trc, Lsm6ds3trcConfig};
+pub use mpu6050::{
+    AccelRange, DATA_LEN, DlpfBandwidth, GyroRange, MPU6050_ADDRESS, MPU6050_ADDRESS_AD0_HIGH,
+    Mpu6050, Mpu6050Config, RawSample, WHO_AM_I_VALUE, reg,
+};
+pub use replay::{
+    EXCERPT_HEADER_LEN, EXCERPT_MAGIC, EXCERPT_VERSION, Excerpt, ExcerptError, RecordedMpu6050,
+    ReplayError,
+};
 
-    /// `INT_ENABLE` / `INT_STATUS`: a new sample is in the data registers.
-    pub const DATA_RDY: u8 = 0x01;
-    /// `PWR_MGMT_1`: sleep mode (set after power-on).
-    pub const SLEEP: u8 = 0x40;
-    /// `PWR_MGMT_1` clock source: PLL with the X gyro as reference (the datasheet's
-    /// recommendation over the internal 8 MHz oscillator).
-    pub const CLKSEL_PLL_XGYRO: u8 = 0x01;
-}
-
-/// Accelerometer full-scale range (`ACCEL_CONFIG.AFS_SEL`).
+/// The IMU parts this module drives, for error messages and logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum AccelRange {
-    G2 = 0,
-    G4 = 1,
-    G8 = 2,
-    G16 = 3,
+pub enum ImuPart {
+    Mpu6050,
+    Lsm6ds3trc,
+    Bmi270,
 }
 
-impl AccelRange {
-    /// Counts per g: 16384 at ±2 g, halving with each range step.
-    pub const fn lsb_per_g(self) -> f32 {
-        (16384u32 >> self as u32) as f32
-    }
-
-    /// The `AFS_SEL` field as written to `ACCEL_CONFIG` (bits 4:3).
-    pub const fn config_bits(self) -> u8 {
-        (self as u8) << 3
-    }
-
-    /// Inverse of [`AccelRange::config_bits`]; the self-test bits are ignored.
-    pub const fn from_config_bits(bits: u8) -> AccelRange {
-        match (bits >> 3) & 0b11 {
-            0 => AccelRange::G2,
-            1 => AccelRange::G4,
-            2 => AccelRange::G8,
-            _ => AccelRange::G16,
-        }
-    }
-
-    /// Counts for an acceleration in g, rounded and clamped to the `i16` range (what the
-    /// chip reports when the range is exceeded). Used to build recordings.
-    pub fn g_to_counts(self, acc_g: f32) -> i16 {
-        counts(acc_g * self.lsb_per_g())
-    }
-}
-
-/// Gyroscope full-scale range (`GYRO_CONFIG.FS_SEL`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum GyroRange {
-    Dps250 = 0,
-    Dps500 = 1,
-    Dps1000 = 2,
-    Dps2000 = 3,
-}
-
-impl GyroRange {
-    /// Counts per degree per second (datasheet: 131, 65.5, 32.8, 16.4).
-    pub const fn lsb_per_dps(self) -> f32 {
+impl ImuPart {
+    pub const fn name(self) -> &'static str {
         match self {
-            GyroRange::Dps250 => 131.0,
-            GyroRange::Dps500 => 65.5,
-            GyroRange::Dps1000 => 32.8,
-            GyroRange::Dps2000 => 16.4,
+            ImuPart::Mpu6050 => "MPU-6050",
+            ImuPart::Lsm6ds3trc => "LSM6DS3TR-C",
+            ImuPart::Bmi270 => "BMI270",
         }
     }
 
-    /// Counts per rad/s.
-    pub const fn lsb_per_rad_s(self) -> f32 {
-        self.lsb_per_dps() * (180.0 / core::f32::consts::PI)
-    }
-
-    /// The `FS_SEL` field as written to `GYRO_CONFIG` (bits 4:3).
-    pub const fn config_bits(self) -> u8 {
-        (self as u8) << 3
-    }
-
-    /// Inverse of [`GyroRange::config_bits`]; the self-test bits are ignored.
-    pub const fn from_config_bits(bits: u8) -> GyroRange {
-        match (bits >> 3) & 0b11 {
-            0 => GyroRange::Dps250,
-            1 => GyroRange::Dps500,
-            2 => GyroRange::Dps1000,
-            _ => GyroRange::Dps2000,
-        }
-    }
-
-    /// Counts for an angular velocity in rad/s, rounded and clamped to `i16`.
-    pub fn rad_s_to_counts(self, gyro_rad_s: f32) -> i16 {
-        counts(gyro_rad_s * self.lsb_per_rad_s())
-    }
-}
-
-/// Round half away from zero and clamp into `i16` (NaN → 0) without `std`.
-fn counts(x: f32) -> i16 {
-    if x.is_nan() {
-        return 0;
-    }
-    let rounded = if x >= 0.0 { x + 0.5 } else { x - 0.5 };
-    // `as` saturates and truncates toward zero, which completes the rounding.
-    rounded as i16
-}
-
-/// Digital low-pass bandwidth (`CONFIG.DLPF_CFG`), accelerometer / gyroscope.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum DlpfBandwidth {
-    /// 260 Hz / 256 Hz; the gyroscope then samples at 8 kHz.
-    Hz260 = 0,
-    Hz184 = 1,
-    Hz94 = 2,
-    Hz44 = 3,
-    /// 21 Hz / 20 Hz: the anti-alias filter for 50 Hz output (Nyquist 25 Hz).
-    Hz21 = 4,
-    Hz10 = 5,
-    Hz5 = 6,
-}
-
-impl DlpfBandwidth {
-    /// Rate the sample-rate divider divides (datasheet: 8 kHz without the DLPF, else 1 kHz).
-    pub const fn gyro_output_rate_hz(self) -> f32 {
+    /// The identity register and the value a genuine part reads there.
+    pub const fn chip_id(self) -> (&'static str, u8) {
         match self {
-            DlpfBandwidth::Hz260 => 8000.0,
-            _ => 1000.0,
+            ImuPart::Mpu6050 => ("WHO_AM_I", mpu6050::WHO_AM_I_VALUE),
+            ImuPart::Lsm6ds3trc => ("WHO_AM_I", lsm6ds3trc::WHO_AM_I_VALUE),
+            ImuPart::Bmi270 => ("CHIP_ID", bmi270::CHIP_ID_VALUE),
         }
     }
 }
 
-/// Everything the driver writes at [`Mpu6050::init`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Mpu6050Config {
-    pub accel_range: AccelRange,
-    pub gyro_range: GyroRange,
-    pub dlpf: DlpfBandwidth,
-    /// `SMPLRT_DIV`: sample rate = gyro output rate / (1 + divider).
-    pub sample_rate_divider: u8,
-}
-
-impl Mpu6050Config {
-    /// 50 Hz output, the rate of UCI HAR / HAPT: 1 kHz / (1 + 19). ±4 g and ±1000 °/s
-    /// cover the HAPT recordings (gyroscope peaks near 9 rad/s ≈ 500 °/s).
-    pub const HAR_50HZ: Mpu6050Config = Mpu6050Config {
-        accel_range: AccelRange::G4,
-        gyro_range: GyroRange::Dps1000,
-        dlpf: DlpfBandwidth::Hz21,
-        sample_rate_divider: 19,
-    };
-
-    pub fn sample_rate_hz(&self) -> f32 {
-        self.dlpf.gyro_output_rate_hz() / (1.0 + f32::from(self.sample_rate_divider))
-    }
-}
-
-impl Default for Mpu6050Config {
-    fn default() -> Self {
-        Mpu6050Config::HAR_50HZ
-    }
-}
-
-/// One burst read, in counts, as the chip reports it.
+/// One accelerometer + gyroscope sample in counts, as the LSM6DS3TR-C and the BMI270
+/// report it (both little-endian `i16`; the parts differ in register order and scale).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RawSample {
+pub struct RawAxes {
     pub acc: [i16; 3],
-    pub temperature: i16,
     pub gyro: [i16; 3],
 }
 
-impl RawSample {
-    /// Parses the 14 data registers (big-endian, starting at `ACCEL_XOUT_H`).
-    pub fn from_registers(bytes: &[u8; DATA_LEN]) -> RawSample {
-        let word = |i: usize| i16::from_be_bytes([bytes[2 * i], bytes[2 * i + 1]]);
-        RawSample {
-            acc: [word(0), word(1), word(2)],
-            temperature: word(3),
-            gyro: [word(4), word(5), word(6)],
-        }
-    }
-
-    /// Inverse of [`RawSample::from_registers`].
-    pub fn to_registers(&self) -> [u8; DATA_LEN] {
-        let words = [
-            self.acc[0],
-            self.acc[1],
-            self.acc[2],
-            self.temperature,
-            self.gyro[0],
-            self.gyro[1],
-            self.gyro[2],
-        ];
-        let mut bytes = [0u8; DATA_LEN];
-        for (chunk, w) in bytes.chunks_exact_mut(2).zip(words) {
-            chunk.copy_from_slice(&w.to_be_bytes());
-        }
-        bytes
-    }
-
-    /// True when an accelerometer or gyroscope axis sits at the end of the `i16` range:
-    /// the true value may be larger, so the sample is clipped.
+impl RawAxes {
+    /// True when an axis sits at the end of the `i16` range, where the part clips: the
+    /// true value may be larger.
     pub fn is_saturated(&self) -> bool {
         self.acc
             .iter()
@@ -245,40 +84,54 @@ impl RawSample {
             .any(|&c| c == i16::MAX || c == i16::MIN)
     }
 
-    /// Physical units for the given ranges.
-    pub fn scale(&self, accel_range: AccelRange, gyro_range: GyroRange) -> ImuSample {
-        let g_per_lsb = 1.0 / accel_range.lsb_per_g();
-        let rad_s_per_lsb = 1.0 / gyro_range.lsb_per_rad_s();
+    /// Physical units: counts × g per count, counts × rad/s per count.
+    pub fn scale(&self, g_per_lsb: f32, rad_s_per_lsb: f32) -> ImuSample {
         ImuSample {
             acc_g: self.acc.map(|c| f32::from(c) * g_per_lsb),
             gyro_rad_s: self.gyro.map(|c| f32::from(c) * rad_s_per_lsb),
         }
     }
-
-    /// Die temperature (datasheet: counts / 340 + 36.53 °C).
-    pub fn temperature_c(&self) -> f32 {
-        f32::from(self.temperature) / 340.0 + 36.53
-    }
 }
 
-/// A scaled sample with the raw counts it came from.
+/// Three little-endian `i16`s (x, y, z) from six register bytes.
+pub(crate) fn le_axes(bytes: &[u8; 6]) -> [i16; 3] {
+    [
+        i16::from_le_bytes([bytes[0], bytes[1]]),
+        i16::from_le_bytes([bytes[2], bytes[3]]),
+        i16::from_le_bytes([bytes[4], bytes[5]]),
+    ]
+}
+
+/// A scaled sample with the raw counts it came from. `R` is the part's raw sample:
+/// [`RawSample`] (MPU-6050, with temperature) or [`RawAxes`].
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Reading {
+pub struct Reading<R = RawSample> {
     pub sample: ImuSample,
-    pub raw: RawSample,
-    /// See [`RawSample::is_saturated`].
+    pub raw: R,
+    /// An axis was clipped at the end of the range (see [`RawAxes::is_saturated`]); the
+    /// device loop flags the frame.
     pub saturated: bool,
 }
 
-/// Errors of the driver; `E` is the bus error.
+/// Errors of the drivers; `E` is the bus error (`embedded_hal::i2c::I2c::Error`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SensorError<E> {
     /// The I²C transfer failed (NACK, arbitration loss, bus fault, …).
     Bus(E),
-    /// `WHO_AM_I` did not read 0x68: wrong part, wrong address or a dead bus.
-    WrongDevice { who_am_i: u8 },
-    /// `DATA_RDY` stayed clear for `polls` reads of `INT_STATUS`.
+    /// The identity register (`WHO_AM_I` / `CHIP_ID`) read `read` instead of the part's
+    /// value: wrong part, wrong address or a dead bus.
+    WrongChipId { part: ImuPart, read: u8 },
+    /// No data: the data-ready status stayed clear for `polls` reads.
     Timeout { polls: u32 },
+    /// LSM6DS3TR-C: `CTRL3_C.SW_RESET` was still set after `polls` reads.
+    ResetTimeout { polls: u32 },
+    /// BMI270: `INTERNAL_STATUS` did not report "init ok" after the configuration upload.
+    /// `internal_status` is the last value read (message in bits 3:0: 0 = still not
+    /// initialised when the polls ran out, 2 = init error, …).
+    InitFailed { internal_status: u8 },
+    /// BMI270: the configuration file must be a non-empty, even number of bytes, at most
+    /// 8 KiB (the upload addresses 16-bit words with 12 bits).
+    ConfigFileLength { len: usize },
 }
 
 impl<E> From<E> for SensorError<E> {
@@ -290,677 +143,87 @@ impl<E> From<E> for SensorError<E> {
 impl<E: fmt::Debug> fmt::Display for SensorError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SensorError::Bus(e) => write!(f, "MPU-6050: I2C transfer failed: {e:?}"),
-            SensorError::WrongDevice { who_am_i } => write!(
-                f,
-                "MPU-6050: WHO_AM_I reads {who_am_i:#04x}, expected {WHO_AM_I_VALUE:#04x}"
-            ),
-            SensorError::Timeout { polls } => {
+            SensorError::Bus(e) => write!(f, "IMU: I2C transfer failed: {e:?}"),
+            SensorError::WrongChipId { part, read } => {
+                let (register, expected) = part.chip_id();
                 write!(
                     f,
-                    "MPU-6050: no new sample after {polls} polls of INT_STATUS"
+                    "{}: {register} reads {read:#04x}, expected {expected:#04x}",
+                    part.name()
                 )
             }
+            SensorError::Timeout { polls } => write!(
+                f,
+                "IMU: no new sample after {polls} polls of the data-ready status"
+            ),
+            SensorError::ResetTimeout { polls } => write!(
+                f,
+                "LSM6DS3TR-C: CTRL3_C.SW_RESET still set after {polls} polls"
+            ),
+            SensorError::InitFailed { internal_status } => write!(
+                f,
+                "BMI270: INTERNAL_STATUS reads {internal_status:#04x} after the configuration \
+                 upload, expected message 0x01 (init ok)"
+            ),
+            SensorError::ConfigFileLength { len } => write!(
+                f,
+                "BMI270: configuration file of {len} bytes, expected an even length of 2..=8192"
+            ),
         }
     }
 }
 
 impl<E: fmt::Debug> core::error::Error for SensorError<E> {}
 
-/// MPU-6050 driver, generic over any embedded-hal 1.0 I²C bus.
-#[derive(Debug)]
-pub struct Mpu6050<I2C> {
-    i2c: I2C,
-    address: u8,
-    config: Mpu6050Config,
-}
+/// What the shared device loop needs from an IMU, whichever part a board carries.
+///
+/// Construct the part's driver in the board module (bus, address, configuration), then
+/// hand it to a loop written against this trait:
+///
+/// 1. [`Imu::init`] once; on error, log it and retry later (the loop keeps sending
+///    flagged frames, never panics).
+/// 2. Per sample: sleep until the INT1 pin's rising edge (every driver routes its
+///    data-ready signal there) with a timeout of a few periods of
+///    [`Imu::output_rate_hz`], then call [`Imu::wait_and_read`] with a small poll bound.
+///    Call it after a timeout too: a missed edge must not stop the stream.
+/// 3. Feed [`Reading::sample`] and [`Reading::saturated`] to the pipeline; a
+///    [`SensorError`] becomes a sensor-error flag. Rates other than 50 Hz go through the
+///    timestamp resampler.
+///
+/// The drivers take the bus by value: share one bus with `embedded-hal-bus` if needed.
+pub trait Imu {
+    /// The I²C bus's error type.
+    type BusError;
+    /// Raw counts of one sample ([`RawSample`] or [`RawAxes`]).
+    type Raw;
 
-impl<I2C: I2c> Mpu6050<I2C> {
-    /// Takes the bus; no transfer happens until [`Mpu6050::init`].
-    pub fn new(i2c: I2C, address: u8, config: Mpu6050Config) -> Self {
-        Mpu6050 {
-            i2c,
-            address,
-            config,
-        }
-    }
+    fn part(&self) -> ImuPart;
 
-    pub fn config(&self) -> &Mpu6050Config {
-        &self.config
-    }
+    /// Checks the chip id and writes the whole configuration (see each driver).
+    fn init(&mut self) -> Result<(), SensorError<Self::BusError>>;
 
-    /// Gives the bus back.
-    pub fn release(self) -> I2C {
-        self.i2c
-    }
+    /// Reads the data-ready status once: true when a new accelerometer *and* gyroscope
+    /// sample is in the output registers.
+    fn data_ready(&mut self) -> Result<bool, SensorError<Self::BusError>>;
 
-    /// Checks `WHO_AM_I`, wakes the chip with the gyro PLL clock, and writes sample rate,
-    /// low-pass, full-scale ranges and the data-ready interrupt enable.
-    pub fn init(&mut self) -> Result<(), SensorError<I2C::Error>> {
-        let who_am_i = self.read_register(reg::WHO_AM_I)?;
-        if who_am_i != WHO_AM_I_VALUE {
-            return Err(SensorError::WrongDevice { who_am_i });
-        }
-        // Waking first: the configuration registers are writable in sleep mode, but the
-        // datasheet's start-up sequence selects the clock before anything else.
-        self.write_register(reg::PWR_MGMT_1, reg::CLKSEL_PLL_XGYRO)?;
-        self.write_register(reg::SMPLRT_DIV, self.config.sample_rate_divider)?;
-        self.write_register(reg::CONFIG, self.config.dlpf as u8)?;
-        self.write_register(reg::GYRO_CONFIG, self.config.gyro_range.config_bits())?;
-        self.write_register(reg::ACCEL_CONFIG, self.config.accel_range.config_bits())?;
-        self.write_register(reg::INT_ENABLE, reg::DATA_RDY)?;
-        Ok(())
-    }
+    /// Burst-reads and scales the current sample, without checking data-ready.
+    fn read(&mut self) -> Result<Reading<Self::Raw>, SensorError<Self::BusError>>;
 
-    /// Reads `INT_STATUS` (which clears it) and reports whether a new sample is ready.
-    pub fn data_ready(&mut self) -> Result<bool, SensorError<I2C::Error>> {
-        Ok(self.read_register(reg::INT_STATUS)? & reg::DATA_RDY != 0)
-    }
+    /// Nominal output data rate of the configuration, in Hz (the part's clock may be off
+    /// by a few percent; resample on timestamps, not on this number).
+    fn output_rate_hz(&self) -> f32;
 
-    /// Burst-reads the data registers without waiting for data-ready.
-    pub fn read_raw(&mut self) -> Result<RawSample, SensorError<I2C::Error>> {
-        let mut bytes = [0u8; DATA_LEN];
-        self.i2c
-            .write_read(self.address, &[reg::ACCEL_XOUT_H], &mut bytes)?;
-        Ok(RawSample::from_registers(&bytes))
-    }
-
-    /// Reads and scales the current sample without waiting for data-ready.
-    pub fn read(&mut self) -> Result<Reading, SensorError<I2C::Error>> {
-        let raw = self.read_raw()?;
-        Ok(Reading {
-            sample: raw.scale(self.config.accel_range, self.config.gyro_range),
-            raw,
-            saturated: raw.is_saturated(),
-        })
-    }
-
-    /// Polls `INT_STATUS` up to `max_polls` times for a new sample, then reads it.
-    pub fn wait_and_read(&mut self, max_polls: u32) -> Result<Reading, SensorError<I2C::Error>> {
+    /// Polls [`Imu::data_ready`] up to `max_polls` times, then reads the sample;
+    /// [`SensorError::Timeout`] when it never became ready.
+    fn wait_and_read(
+        &mut self,
+        max_polls: u32,
+    ) -> Result<Reading<Self::Raw>, SensorError<Self::BusError>> {
         for _ in 0..max_polls {
             if self.data_ready()? {
                 return self.read();
             }
         }
         Err(SensorError::Timeout { polls: max_polls })
-    }
-
-    fn read_register(&mut self, register: u8) -> Result<u8, I2C::Error> {
-        let mut value = [0u8];
-        self.i2c.write_read(self.address, &[register], &mut value)?;
-        Ok(value[0])
-    }
-
-    fn write_register(&mut self, register: u8, value: u8) -> Result<(), I2C::Error> {
-        self.i2c.write(self.address, &[register, value])
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Recorded sensor: an excerpt of raw register values, and a chip that replays it.
-// ---------------------------------------------------------------------------------------
-
-/// Magic bytes at the start of an [`Excerpt`].
-pub const EXCERPT_MAGIC: [u8; 4] = *b"VSCX";
-/// Format version of [`Excerpt`].
-pub const EXCERPT_VERSION: u8 = 1;
-/// Header bytes before the samples.
-pub const EXCERPT_HEADER_LEN: usize = 20;
-
-/// A recording as the MPU-6050 would have reported it: header, then per sample the 14
-/// data-register bytes exactly as a burst read returns them.
-///
-/// Layout (integers little-endian): `"VSCX"`, version `u8`, `ACCEL_CONFIG` `u8`,
-/// `GYRO_CONFIG` `u8`, user `u8`, experiment `u16`, reserved `u16`, first sample index in
-/// the source recording `u32`, sample count `u32`, then `count × 14` bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Excerpt<'a> {
-    pub accel_range: AccelRange,
-    pub gyro_range: GyroRange,
-    /// HAPT user and experiment the excerpt was cut from (0 when unknown).
-    pub user: u8,
-    pub experiment: u16,
-    /// Index (0-based) of the excerpt's first sample in the source recording.
-    pub source_start: u32,
-    data: &'a [u8],
-}
-
-/// Why an excerpt could not be read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExcerptError {
-    /// Fewer bytes than the header.
-    TooShort {
-        len: usize,
-    },
-    BadMagic,
-    UnsupportedVersion {
-        version: u8,
-    },
-    /// The byte count after the header is not `count × 14`.
-    Length {
-        samples: u32,
-        expected: usize,
-        got: usize,
-    },
-}
-
-impl fmt::Display for ExcerptError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExcerptError::TooShort { len } => write!(
-                f,
-                "excerpt: {len} bytes, shorter than the {EXCERPT_HEADER_LEN}-byte header"
-            ),
-            ExcerptError::BadMagic => write!(f, "excerpt: magic is not \"VSCX\""),
-            ExcerptError::UnsupportedVersion { version } => write!(
-                f,
-                "excerpt: format version {version}, this build reads {EXCERPT_VERSION}"
-            ),
-            ExcerptError::Length {
-                samples,
-                expected,
-                got,
-            } => write!(
-                f,
-                "excerpt: header says {samples} samples ({expected} bytes), body has {got} bytes"
-            ),
-        }
-    }
-}
-
-impl core::error::Error for ExcerptError {}
-
-impl<'a> Excerpt<'a> {
-    /// Reads an excerpt in place (no copy).
-    pub fn parse(bytes: &'a [u8]) -> Result<Excerpt<'a>, ExcerptError> {
-        let Some((header, body)) = bytes.split_first_chunk::<EXCERPT_HEADER_LEN>() else {
-            return Err(ExcerptError::TooShort { len: bytes.len() });
-        };
-        if header[0..4] != EXCERPT_MAGIC {
-            return Err(ExcerptError::BadMagic);
-        }
-        if header[4] != EXCERPT_VERSION {
-            return Err(ExcerptError::UnsupportedVersion { version: header[4] });
-        }
-        let samples = u32::from_le_bytes([header[16], header[17], header[18], header[19]]);
-        let expected = (samples as usize).saturating_mul(DATA_LEN);
-        if body.len() != expected {
-            return Err(ExcerptError::Length {
-                samples,
-                expected,
-                got: body.len(),
-            });
-        }
-        Ok(Excerpt {
-            accel_range: AccelRange::from_config_bits(header[5]),
-            gyro_range: GyroRange::from_config_bits(header[6]),
-            user: header[7],
-            experiment: u16::from_le_bytes([header[8], header[9]]),
-            source_start: u32::from_le_bytes([header[12], header[13], header[14], header[15]]),
-            data: body,
-        })
-    }
-
-    /// The header for an excerpt of `samples` samples (write it, then the register bytes).
-    pub fn header(
-        accel_range: AccelRange,
-        gyro_range: GyroRange,
-        user: u8,
-        experiment: u16,
-        source_start: u32,
-        samples: u32,
-    ) -> [u8; EXCERPT_HEADER_LEN] {
-        let mut h = [0u8; EXCERPT_HEADER_LEN];
-        h[0..4].copy_from_slice(&EXCERPT_MAGIC);
-        h[4] = EXCERPT_VERSION;
-        h[5] = accel_range.config_bits();
-        h[6] = gyro_range.config_bits();
-        h[7] = user;
-        h[8..10].copy_from_slice(&experiment.to_le_bytes());
-        h[12..16].copy_from_slice(&source_start.to_le_bytes());
-        h[16..20].copy_from_slice(&samples.to_le_bytes());
-        h
-    }
-
-    pub fn len(&self) -> usize {
-        self.data.len() / DATA_LEN
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
-
-    /// The data registers of sample `index`.
-    pub fn registers(&self, index: usize) -> Option<&'a [u8; DATA_LEN]> {
-        let start = index.checked_mul(DATA_LEN)?;
-        self.data.get(start..start + DATA_LEN)?.try_into().ok()
-    }
-
-    /// The driver configuration that reads this excerpt back at 50 Hz.
-    pub fn config(&self) -> Mpu6050Config {
-        Mpu6050Config {
-            accel_range: self.accel_range,
-            gyro_range: self.gyro_range,
-            ..Mpu6050Config::HAR_50HZ
-        }
-    }
-}
-
-/// Errors of [`RecordedMpu6050`] as an I²C bus.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReplayError {
-    /// Nothing answered at that address.
-    NoDevice,
-    /// The last sample was delivered; the recording is over.
-    EndOfRecording,
-    /// The driver configured a full-scale range other than the recording's, so the
-    /// recorded counts would be scaled wrongly.
-    RangeMismatch,
-    /// An injected bus fault (see [`RecordedMpu6050::inject_bus_errors`]).
-    InjectedFault,
-    /// A transfer the emulated chip does not support (e.g. a read with no register).
-    Unsupported,
-}
-
-impl i2c::Error for ReplayError {
-    fn kind(&self) -> i2c::ErrorKind {
-        match self {
-            ReplayError::NoDevice => i2c::ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address),
-            ReplayError::InjectedFault => i2c::ErrorKind::Bus,
-            _ => i2c::ErrorKind::Other,
-        }
-    }
-}
-
-/// An emulated MPU-6050 answering at [`MPU6050_ADDRESS`] whose data registers replay an
-/// [`Excerpt`], one sample per data-ready event.
-///
-/// Timing: after each sample is latched, the next `INT_STATUS` read reports "not ready"
-/// once (the sample period has not elapsed) and the following one latches the next sample
-/// and reports ready, so the driver's polling loop runs. After the last sample,
-/// `INT_STATUS` fails with [`ReplayError::EndOfRecording`].
-#[derive(Clone, Debug)]
-pub struct RecordedMpu6050<'a> {
-    excerpt: Excerpt<'a>,
-    /// Register file (only the registers the emulation uses are meaningful).
-    registers: [u8; 128],
-    /// Index of the latched sample plus one (0: none latched yet).
-    next_sample: usize,
-    /// Pointer for reads without a preceding register write.
-    pointer: u8,
-    polls_since_latch: u32,
-    data_ready: bool,
-    faults: core::ops::Range<usize>,
-}
-
-impl<'a> RecordedMpu6050<'a> {
-    pub fn new(excerpt: Excerpt<'a>) -> Self {
-        let mut registers = [0u8; 128];
-        registers[reg::WHO_AM_I as usize] = WHO_AM_I_VALUE;
-        registers[reg::PWR_MGMT_1 as usize] = reg::SLEEP;
-        RecordedMpu6050 {
-            excerpt,
-            registers,
-            next_sample: 0,
-            pointer: 0,
-            polls_since_latch: 0,
-            data_ready: false,
-            faults: 0..0,
-        }
-    }
-
-    /// Makes every data read of the samples with these indices fail with
-    /// [`ReplayError::InjectedFault`], to exercise the firmware's error path.
-    pub fn inject_bus_errors(&mut self, sample_indices: core::ops::Range<usize>) {
-        self.faults = sample_indices;
-    }
-
-    /// Samples latched so far.
-    pub fn samples_delivered(&self) -> usize {
-        self.next_sample
-    }
-
-    fn read_byte(&mut self, register: u8) -> Result<u8, ReplayError> {
-        match register {
-            reg::INT_STATUS => {
-                let awake = self.registers[reg::PWR_MGMT_1 as usize] & reg::SLEEP == 0;
-                if !awake {
-                    return Ok(0);
-                }
-                if !self.data_ready {
-                    self.polls_since_latch += 1;
-                    if self.polls_since_latch >= 2 || self.next_sample == 0 {
-                        if self.next_sample >= self.excerpt.len() {
-                            return Err(ReplayError::EndOfRecording);
-                        }
-                        self.next_sample += 1;
-                        self.polls_since_latch = 0;
-                        self.data_ready = true;
-                    }
-                }
-                // Reading INT_STATUS clears it (datasheet).
-                let ready = core::mem::replace(&mut self.data_ready, false);
-                Ok(if ready { reg::DATA_RDY } else { 0 })
-            }
-            reg::ACCEL_XOUT_H..=0x48 => {
-                let config_ok = self.registers[reg::ACCEL_CONFIG as usize] & 0x18
-                    == self.excerpt.accel_range.config_bits()
-                    && self.registers[reg::GYRO_CONFIG as usize] & 0x18
-                        == self.excerpt.gyro_range.config_bits();
-                if !config_ok {
-                    return Err(ReplayError::RangeMismatch);
-                }
-                let Some(index) = self.next_sample.checked_sub(1) else {
-                    return Ok(0); // Nothing latched yet: the registers read 0 after reset.
-                };
-                if self.faults.contains(&index) {
-                    return Err(ReplayError::InjectedFault);
-                }
-                let bytes = self
-                    .excerpt
-                    .registers(index)
-                    .ok_or(ReplayError::Unsupported)?;
-                Ok(bytes[usize::from(register - reg::ACCEL_XOUT_H)])
-            }
-            _ => Ok(self.registers[usize::from(register & 0x7f)]),
-        }
-    }
-}
-
-impl i2c::ErrorType for RecordedMpu6050<'_> {
-    type Error = ReplayError;
-}
-
-impl I2c for RecordedMpu6050<'_> {
-    fn transaction(
-        &mut self,
-        address: u8,
-        operations: &mut [Operation<'_>],
-    ) -> Result<(), Self::Error> {
-        if address != MPU6050_ADDRESS {
-            return Err(ReplayError::NoDevice);
-        }
-        for op in operations {
-            match op {
-                Operation::Write(bytes) => {
-                    let Some((&register, values)) = bytes.split_first() else {
-                        continue;
-                    };
-                    self.pointer = register;
-                    for &value in values {
-                        // Writes to read-only registers (WHO_AM_I, data) are ignored.
-                        if !matches!(self.pointer, reg::WHO_AM_I | 0x3A..=0x48) {
-                            self.registers[usize::from(self.pointer & 0x7f)] = value;
-                        }
-                        self.pointer = self.pointer.wrapping_add(1);
-                    }
-                }
-                Operation::Read(buffer) => {
-                    for byte in buffer.iter_mut() {
-                        *byte = self.read_byte(self.pointer)?;
-                        // Burst reads auto-increment, except on INT_STATUS polling.
-                        if self.pointer != reg::INT_STATUS {
-                            self.pointer = self.pointer.wrapping_add(1);
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    extern crate std;
-    use std::vec;
-    use std::vec::Vec;
-
-    use embedded_hal::i2c::ErrorKind;
-    use embedded_hal_mock::eh1::i2c::{Mock, Transaction};
-
-    use super::*;
-
-    const A: u8 = MPU6050_ADDRESS;
-
-    fn init_transactions(config: &Mpu6050Config) -> Vec<Transaction> {
-        vec![
-            Transaction::write_read(A, vec![reg::WHO_AM_I], vec![0x68]),
-            Transaction::write(A, vec![reg::PWR_MGMT_1, 0x01]),
-            Transaction::write(A, vec![reg::SMPLRT_DIV, config.sample_rate_divider]),
-            Transaction::write(A, vec![reg::CONFIG, config.dlpf as u8]),
-            Transaction::write(A, vec![reg::GYRO_CONFIG, config.gyro_range.config_bits()]),
-            Transaction::write(A, vec![reg::ACCEL_CONFIG, config.accel_range.config_bits()]),
-            Transaction::write(A, vec![reg::INT_ENABLE, 0x01]),
-        ]
-    }
-
-    #[test]
-    fn init_writes_the_50hz_configuration() {
-        let config = Mpu6050Config::HAR_50HZ;
-        assert_eq!(config.sample_rate_hz(), 50.0);
-        let expected = init_transactions(&config);
-        // The register values themselves, spelled out once against the datasheet.
-        assert_eq!(
-            expected[4],
-            Transaction::write(A, vec![0x1B, 0b0001_0000]) // FS_SEL = 2: ±1000 °/s
-        );
-        assert_eq!(expected[5], Transaction::write(A, vec![0x1C, 0b0000_1000])); // ±4 g
-        let mut i2c = Mock::new(&expected);
-        let mut imu = Mpu6050::new(i2c.clone(), A, config);
-        imu.init().unwrap();
-        i2c.done();
-    }
-
-    #[test]
-    fn wrong_who_am_i_is_reported_and_nothing_is_written() {
-        let mut i2c = Mock::new(&[Transaction::write_read(A, vec![0x75], vec![0x70])]);
-        let mut imu = Mpu6050::new(i2c.clone(), A, Mpu6050Config::HAR_50HZ);
-        assert_eq!(imu.init(), Err(SensorError::WrongDevice { who_am_i: 0x70 }));
-        i2c.done();
-    }
-
-    #[test]
-    fn bus_errors_propagate() {
-        let mut i2c =
-            Mock::new(
-                &[Transaction::write_read(A, vec![0x75], vec![0]).with_error(ErrorKind::Bus)],
-            );
-        let mut imu = Mpu6050::new(i2c.clone(), A, Mpu6050Config::HAR_50HZ);
-        assert_eq!(imu.init(), Err(SensorError::Bus(ErrorKind::Bus)));
-        i2c.done();
-
-        let nack = ErrorKind::NoAcknowledge(NoAcknowledgeSource::Data);
-        let mut i2c =
-            Mock::new(&[Transaction::write_read(A, vec![0x3B], vec![0; 14]).with_error(nack)]);
-        let mut imu = Mpu6050::new(i2c.clone(), A, Mpu6050Config::HAR_50HZ);
-        assert_eq!(imu.read(), Err(SensorError::Bus(nack)));
-        i2c.done();
-    }
-
-    #[test]
-    fn burst_read_is_scaled_to_g_and_rad_s() {
-        // +1 g on x at ±4 g (8192), −0.5 g on z; 32.8 counts = 1 °/s at ±1000 °/s.
-        let mut regs = vec![0x20, 0x00, 0x00, 0x00, 0xF0, 0x00]; // 8192, 0, −4096
-        regs.extend_from_slice(&[0xF2, 0xFE]); // temperature −3330 → 26.74 °C
-        regs.extend_from_slice(&(328i16).to_be_bytes());
-        regs.extend_from_slice(&(-3280i16).to_be_bytes());
-        regs.extend_from_slice(&(i16::MAX).to_be_bytes());
-        let mut i2c = Mock::new(&[
-            Transaction::write_read(A, vec![0x3A], vec![0x00]),
-            Transaction::write_read(A, vec![0x3A], vec![0x01]),
-            Transaction::write_read(A, vec![0x3B], regs),
-        ]);
-        let mut imu = Mpu6050::new(i2c.clone(), A, Mpu6050Config::HAR_50HZ);
-        let reading = imu.wait_and_read(5).unwrap();
-        i2c.done();
-        assert_eq!(reading.raw.acc, [8192, 0, -4096]);
-        assert_eq!(reading.sample.acc_g, [1.0, 0.0, -0.5]);
-        let deg = core::f32::consts::PI / 180.0;
-        assert!((reading.sample.gyro_rad_s[0] - 10.0 * deg).abs() < 1e-6);
-        assert!((reading.sample.gyro_rad_s[1] + 100.0 * deg).abs() < 1e-5);
-        assert!((reading.raw.temperature_c() - 26.736).abs() < 0.01);
-        assert!(reading.saturated, "gyro z at i16::MAX is saturated");
-    }
-
-    #[test]
-    fn polling_gives_up_after_max_polls() {
-        let mut i2c = Mock::new(&[
-            Transaction::write_read(A, vec![0x3A], vec![0x00]),
-            Transaction::write_read(A, vec![0x3A], vec![0x02]), // another interrupt bit
-            Transaction::write_read(A, vec![0x3A], vec![0x00]),
-        ]);
-        let mut imu = Mpu6050::new(i2c.clone(), A, Mpu6050Config::HAR_50HZ);
-        assert_eq!(imu.wait_and_read(3), Err(SensorError::Timeout { polls: 3 }));
-        i2c.done();
-    }
-
-    #[test]
-    fn ranges_scale_and_invert() {
-        for range in [
-            AccelRange::G2,
-            AccelRange::G4,
-            AccelRange::G8,
-            AccelRange::G16,
-        ] {
-            assert_eq!(AccelRange::from_config_bits(range.config_bits()), range);
-            let c = range.g_to_counts(0.731);
-            let back = f32::from(c) / range.lsb_per_g();
-            assert!((back - 0.731).abs() <= 0.5 / range.lsb_per_g());
-        }
-        assert_eq!(AccelRange::G2.g_to_counts(3.0), i16::MAX);
-        assert_eq!(AccelRange::G2.g_to_counts(-3.0), i16::MIN);
-        assert_eq!(AccelRange::G2.g_to_counts(f32::NAN), 0);
-        for range in [
-            GyroRange::Dps250,
-            GyroRange::Dps500,
-            GyroRange::Dps1000,
-            GyroRange::Dps2000,
-        ] {
-            assert_eq!(GyroRange::from_config_bits(range.config_bits()), range);
-            let c = range.rad_s_to_counts(-1.234);
-            let back = f32::from(c) / range.lsb_per_rad_s();
-            assert!((back + 1.234).abs() <= 0.5 / range.lsb_per_rad_s() + 1e-6);
-        }
-    }
-
-    fn excerpt_bytes(samples: &[RawSample]) -> Vec<u8> {
-        let mut bytes = Excerpt::header(
-            AccelRange::G4,
-            GyroRange::Dps1000,
-            2,
-            3,
-            8434,
-            samples.len() as u32,
-        )
-        .to_vec();
-        for s in samples {
-            bytes.extend_from_slice(&s.to_registers());
-        }
-        bytes
-    }
-
-    fn raw(i: i16) -> RawSample {
-        RawSample {
-            acc: [i, -i, 8192],
-            temperature: 0,
-            gyro: [3 * i, 0, -7],
-        }
-    }
-
-    #[test]
-    fn excerpt_round_trips_and_rejects_bad_input() {
-        let samples: Vec<RawSample> = (0..5).map(raw).collect();
-        let bytes = excerpt_bytes(&samples);
-        let excerpt = Excerpt::parse(&bytes).unwrap();
-        assert_eq!(excerpt.len(), 5);
-        assert_eq!(
-            (excerpt.user, excerpt.experiment, excerpt.source_start),
-            (2, 3, 8434)
-        );
-        assert_eq!(excerpt.config(), Mpu6050Config::HAR_50HZ);
-        assert_eq!(
-            RawSample::from_registers(excerpt.registers(4).unwrap()),
-            samples[4]
-        );
-        assert!(excerpt.registers(5).is_none());
-
-        assert_eq!(
-            Excerpt::parse(&bytes[..10]),
-            Err(ExcerptError::TooShort { len: 10 })
-        );
-        assert_eq!(
-            Excerpt::parse(&bytes[..bytes.len() - 1]),
-            Err(ExcerptError::Length {
-                samples: 5,
-                expected: 70,
-                got: 69
-            })
-        );
-        let mut bad = bytes.clone();
-        bad[0] = b'X';
-        assert_eq!(Excerpt::parse(&bad), Err(ExcerptError::BadMagic));
-        let mut bad = bytes;
-        bad[4] = 9;
-        assert_eq!(
-            Excerpt::parse(&bad),
-            Err(ExcerptError::UnsupportedVersion { version: 9 })
-        );
-    }
-
-    #[test]
-    fn driver_reads_back_every_recorded_sample_then_end_of_recording() {
-        let samples: Vec<RawSample> = (0..6).map(|i| raw(i * 100)).collect();
-        let bytes = excerpt_bytes(&samples);
-        let excerpt = Excerpt::parse(&bytes).unwrap();
-        let mut imu = Mpu6050::new(RecordedMpu6050::new(excerpt), A, excerpt.config());
-        // Asleep before init: never ready.
-        assert!(!imu.data_ready().unwrap());
-        imu.init().unwrap();
-        for expected in &samples {
-            let reading = imu.wait_and_read(4).unwrap();
-            assert_eq!(reading.raw, *expected);
-            assert_eq!(
-                reading.sample,
-                expected.scale(AccelRange::G4, GyroRange::Dps1000)
-            );
-        }
-        assert_eq!(
-            imu.wait_and_read(4),
-            Err(SensorError::Bus(ReplayError::EndOfRecording))
-        );
-    }
-
-    #[test]
-    fn replay_checks_range_address_and_injects_faults() {
-        let samples: Vec<RawSample> = (0..4).map(raw).collect();
-        let bytes = excerpt_bytes(&samples);
-        let excerpt = Excerpt::parse(&bytes).unwrap();
-
-        let wrong_range = Mpu6050Config {
-            accel_range: AccelRange::G2,
-            ..excerpt.config()
-        };
-        let mut imu = Mpu6050::new(RecordedMpu6050::new(excerpt), A, wrong_range);
-        imu.init().unwrap();
-        assert_eq!(
-            imu.wait_and_read(4),
-            Err(SensorError::Bus(ReplayError::RangeMismatch))
-        );
-
-        let mut imu = Mpu6050::new(RecordedMpu6050::new(excerpt), 0x69, excerpt.config());
-        assert_eq!(imu.init(), Err(SensorError::Bus(ReplayError::NoDevice)));
-
-        let mut chip = RecordedMpu6050::new(excerpt);
-        chip.inject_bus_errors(1..2);
-        let mut imu = Mpu6050::new(chip, A, excerpt.config());
-        imu.init().unwrap();
-        assert_eq!(imu.wait_and_read(4).unwrap().raw, samples[0]);
-        assert_eq!(
-            imu.wait_and_read(4),
-            Err(SensorError::Bus(ReplayError::InjectedFault))
-        );
-        // The stream goes on with the next sample after a failed read.
-        assert_eq!(imu.wait_and_read(4).unwrap().raw, samples[2]);
     }
 }
