@@ -194,7 +194,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// The samples the firmware's driver will produce from the excerpt (same scaling code).
-fn excerpt_samples(excerpt: &Excerpt<'_>) -> Vec<ImuSample> {
+pub fn excerpt_samples(excerpt: &Excerpt<'_>) -> Vec<ImuSample> {
     (0..excerpt.len())
         .filter_map(|i| excerpt.registers(i))
         .map(|r| RawSample::from_registers(r).scale(excerpt.accel_range, excerpt.gyro_range))

@@ -2,6 +2,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod data;
+mod ffi;
 mod firmware;
 use xtask::onnx;
 mod quantise;
@@ -30,6 +31,8 @@ enum Cmd {
     Quantise(quantise::QuantiseArgs),
     /// Write the f32 and int8 ONNX encoders of a run or blob (`NAME.f32.onnx`, `NAME.int8.onnx`).
     ExportOnnx(quantise::ExportOnnxArgs),
+    /// The C ABI: regenerate its header, build the static and shared library, run the C golden test.
+    Ffi(ffi::FfiArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -64,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Data(args) => data::run(&args),
         Cmd::Test(args) => test::run(&args),
         Cmd::Firmware(args) => firmware::run(&args),
+        Cmd::Ffi(args) => ffi::run(&args),
         Cmd::Quantise(args) => quantise::quantise(&args).map(|_| ()),
         Cmd::ExportOnnx(args) => quantise::export_onnx(&args),
         Cmd::Bench { which } => match which {

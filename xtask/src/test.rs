@@ -186,6 +186,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         "thumb build",
         cargo().args(["build", "-p", "edge-runtime", "--target", THUMB_TARGET]),
     )?;
+    crate::ffi::ci_check()?;
     if !args.skip_firmware {
         ensure_qemu()?;
         crate::firmware_golden_check()?;
