@@ -1,22 +1,31 @@
-//! `vsc listen [FILE|-|/dev/tty…]`: decodes the device's framed code stream, prints a
-//! live table (one row per window: time, flags, which latent dimensions are active) and
-//! can write every frame to CSV.
+//! `vsc listen [FILE|-|/dev/tty…]` and `vsc listen --ble [NAME|ADDRESS]`: decodes the
+//! device's framed code stream, prints a live table (one row per window: time, flags,
+//! which latent dimensions are active) and can write every frame to CSV.
 //!
 //! Garbage, truncated and corrupted frames between valid ones are skipped (see
-//! [`edge_runtime::frame`]). A serial port must be configured beforehand, e.g.
-//! `stty -F /dev/ttyACM0 115200 raw`; the firmware under QEMU writes to stdout, so
-//! `cargo xtask firmware --run` output can also be piped in.
+//! [`edge_runtime::frame`]). Every input ends in the same [`Listener`]: a file or stdin
+//! (e.g. `cargo xtask firmware --run` output piped in), a serial device such as a board's
+//! USB CDC-ACM port (put in raw mode by [`serial`]), or BLE notifications reassembled by
+//! [`edge_runtime::ble::Reassembler`] ([`ble`]). Ctrl-C ends a live session cleanly: the
+//! summary is printed and the CSV completed.
+
+#[cfg(unix)]
+pub mod serial;
+
+pub mod ble;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use edge_runtime::frame::{Frame, FrameDecoder, flags};
 
 /// Arguments of `vsc listen`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ListenArgs {
-    /// Byte stream to read: a file, `-` for stdin, or a serial device.
+    /// Byte stream to read: a file, `-` for stdin, or a serial device such as
+    /// /dev/ttyACM0 (put in raw mode, 8N1).
     #[arg(default_value = "-")]
     pub input: PathBuf,
     /// Also write every decoded frame to this CSV file (dense γ and μ per dimension).
@@ -25,6 +34,17 @@ pub struct ListenArgs {
     /// Do not print the table (e.g. with `--csv` only).
     #[arg(long)]
     pub quiet: bool,
+    /// Baud rate of a serial device (a USB CDC-ACM port ignores it).
+    #[arg(long, default_value_t = 115_200)]
+    pub baud: u32,
+    /// Listen over Bluetooth LE instead of INPUT: connect to the first device advertising
+    /// this name (e.g. VSC-1A2B3C) or address (AA:BB:CC:DD:EE:FF); without a value, to any
+    /// device named VSC-… or advertising the VSC service.
+    #[arg(long, value_name = "NAME|ADDRESS", num_args = 0..=1, default_missing_value = "")]
+    pub ble: Option<String>,
+    /// Seconds to scan for the BLE device before giving up.
+    #[arg(long, default_value_t = 20, value_name = "SECONDS")]
+    pub scan_timeout: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +53,24 @@ pub enum ListenError {
     Read { path: PathBuf, source: io::Error },
     #[error("{path}: cannot write: {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error(
+        "{path}: no such device; is the board plugged in and running? \
+         (`ls /dev/ttyACM* /dev/ttyUSB*` lists the serial devices)"
+    )]
+    DeviceMissing { path: PathBuf },
+    #[error(
+        "{path}: permission denied; add your user to the `{group}` group that owns it \
+         (`sudo usermod -aG {group} $USER`, then log in again)"
+    )]
+    DevicePermission { path: PathBuf, group: String },
+    #[error("{path}: cannot configure the serial port ({what}): {source}")]
+    Serial {
+        path: PathBuf,
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Ble(#[from] ble::BleError),
 }
 
 /// Counts of one listening session.
@@ -45,6 +83,8 @@ pub struct ListenSummary {
     pub lost_frames: u64,
     /// Frames with any flag set.
     pub flagged_frames: u64,
+    /// Frames received twice in a row and shown once (BLE only).
+    pub duplicate_frames: u64,
 }
 
 /// One table row: sequence, time, flags, active count and a J-character activity strip.
@@ -124,25 +164,87 @@ fn csv_row(frame: &Frame, latent_dim: usize) -> String {
     row
 }
 
+/// Decoded frames → table rows, CSV lines and counts: the one sink of every input.
+pub struct Listener<'w> {
+    table: Option<&'w mut dyn Write>,
+    csv: Option<&'w mut dyn Write>,
+    csv_dims: Option<usize>,
+    last_sequence: Option<u32>,
+    summary: ListenSummary,
+}
+
+impl<'w> Listener<'w> {
+    /// Prints the table header to `table` (if any); the CSV header comes with the first
+    /// frame, sized by its `latent_dim`.
+    pub fn new(
+        mut table: Option<&'w mut dyn Write>,
+        csv: Option<&'w mut dyn Write>,
+    ) -> io::Result<Self> {
+        if let Some(t) = table.as_mut() {
+            writeln!(
+                t,
+                "{:>6} {:>10} {:<10} {:>3}  active dimensions",
+                "seq", "t [s]", "flags", "n"
+            )?;
+        }
+        Ok(Listener {
+            table,
+            csv,
+            csv_dims: None,
+            last_sequence: None,
+            summary: ListenSummary::default(),
+        })
+    }
+
+    /// One decoded frame: a table row, a CSV line, the counts.
+    pub fn frame(&mut self, frame: &Frame) -> io::Result<()> {
+        let summary = &mut self.summary;
+        summary.frames += 1;
+        if frame.flags != 0 {
+            summary.flagged_frames += 1;
+        }
+        if let Some(prev) = self.last_sequence {
+            let gap = frame.sequence.wrapping_sub(prev).wrapping_sub(1);
+            // A restart (sequence back to 0) is not a loss.
+            if frame.sequence != 0 && gap < u32::MAX / 2 {
+                summary.lost_frames += u64::from(gap);
+            }
+        }
+        self.last_sequence = Some(frame.sequence);
+        if let Some(t) = self.table.as_mut() {
+            writeln!(t, "{}", table_row(frame))?;
+            t.flush()?;
+        }
+        if let Some(c) = self.csv.as_mut() {
+            let dims = match self.csv_dims {
+                Some(dims) => dims,
+                None => {
+                    let dims = usize::from(frame.latent_dim);
+                    writeln!(c, "{}", csv_header(dims))?;
+                    *self.csv_dims.insert(dims)
+                }
+            };
+            writeln!(c, "{}", csv_row(frame, dims))?;
+        }
+        Ok(())
+    }
+
+    /// The counts so far; `rejected_chunks` and `duplicate_frames` come from the decoder.
+    pub fn summary(&self) -> ListenSummary {
+        self.summary
+    }
+}
+
 /// Decodes `input` until EOF; prints a row per frame to `table` (if any) and a CSV line
 /// to `csv` (if any; the header comes with the first frame, sized by its `latent_dim`).
-pub fn listen(
+pub fn listen<'w>(
     mut input: impl Read,
-    mut table: Option<&mut dyn Write>,
-    mut csv: Option<&mut dyn Write>,
+    table: Option<&'w mut dyn Write>,
+    csv: Option<&'w mut dyn Write>,
 ) -> io::Result<ListenSummary> {
     let mut decoder = FrameDecoder::new();
-    let mut summary = ListenSummary::default();
-    let mut last_sequence: Option<u32> = None;
-    let mut csv_dims: Option<usize> = None;
+    let mut listener = Listener::new(table, csv)?;
     let mut buffer = [0u8; 4096];
-    if let Some(t) = table.as_mut() {
-        writeln!(
-            t,
-            "{:>6} {:>10} {:<10} {:>3}  active dimensions",
-            "seq", "t [s]", "flags", "n"
-        )?;
-    }
     loop {
         let n = match input.read(&mut buffer) {
             Ok(0) => break,
@@ -151,49 +253,116 @@ pub fn listen(
             Err(e) => return Err(e),
         };
         for &byte in &buffer[..n] {
-            let Some(Ok(frame)) = decoder.push(byte) else {
-                continue;
-            };
-            summary.frames += 1;
-            if frame.flags != 0 {
-                summary.flagged_frames += 1;
-            }
-            if let Some(prev) = last_sequence {
-                let gap = frame.sequence.wrapping_sub(prev).wrapping_sub(1);
-                // A restart (sequence back to 0) is not a loss.
-                if frame.sequence != 0 && gap < u32::MAX / 2 {
-                    summary.lost_frames += u64::from(gap);
-                }
-            }
-            last_sequence = Some(frame.sequence);
-            if let Some(t) = table.as_mut() {
-                writeln!(t, "{}", table_row(&frame))?;
-                t.flush()?;
-            }
-            if let Some(c) = csv.as_mut() {
-                let dims = *csv_dims.get_or_insert_with(|| {
-                    let dims = usize::from(frame.latent_dim);
-                    let _ = writeln!(c, "{}", csv_header(dims));
-                    dims
-                });
-                writeln!(c, "{}", csv_row(&frame, dims))?;
+            if let Some(Ok(frame)) = decoder.push(byte) {
+                listener.frame(&frame)?;
             }
         }
     }
+    let mut summary = listener.summary();
     summary.rejected_chunks = decoder.rejected_chunks;
     Ok(summary)
 }
 
-/// `vsc listen`.
-pub fn run(args: &ListenArgs) -> Result<ListenSummary, ListenError> {
+/// Set by the first SIGINT/SIGTERM once [`run`] has installed its handler; live inputs
+/// end at it.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Makes the first Ctrl-C (or SIGTERM) set [`STOP`], and a second one exit at once, so a
+/// stuck device or link can still be interrupted.
+fn install_stop_handler() {
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Failure leaves the default action (terminate): listening still works, only the
+        // CSV of a live session stays in its temporary file. The shutdown action comes
+        // first so that it sees the flag as the previous signal left it.
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, &STOP);
+        let _ = signal_hook::flag::register(signal, &STOP);
+    }
+}
+
+/// Whether Ctrl-C was pressed since [`install_stop_handler`].
+fn stop_requested() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
+/// The byte stream `args.input` names: stdin, a file, or a serial device in raw mode.
+/// Reads from a live source return end-of-file once Ctrl-C was pressed.
+pub fn open_input(args: &ListenArgs) -> Result<Box<dyn Read + Send>, ListenError> {
     let read_err = |source| ListenError::Read {
         path: args.input.clone(),
         source,
     };
-    let input: Box<dyn Read> = if args.input == Path::new("-") {
-        Box::new(io::stdin().lock())
-    } else {
-        Box::new(File::open(&args.input).map_err(read_err)?)
+    if args.input == Path::new("-") {
+        return Ok(stoppable(io::stdin()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        match std::fs::metadata(&args.input) {
+            Ok(meta) if meta.file_type().is_char_device() => {
+                return Ok(stoppable(serial::open(&args.input, args.baud)?));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && args.input.starts_with("/dev") => {
+                return Err(ListenError::DeviceMissing {
+                    path: args.input.clone(),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(Box::new(File::open(&args.input).map_err(read_err)?))
+}
+
+#[cfg(unix)]
+fn stoppable<R: Read + std::os::fd::AsFd + Send + 'static>(inner: R) -> Box<dyn Read + Send> {
+    Box::new(Stoppable { inner })
+}
+
+#[cfg(not(unix))]
+fn stoppable<R: Read + Send + 'static>(inner: R) -> Box<dyn Read + Send> {
+    Box::new(inner)
+}
+
+/// A reader that waits for data in short slices, so Ctrl-C ends a blocked read.
+#[cfg(unix)]
+struct Stoppable<R> {
+    inner: R,
+}
+
+#[cfg(unix)]
+impl<R: Read + std::os::fd::AsFd> Read for Stoppable<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let slice = Timespec {
+            tv_sec: 0,
+            tv_nsec: 200_000_000,
+        };
+        loop {
+            if stop_requested() {
+                return Ok(0);
+            }
+            let mut fds = [PollFd::new(&self.inner, PollFlags::IN)];
+            match poll(&mut fds, Some(&slice)) {
+                Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+                // Readable, hung up or in error: the read says which.
+                Ok(_) => return self.inner.read(buf),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+enum Source {
+    Bytes(Box<dyn Read + Send>),
+    Ble(ble::BleTarget),
+}
+
+/// `vsc listen`.
+pub fn run(args: &ListenArgs) -> Result<ListenSummary, ListenError> {
+    install_stop_handler();
+    // Opened before the CSV is created, so a missing device leaves no temporary file.
+    let source = match &args.ble {
+        Some(target) => Source::Ble(ble::BleTarget::parse(target)),
+        None => Source::Bytes(open_input(args)?),
     };
     let stdout = io::stdout();
     let mut stdout = stdout.lock();
@@ -212,7 +381,31 @@ pub fn run(args: &ListenArgs) -> Result<ListenSummary, ListenError> {
         None => None,
     };
     let csv: Option<&mut dyn Write> = csv_file.as_mut().map(|w| w as &mut dyn Write);
-    let summary = listen(input, table, csv).map_err(read_err)?;
+    let summary = match source {
+        Source::Bytes(input) => listen(input, table, csv).map_err(|source| ListenError::Read {
+            path: args.input.clone(),
+            source,
+        }),
+        Source::Ble(target) => ble::run(
+            &target,
+            std::time::Duration::from_secs(args.scan_timeout),
+            table,
+            csv,
+            &stop_requested,
+        )
+        .map_err(ListenError::from),
+    };
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(e) => {
+            // Nothing complete to keep; the temporary file would only be litter.
+            if let Some(tmp) = &csv_tmp {
+                drop(csv_file);
+                let _ = std::fs::remove_file(tmp);
+            }
+            return Err(e);
+        }
+    };
     if let (Some(mut w), Some(tmp), Some(out)) = (csv_file, csv_tmp, args.csv.as_ref()) {
         let write_err = |source| ListenError::Write {
             path: out.clone(),
@@ -222,8 +415,12 @@ pub fn run(args: &ListenArgs) -> Result<ListenSummary, ListenError> {
         drop(w);
         std::fs::rename(&tmp, out).map_err(write_err)?;
     }
+    let repeated = match summary.duplicate_frames {
+        0 => String::new(),
+        n => format!(", {n} repeated frames dropped"),
+    };
     eprintln!(
-        "{} frames ({} flagged), {} rejected chunks, {} frames lost (sequence gaps)",
+        "{} frames ({} flagged), {} rejected chunks, {} frames lost (sequence gaps){repeated}",
         summary.frames, summary.flagged_frames, summary.rejected_chunks, summary.lost_frames
     );
     Ok(summary)
@@ -313,8 +510,30 @@ mod tests {
             input: PathBuf::from("/nonexistent/vsc-frames.bin"),
             csv: None,
             quiet: true,
+            baud: 115_200,
+            ble: None,
+            scan_timeout: 1,
         };
         let err = run(&args).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/vsc-frames.bin"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_session_leaves_no_csv_behind() {
+        // Reading a directory fails after it was opened, i.e. after the CSV was created.
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("codes.csv");
+        let args = ListenArgs {
+            input: dir.path().to_path_buf(),
+            csv: Some(csv.clone()),
+            quiet: true,
+            baud: 115_200,
+            ble: None,
+            scan_timeout: 1,
+        };
+        let err = run(&args).unwrap_err().to_string();
+        assert!(err.contains("cannot read"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }
