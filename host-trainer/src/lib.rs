@@ -10,6 +10,7 @@ pub mod matrix;
 pub mod model;
 pub mod plot;
 pub mod report;
+pub mod serve;
 pub mod smiley;
 pub mod train;
 

@@ -26,6 +26,8 @@ enum Command {
     Generate(cli::matrix::GenerateArgs),
     /// Decode the device's framed code stream (FILE, `-` or /dev/tty…): live table, CSV.
     Listen(host_trainer::listen::ListenArgs),
+    /// Serve the phone web app (motion sensors → int8 encoder in wasm) on 127.0.0.1.
+    Serve(host_trainer::serve::ServeArgs),
     /// Evaluate a run on its test split: ELBO, active dims, probes, E2–E5 figures, metrics.json.
     Eval(cli::eval::EvalArgs),
     /// E1: train VSC over α and β-VAE over β (several seeds) and plot test ELBO ± sd.
@@ -44,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => cli::eval::eval(&args),
         Command::Sweep(args) => cli::eval::sweep(&args),
         Command::Report(args) => cli::eval::report(&args),
+        Command::Serve(args) => host_trainer::serve::run(&args),
         Command::Listen(args) => host_trainer::listen::run(&args)
             .map(|_| ())
             .map_err(Into::into),
