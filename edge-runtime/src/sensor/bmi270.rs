@@ -262,12 +262,23 @@ pub fn raw_from_registers(bytes: &[u8; DATA_LEN]) -> RawAxes {
 
 /// BMI270 driver, generic over any embedded-hal 1.0 I²C bus and delay.
 ///
-/// ```ignore
-/// use edge_runtime::sensor::{BMI270_ADDRESS, Bmi270, Bmi270Config, Imu};
-/// let mut imu = Bmi270::new(i2c, delay, BMI270_ADDRESS, Bmi270Config::HAR_50HZ);
-/// imu.init()?;                      // uploads 8 KiB: ~0.2 s at 400 kHz
-/// // on each INT1 rising edge:
-/// let reading = imu.wait_and_read(4)?;
+/// ```
+/// use edge_runtime::sensor::{BMI270_ADDRESS, Bmi270, Bmi270Config, Imu, SensorError};
+/// use embedded_hal::{delay::DelayNs, i2c::I2c};
+///
+/// fn start<I: I2c, D: DelayNs>(i2c: I, delay: D) -> Result<Bmi270<I, D>, SensorError<I::Error>> {
+///     let mut imu = Bmi270::new(i2c, delay, BMI270_ADDRESS, Bmi270Config::HAR_50HZ);
+///     imu.init()?; // uploads 8 KiB: ~0.2 s at 400 kHz
+///     Ok(imu)
+/// }
+///
+/// // On each INT1 rising edge (or a timeout of a few periods):
+/// fn sample<I: I2c, D: DelayNs>(
+///     imu: &mut Bmi270<I, D>,
+/// ) -> Result<([f32; 3], bool), SensorError<I::Error>> {
+///     let reading = imu.wait_and_read(4)?;
+///     Ok((reading.sample.acc_g, reading.saturated))
+/// }
 /// ```
 #[derive(Debug)]
 pub struct Bmi270<I2C, D> {

@@ -254,12 +254,21 @@ pub fn raw_from_registers(bytes: &[u8; DATA_LEN]) -> RawAxes {
 
 /// LSM6DS3TR-C driver, generic over any embedded-hal 1.0 I²C bus.
 ///
-/// ```ignore
-/// use edge_runtime::sensor::{Imu, LSM6DS3TRC_ADDRESS, Lsm6ds3trc, Lsm6ds3trcConfig};
-/// let mut imu = Lsm6ds3trc::new(i2c, LSM6DS3TRC_ADDRESS, Lsm6ds3trcConfig::HAR_52HZ);
-/// imu.init()?;                      // ≥ 15 ms after power-up
-/// // on each INT1 rising edge:
-/// let reading = imu.wait_and_read(4)?;
+/// ```
+/// use edge_runtime::sensor::{Imu, LSM6DS3TRC_ADDRESS, Lsm6ds3trc, Lsm6ds3trcConfig, SensorError};
+/// use embedded_hal::i2c::I2c;
+///
+/// fn start<I: I2c>(i2c: I) -> Result<Lsm6ds3trc<I>, SensorError<I::Error>> {
+///     let mut imu = Lsm6ds3trc::new(i2c, LSM6DS3TRC_ADDRESS, Lsm6ds3trcConfig::HAR_52HZ);
+///     imu.init()?; // ≥ 15 ms after power-up
+///     Ok(imu)
+/// }
+///
+/// // On each INT1 rising edge (or a timeout of a few periods):
+/// fn sample<I: I2c>(imu: &mut Lsm6ds3trc<I>) -> Result<([f32; 3], bool), SensorError<I::Error>> {
+///     let reading = imu.wait_and_read(4)?;
+///     Ok((reading.sample.acc_g, reading.saturated))
+/// }
 /// ```
 #[derive(Debug)]
 pub struct Lsm6ds3trc<I2C> {

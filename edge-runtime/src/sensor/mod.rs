@@ -191,6 +191,20 @@ impl<E: fmt::Debug> core::error::Error for SensorError<E> {}
 ///    timestamp resampler.
 ///
 /// The drivers take the bus by value: share one bus with `embedded-hal-bus` if needed.
+///
+/// ```
+/// use edge_runtime::preprocess::ImuSample;
+/// use edge_runtime::sensor::Imu;
+///
+/// /// One sample for the pipeline, whichever part the board carries: `None` becomes a
+/// /// sensor-error flag in the next frame.
+/// fn next_sample<I: Imu>(imu: &mut I) -> Option<(ImuSample, bool)> {
+///     match imu.wait_and_read(4) {
+///         Ok(reading) => Some((reading.sample, reading.saturated)),
+///         Err(_) => None,
+///     }
+/// }
+/// ```
 pub trait Imu {
     /// The I²C bus's error type.
     type BusError;
