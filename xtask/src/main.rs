@@ -33,6 +33,8 @@ enum Cmd {
     ExportOnnx(quantise::ExportOnnxArgs),
     /// The C ABI: regenerate its header, build the static and shared library, run the C golden test.
     Ffi(ffi::FfiArgs),
+    /// Run `PREFIX.f32.onnx` and `PREFIX.int8.onnx` in onnxruntime on the HAR test windows, against edge-runtime.
+    OnnxruntimeCheck(onnx::onnxruntime::OnnxruntimeCheckArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -70,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Ffi(args) => ffi::run(&args),
         Cmd::Quantise(args) => quantise::quantise(&args).map(|_| ()),
         Cmd::ExportOnnx(args) => quantise::export_onnx(&args),
+        Cmd::OnnxruntimeCheck(args) => onnx::onnxruntime::run(&args),
         Cmd::Bench { which } => match which {
             BenchCmd::Mcu(args) => firmware::bench_mcu(&args),
             BenchCmd::Train(args) => bench::train(&args),

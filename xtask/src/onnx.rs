@@ -20,6 +20,13 @@
 //!   and every integer intermediate (`x_q`, `hidden_acc`, `h_q`, `mu_acc`, `gamma_acc`),
 //!   so a parity test can show *where* two runtimes would diverge.
 //!
+//!   Runtimes implement different subsets of the integer kernels; every (operator, element
+//!   type) pair in both graphs is one that onnxruntime's CPU provider has (it has no int16
+//!   `Where`, `Max`, `Min` or `Relu`, for example), so the integer steps run on int32 or
+//!   int64 and narrow to int16/uint8 only with a final `Cast`. The tests check the pairs
+//!   against a list measured on onnxruntime 1.32; `cargo xtask test` runs the committed
+//!   files in onnxruntime itself ([`onnxruntime`]).
+//!
 //!   Why integer operators and not a QDQ graph (`QuantizeLinear → DequantizeLinear →
 //!   MatMul`): QDQ dequantises to f32 before the matrix product, so the result depends on
 //!   the runtime's float summation order and cannot be bit-identical to the device.
@@ -39,6 +46,7 @@ use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::prelude::*;
 
 pub mod bench;
+pub mod onnxruntime;
 #[cfg(test)]
 mod tests;
 
@@ -332,6 +340,143 @@ pub fn f32_model(enc: &F32Encoder) -> Result<pb::ModelProto> {
     ))
 }
 
+/// The f32 values and dims of initializer `name` (little-endian `raw_data` as written
+/// here, or `float_data` as other tools write it).
+fn initializer_f32(graph: &pb::GraphProto, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+    let t = graph
+        .initializer
+        .iter()
+        .find(|t| t.name == name)
+        .with_context(|| format!("initializer `{name}` is missing"))?;
+    if t.data_type != DataType::Float as i32 {
+        bail!(
+            "initializer `{name}` has data type {}, expected FLOAT ({})",
+            t.data_type,
+            DataType::Float as i32
+        );
+    }
+    let dims: Vec<usize> = t
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d).with_context(|| format!("initializer `{name}`: dim {d}")))
+        .collect::<Result<_>>()?;
+    let values: Vec<f32> = if t.raw_data.is_empty() {
+        t.float_data.clone()
+    } else {
+        if t.raw_data.len() % 4 != 0 {
+            bail!(
+                "initializer `{name}`: {} raw bytes, not a whole number of f32",
+                t.raw_data.len()
+            );
+        }
+        t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    let expected: usize = dims.iter().product();
+    if values.len() != expected {
+        bail!(
+            "initializer `{name}`: {} values for dims {dims:?} ({expected})",
+            values.len()
+        );
+    }
+    Ok((dims, values))
+}
+
+/// Reads back the encoder of an ONNX file written by [`f32_model`]: weights, biases and
+/// normalisation from its initializers, the spike head from its nodes, and what the file
+/// does not record (`channels`, `features`; from the int8 blob of the same model).
+///
+/// Only the names are checked here, not that the nodes compute what [`f32_model`]
+/// writes; a caller that needs that compares `f32_model(&read_back).graph` with the file's.
+pub fn read_f32_model(
+    bytes: &[u8],
+    channels: edge_runtime::preprocess::ChannelSet,
+    features: edge_runtime::preprocess::InputFeatures,
+) -> Result<F32Encoder> {
+    let model: pb::ModelProto =
+        prost::Message::decode(bytes).context("not an ONNX model (protobuf decode failed)")?;
+    let graph = model
+        .graph
+        .as_ref()
+        .context("the ONNX model has no graph")?;
+    let matrix = |name: &str| -> Result<(usize, usize, Vec<f32>)> {
+        match initializer_f32(graph, name)? {
+            (dims, v) if dims.len() == 2 => Ok((dims[0], dims[1], v)),
+            (dims, _) => bail!("initializer `{name}` has dims {dims:?}, expected 2"),
+        }
+    };
+    let vector = |name: &str, len: usize| -> Result<Vec<f32>> {
+        let (dims, v) = initializer_f32(graph, name)?;
+        if dims != [len] {
+            bail!("initializer `{name}` has dims {dims:?}, expected [{len}]");
+        }
+        Ok(v)
+    };
+    let (h, m, w1) = matrix("w1")?;
+    let (j, h_mu, w_mu) = matrix("w_mu")?;
+    let mut heads = Vec::new();
+    for name in ["w_logvar", "w_v"] {
+        let (rows, cols, w) = matrix(name)?;
+        if (rows, cols) != (j, h) {
+            bail!("initializer `{name}` is {rows}×{cols}, expected {j}×{h}");
+        }
+        heads.push(w);
+    }
+    if h_mu != h {
+        bail!("initializer `w_mu` has {h_mu} columns, `w1` {h} rows");
+    }
+    let [w_logvar, w_gamma]: [Vec<f32>; 2] = heads.try_into().expect("two heads pushed");
+    let offset = vector("scaling_offset", m)?;
+    let scale = vector("scaling_scale", m)?;
+    let spike_head = if graph.node.iter().any(|n| n.op_type == "Softplus") {
+        SpikeHead::Sigmoid
+    } else {
+        SpikeHead::Paper
+    };
+    let mut enc = F32Encoder {
+        input_dim: m,
+        hidden_dim: h,
+        latent_dim: j,
+        b1: vector("b1", h)?,
+        w1,
+        b_mu: vector("b_mu", j)?,
+        w_mu,
+        b_logvar: vector("b_logvar", j)?,
+        w_logvar,
+        b_gamma: vector("b_v", j)?,
+        w_gamma,
+        channels,
+        features,
+        spike_head,
+        scaling: Vec::new(),
+    };
+    // The file holds one (offset, scale) per input value; the encoder one per block.
+    let block = features.scaling_block_len(enc.window_len()).max(1);
+    for (b, (offsets, scales)) in offset.chunks(block).zip(scale.chunks(block)).enumerate() {
+        let (o, s) = (offsets[0], scales[0]);
+        if offsets.iter().chain(scales).any(|v| v.is_nan())
+            || offsets.iter().any(|&v| v != o)
+            || scales.iter().any(|&v| v != s)
+        {
+            bail!(
+                "scaling block {b} (inputs {}..{}) is not constant, as a {} model's must be",
+                b * block,
+                (b + 1) * block,
+                features.name()
+            );
+        }
+        enc.scaling.push(edge_runtime::preprocess::ChannelScaling {
+            offset: o,
+            scale: s,
+        });
+    }
+    enc.validate()
+        .context("the ONNX file's weights are not a valid encoder for the blob's input")?;
+    Ok(enc)
+}
+
 /// `[rows][cols]` int8 weights transposed to `[cols][rows]` (MatMulInteger's B).
 fn transposed(layer: &LayerParams) -> Vec<i8> {
     let mut out = vec![0i8; layer.rows * layer.cols];
@@ -530,30 +675,37 @@ pub fn int8_model(p: &QuantParams) -> Result<pb::ModelProto> {
     let thr = g.constant("gamma_threshold", &[j], &p.gamma_threshold);
     g.op("Greater", &["gamma_acc", &thr], vec![], "spike");
 
-    // 5. Active dims: μ in i16 (saturating), γ = exp_q15(v_q); 0 where inactive.
-    let zero_i16 = g.scalar("zero_i16", 0i16);
+    // 5. Active dims: μ in i16 (saturating), γ = exp_q15(v_q); 0 where inactive. The
+    // select runs on int64 and only then narrows to int16: onnxruntime's CPU provider
+    // has no int16 `Where` (nor int16 `Max`/`Min`), and both values already fit.
+    let zero_i64 = g.scalar("zero_i64", 0i64);
     let mu64 = wire_requant_signed(&mut g, "mu_acc", &p.mu, "mu_head");
     let i16_min = g.scalar("i16_min_i64", i16::MIN as i64);
     let i16_max = g.scalar("i16_max_i64", i16::MAX as i64);
     let mu_lo = g.op("Max", &[&mu64, &i16_min], vec![], "mu_lo");
     let mu_sat = g.op("Min", &[&mu_lo, &i16_max], vec![], "mu_saturated");
-    let mu16 = g.op("Cast", &[&mu_sat], vec![cast_to(DataType::Int16)], "mu_i16");
-    g.op("Where", &["spike", &mu16, &zero_i16], vec![], "mu_q");
+    let mu_active = g.op("Where", &["spike", &mu_sat, &zero_i64], vec![], "mu_active");
+    g.op(
+        "Cast",
+        &[&mu_active],
+        vec![cast_to(DataType::Int16)],
+        "mu_q",
+    );
     let v_q = wire_requant_signed(&mut g, "gamma_acc", &p.gamma, "gamma_head");
     let gamma64 = match p.spike_head {
         SpikeHead::Paper => wire_exp_q15(&mut g, &v_q),
         SpikeHead::Sigmoid => wire_sigmoid_q15(&mut g, &v_q),
     };
-    let gamma16 = g.op(
-        "Cast",
-        &[&gamma64],
-        vec![cast_to(DataType::Int16)],
-        "gamma_i16",
+    let gamma_active = g.op(
+        "Where",
+        &["spike", &gamma64, &zero_i64],
+        vec![],
+        "gamma_active",
     );
     g.op(
-        "Where",
-        &["spike", &gamma16, &zero_i16],
-        vec![],
+        "Cast",
+        &[&gamma_active],
+        vec![cast_to(DataType::Int16)],
         "gamma_q15",
     );
 
@@ -596,6 +748,112 @@ pub fn int8_model(p: &QuantParams) -> Result<pb::ModelProto> {
          gamma (Q15), slab mean (int16) and every integer intermediate; \
          bit-identical to edge_runtime::encoder",
     ))
+}
+
+/// Heading of the model card's section on the ONNX files (written by
+/// `cargo xtask export-onnx` into the card beside them).
+pub const CARD_SECTION: &str = "## ONNX files";
+
+/// One ONNX file as the model card lists it.
+pub struct CardFile<'a> {
+    pub file_name: String,
+    pub bytes: &'a [u8],
+    /// What the file computes, one table cell.
+    pub contents: String,
+}
+
+/// The model card's ONNX section: how the files were made (`command`), their input, each
+/// file's size and sha256, what tract measured when they were written (`tract`), and how
+/// to run them in onnxruntime (`prefix`: the `--model` of `cargo xtask onnxruntime-check`).
+pub fn card_section(
+    command: &str,
+    input: &str,
+    files: &[CardFile<'_>],
+    tract: &str,
+    prefix: &str,
+) -> String {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    let mut s = format!("{CARD_SECTION}\n\n");
+    let _ = writeln!(s, "Written by `{command}`. Input `{INPUT}`: {input}.\n");
+    let _ = writeln!(s, "| file | bytes | sha256 | outputs |\n|---|---|---|---|");
+    for f in files {
+        let sha: String = sha2::Sha256::digest(f.bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | `{sha}` | {} |",
+            f.file_name,
+            f.bytes.len(),
+            f.contents
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nRun in tract when written: {tract}. `cargo xtask onnxruntime-check --model {prefix}` \
+         runs both in onnxruntime {} on the HAR test windows and requires every int8 output \
+         bit-identical to edge-runtime and the f32 outputs within {:.0e} of \
+         `edge_runtime::F32Encoder` (`cargo xtask test` does this for `models/edge`).",
+        onnxruntime::ONNXRUNTIME_VERSION,
+        onnxruntime::F32_TOLERANCE
+    );
+    s
+}
+
+/// The ONNX graphs' input `x` of model `p`, in words (for the model card).
+pub fn input_description(p: &QuantParams) -> String {
+    let (m, c) = (p.input_dim, p.channels.len().max(1));
+    match p.features {
+        edge_runtime::preprocess::InputFeatures::Waveform => format!(
+            "f32 `[batch, {m}]`, one raw window per row ({c} channels × {} samples, \
+             channel-major, physical units)",
+            m / c
+        ),
+        edge_runtime::preprocess::InputFeatures::BandSpectrum => format!(
+            "f32 `[batch, {m}]`, per row the {c} channels × {} band-spectrum values that \
+             `edge_runtime::preprocess::InputFeatures::compute` makes of a raw {}-sample window",
+            m / c,
+            p.window_len
+        ),
+    }
+}
+
+/// `card` with its [`CARD_SECTION`] replaced by `section` (up to the next `## ` heading),
+/// or, without one, `section` inserted before `## Reproduce` (or appended).
+pub fn with_card_section(card: &str, section: &str) -> String {
+    let section = format!("{}\n\n", section.trim_end());
+    let heading_at = |heading: &str| {
+        let line = format!("\n{heading}\n");
+        card.find(&line)
+            .map(|i| i + 1)
+            .or_else(|| card.starts_with(&line[1..]).then_some(0))
+    };
+    let (start, end) = match heading_at(CARD_SECTION) {
+        Some(start) => {
+            let rest = &card[start + CARD_SECTION.len()..];
+            let end = rest
+                .find("\n## ")
+                .map_or(card.len(), |i| start + CARD_SECTION.len() + i + 1);
+            (start, end)
+        }
+        None => {
+            let at = heading_at("## Reproduce").unwrap_or(card.len());
+            (at, at)
+        }
+    };
+    let mut before = card[..start].to_string();
+    if !before.is_empty() && !before.ends_with("\n\n") {
+        before.push_str(if before.ends_with('\n') { "\n" } else { "\n\n" });
+    }
+    let after = &card[end..];
+    let mut out = before + &section + after;
+    if after.is_empty() {
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+    }
+    out
 }
 
 /// Serialised protobuf bytes of a model.

@@ -795,6 +795,14 @@ pub fn export_onnx(args: &ExportOnnxArgs) -> Result<()> {
     }
     write_atomic(&f32_path, &f32_onnx)?;
     write_atomic(&int8_path, &int8_onnx)?;
+    update_card(
+        args,
+        &params,
+        &[&f32_onnx, &int8_onnx],
+        from_blob,
+        f32_diff,
+        &parity,
+    )?;
     println!(
         "wrote {} ({} bytes) and {} ({} bytes); checked in tract on {} windows: f32 max abs diff {:.2e}, int8 bit-identical",
         f32_path.display(),
@@ -804,5 +812,73 @@ pub fn export_onnx(args: &ExportOnnxArgs) -> Result<()> {
         parity.windows,
         f32_diff
     );
+    Ok(())
+}
+
+/// Rewrites the ONNX section of the model card beside the files (`PREFIX.md`, written by
+/// `quantise`), if there is one: file sizes, sha256, how they were made and checked.
+fn update_card(
+    args: &ExportOnnxArgs,
+    params: &QuantParams,
+    [f32_onnx, int8_onnx]: &[&[u8]; 2],
+    from_blob: bool,
+    f32_diff: f32,
+    parity: &Int8Parity,
+) -> Result<()> {
+    let (f32_path, int8_path) = onnx_paths(&args.out);
+    let name = |p: &Path| {
+        p.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    };
+    let card_path = args.out.with_file_name(format!("{}.md", name(&args.out)));
+    if !card_path.exists() {
+        return Ok(());
+    }
+    let card = std::fs::read_to_string(&card_path)
+        .with_context(|| format!("reading {}", card_path.display()))?;
+    let mut command = format!("cargo xtask export-onnx {}", args.source.display());
+    if let Some(blob) = &args.blob {
+        let _ = write!(command, " --blob {}", blob.display());
+    }
+    if args.transitions {
+        command.push_str(" --transitions");
+    }
+    let _ = write!(command, " --out {}", args.out.display());
+    let f32_contents = if from_blob {
+        "f32 encoder rebuilt from the blob's dequantised int8 weights (`logvar` is 0)"
+    } else {
+        "f32 encoder of the training run"
+    };
+    let files = [
+        onnx::CardFile {
+            file_name: name(&f32_path),
+            bytes: f32_onnx,
+            contents: format!("{f32_contents}: `{}`", onnx::F32_OUTPUTS.join("`, `")),
+        },
+        onnx::CardFile {
+            file_name: name(&int8_path),
+            bytes: int8_onnx,
+            contents: format!(
+                "integer-only int8 encoder, bit-identical to edge-runtime: `{}`",
+                onnx::INT8_OUTPUTS.join("`, `")
+            ),
+        },
+    ];
+    let tract = format!(
+        "{} synthetic windows, f32 max abs diff {f32_diff:.2e}, int8 {}/{} bit-identical",
+        parity.windows, parity.identical, parity.windows
+    );
+    let section = onnx::card_section(
+        &command,
+        &onnx::input_description(params),
+        &files,
+        &tract,
+        &args.out.display().to_string(),
+    );
+    write_atomic(
+        &card_path,
+        onnx::with_card_section(&card, &section).as_bytes(),
+    )?;
+    println!("updated the ONNX section of {}", card_path.display());
     Ok(())
 }

@@ -182,6 +182,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         test.arg("--").args(&args.cargo_test_args);
     }
     run_step("tests", &mut test)?;
+    crate::onnx::onnxruntime::onnxruntime_check()?;
     run_step(
         "thumb build",
         cargo().args(["build", "-p", "edge-runtime", "--target", THUMB_TARGET]),

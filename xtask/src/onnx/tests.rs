@@ -316,3 +316,228 @@ fn int8_export_rejects_inconsistent_params() {
     params.gamma_threshold.pop();
     assert!(int8_model(&params).is_err());
 }
+
+/// The element type of every tensor of `graph`, inferred from the initializers, the input
+/// and the operators' typing rules (only the operators the exports use).
+fn tensor_types(graph: &pb::GraphProto) -> std::collections::HashMap<String, i32> {
+    let mut types: std::collections::HashMap<String, i32> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.clone(), t.data_type))
+        .chain(graph.input.iter().map(|i| (i.name.clone(), elem_type(i))))
+        .collect();
+    for node in &graph.node {
+        let input = |k: usize| types[&node.input[k]];
+        let out = match node.op_type.as_str() {
+            "Cast" => node.attribute.iter().find(|a| a.name == "to").unwrap().i as i32,
+            "CastLike" | "Where" => input(1),
+            "Greater" => DataType::Bool as i32,
+            "MatMulInteger" => DataType::Int32 as i32,
+            "Gather" => input(0),
+            "Sub" | "Mul" | "Add" | "Div" | "Mod" | "Max" | "Min" | "Neg" | "Clip" | "Relu"
+            | "Round" | "Gemm" | "Softplus" | "Identity" => {
+                // ONNX requires one element type across these operators' inputs.
+                assert!(
+                    node.input.iter().all(|i| types[i] == input(0)),
+                    "{}: mixed input types",
+                    node.name
+                );
+                input(0)
+            }
+            other => panic!("{}: operator {other} has no typing rule here", node.name),
+        };
+        types.insert(node.output[0].clone(), out);
+    }
+    types
+}
+
+fn elem_type(v: &pb::ValueInfoProto) -> i32 {
+    match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(pb::type_proto::Value::TensorType(t)) => t.elem_type,
+        other => panic!("{}: not a tensor type: {other:?}", v.name),
+    }
+}
+
+/// (operator, input element types, output element type) of every node the exports
+/// write, each one onnxruntime 1.32's CPU provider has a kernel for: measured by creating
+/// an onnxruntime session for a one-node graph of each (opset 15). Among the pairs it
+/// lacks: int16 `Where`, `Max`, `Min`, `Relu`, `Clip`; int64 `Relu`.
+const ORT_CPU_KERNELS: &[(&str, &[DataType], DataType)] = {
+    use DataType::{Bool, Float as F32, Int8, Int16, Int32 as I32, Int64 as I64, Uint8};
+    &[
+        ("Sub", &[F32, F32], F32),
+        ("Mul", &[F32, F32], F32),
+        ("Div", &[F32, F32], F32),
+        ("Clip", &[F32, F32, F32], F32),
+        ("Round", &[F32], F32),
+        ("Gemm", &[F32, F32, F32], F32),
+        ("Relu", &[F32], F32),
+        ("Neg", &[F32], F32),
+        ("Softplus", &[F32], F32),
+        ("Cast", &[F32], Uint8),
+        ("MatMulInteger", &[Uint8, Int8], I32),
+        ("Add", &[I32, I32], I32),
+        ("Max", &[I32, I32], I32),
+        ("Greater", &[I32, I32], Bool),
+        ("CastLike", &[I32, I64], I64),
+        ("Add", &[I64, I64], I64),
+        ("Sub", &[I64, I64], I64),
+        ("Mul", &[I64, I64], I64),
+        ("Div", &[I64, I64], I64),
+        ("Mod", &[I64, I64], I64),
+        ("Max", &[I64, I64], I64),
+        ("Min", &[I64, I64], I64),
+        ("Neg", &[I64], I64),
+        ("Gather", &[I64, I64], I64),
+        ("Where", &[Bool, I64, I64], I64),
+        ("Cast", &[I64], Uint8),
+        ("Cast", &[I64], Int16),
+        ("Cast", &[Int16], F32),
+    ]
+};
+
+/// Every (operator, types) of `model` that is not in [`ORT_CPU_KERNELS`], as text.
+fn missing_ort_kernels(model: &pb::ModelProto) -> Vec<String> {
+    let graph = model.graph.as_ref().unwrap();
+    let types = tensor_types(graph);
+    for out in &graph.output {
+        assert_eq!(
+            types[&out.name],
+            elem_type(out),
+            "declared type of {}",
+            out.name
+        );
+    }
+    let name = |t: i32| format!("{:?}", DataType::try_from(t).unwrap());
+    let mut missing = Vec::new();
+    for node in &graph.node {
+        let ins: Vec<i32> = node.input.iter().map(|i| types[i]).collect();
+        let out = types[&node.output[0]];
+        let known = ORT_CPU_KERNELS.iter().any(|(op, i, o)| {
+            *op == node.op_type
+                && i.iter().map(|&t| t as i32).eq(ins.iter().copied())
+                && *o as i32 == out
+        });
+        if !known {
+            missing.push(format!(
+                "{} {}({}) -> {}",
+                node.name,
+                node.op_type,
+                ins.iter().map(|&t| name(t)).collect::<Vec<_>>().join(", "),
+                name(out)
+            ));
+        }
+    }
+    missing
+}
+
+#[test]
+fn every_node_has_an_onnxruntime_cpu_kernel() {
+    for head in SpikeHead::ALL {
+        let enc = edge_encoder(31).with_spike_head(head);
+        let f32_missing = missing_ort_kernels(&f32_model(&enc).unwrap());
+        assert!(f32_missing.is_empty(), "f32 {head:?}: {f32_missing:#?}");
+        let bytes = blob_for(&enc, 32);
+        let params = QuantParams::from_blob(&ModelBlob::parse(&bytes).unwrap());
+        let int8 = int8_model(&params).unwrap();
+        let int8_missing = missing_ort_kernels(&int8);
+        assert!(int8_missing.is_empty(), "int8 {head:?}: {int8_missing:#?}");
+    }
+}
+
+#[test]
+fn the_kernel_check_finds_an_int16_where() {
+    // The form the int8 export had before: the select on int16.
+    let mut g = Graph::default();
+    g.input("on", DataType::Bool, 1);
+    g.input("x16", DataType::Int16, 1);
+    let zero16 = g.scalar("zero_i16", 0i16);
+    g.op("Where", &["on", "x16", &zero16], vec![], "y");
+    g.output("y", DataType::Int16, 1);
+    let missing = missing_ort_kernels(&g.into_model("where16", "test"));
+    assert_eq!(missing, ["y Where(Bool, Int16, Int16) -> Int16"]);
+}
+
+#[test]
+fn f32_model_reads_back_to_the_same_encoder() {
+    use edge_runtime::preprocess::InputFeatures;
+    for (enc, seed) in [
+        (edge_encoder(41), 0u64),
+        (
+            F32Encoder::random_with(ChannelSet::ALL, InputFeatures::BandSpectrum, 64, 16, 42)
+                .with_spike_head(SpikeHead::Sigmoid),
+            1,
+        ),
+    ] {
+        let bytes = to_bytes(&f32_model(&enc).unwrap());
+        let back = read_f32_model(&bytes, enc.channels, enc.features).unwrap();
+        assert_eq!(back, enc, "encoder {seed}");
+    }
+}
+
+#[test]
+fn read_f32_model_names_what_is_wrong() {
+    let enc = edge_encoder(43);
+    // The error text (an Ok would print every weight, so it is not unwrapped).
+    let error = |bytes: &[u8]| match read_f32_model(bytes, enc.channels, enc.features) {
+        Ok(_) => panic!("a malformed file was read"),
+        Err(e) => format!("{e:#}"),
+    };
+    let mut model = f32_model(&enc).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    // A waveform model's scaling is per channel: vary it inside channel 2's block.
+    let t = graph
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == "scaling_scale")
+        .unwrap();
+    let i = 2 * WINDOW_LEN + 5;
+    assert_ne!(enc.scaling[2].scale, 0.5);
+    t.raw_data[4 * i..4 * i + 4].copy_from_slice(&0.5f32.to_le_bytes());
+    let e = error(&to_bytes(&model));
+    assert!(e.contains("scaling block 2 (inputs 256..384)"), "{e}");
+
+    let mut model = f32_model(&enc).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    graph.initializer.retain(|t| t.name != "b_v");
+    let e = error(&to_bytes(&model));
+    assert!(e.contains("`b_v` is missing"), "{e}");
+
+    let e = error(b"not onnx");
+    assert!(e.contains("not an ONNX model"), "{e}");
+}
+
+#[test]
+fn card_section_is_replaced_or_inserted_before_reproduce() {
+    let files = [CardFile {
+        file_name: "m.int8.onnx".into(),
+        bytes: b"abc",
+        contents: "spike bits".into(),
+    }];
+    let section = card_section(
+        "cargo xtask export-onnx m.vscq --out m",
+        "f32 [batch, 3]",
+        &files,
+        "bit-identical",
+        "m",
+    );
+    // sha256("abc"), a published test vector.
+    assert!(section.contains(
+        "| `m.int8.onnx` | 3 | `ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad` | spike bits |"
+    ));
+    let card = "# Card\n\n## Blob\n\nb\n\n## Reproduce\n\n```sh\nx\n```\n";
+    let once = with_card_section(card, &section);
+    assert_eq!(
+        once,
+        format!("# Card\n\n## Blob\n\nb\n\n{section}\n## Reproduce\n\n```sh\nx\n```\n")
+    );
+    // Replacing keeps one section, with the new text.
+    let other = section.replace("spike bits", "codes");
+    let twice = with_card_section(&once, &other);
+    assert_eq!(twice.matches(CARD_SECTION).count(), 1);
+    assert_eq!(twice, once.replace("spike bits", "codes"));
+    // Last section of a card without Reproduce: appended, then replaced in place.
+    let appended = with_card_section("# Card\n\n## Blob\nb\n", &section);
+    assert_eq!(appended, format!("# Card\n\n## Blob\nb\n\n{section}"));
+    assert_eq!(with_card_section(&appended, &section), appended);
+}
