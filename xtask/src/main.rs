@@ -8,6 +8,7 @@ use xtask::onnx;
 mod quantise;
 mod run;
 mod test;
+mod web;
 
 /// `cargo xtask …`: project automation.
 #[derive(Parser)]
@@ -35,6 +36,8 @@ enum Cmd {
     Ffi(ffi::FfiArgs),
     /// Run `PREFIX.f32.onnx` and `PREFIX.int8.onnx` in onnxruntime on the HAR test windows, against edge-runtime.
     OnnxruntimeCheck(onnx::onnxruntime::OnnxruntimeCheckArgs),
+    /// Build the phone web app into target/web; `--check` replays HAPT in headless Chromium.
+    Web(web::WebArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -73,6 +76,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Quantise(args) => quantise::quantise(&args).map(|_| ()),
         Cmd::ExportOnnx(args) => quantise::export_onnx(&args),
         Cmd::OnnxruntimeCheck(args) => onnx::onnxruntime::run(&args),
+        Cmd::Web(args) => web::run(&args),
         Cmd::Bench { which } => match which {
             BenchCmd::Mcu(args) => firmware::bench_mcu(&args),
             BenchCmd::Train(args) => bench::train(&args),

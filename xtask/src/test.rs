@@ -182,6 +182,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         test.arg("--").args(&args.cargo_test_args);
     }
     run_step("tests", &mut test)?;
+    crate::web::ci_check()?;
     crate::onnx::onnxruntime::onnxruntime_check()?;
     run_step(
         "thumb build",
