@@ -1,5 +1,6 @@
 use clap::{Parser, Subcommand};
 
+mod activity;
 mod bench;
 mod data;
 mod ffi;
@@ -30,6 +31,8 @@ enum Cmd {
     Firmware(firmware::FirmwareArgs),
     /// Quantise a trained run into an int8 blob (`models/NAME.vscq`) and its model card.
     Quantise(quantise::QuantiseArgs),
+    /// Fit the activity head on a blob's own sparse codes and store it in the blob (format 4).
+    ActivityHead(activity::ActivityHeadArgs),
     /// Write the f32 and int8 ONNX encoders of a run or blob (`NAME.f32.onnx`, `NAME.int8.onnx`).
     ExportOnnx(quantise::ExportOnnxArgs),
     /// The C ABI: regenerate its header, build the static and shared library, run the C golden test.
@@ -74,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Firmware(args) => firmware::run(&args),
         Cmd::Ffi(args) => ffi::run(&args),
         Cmd::Quantise(args) => quantise::quantise(&args).map(|_| ()),
+        Cmd::ActivityHead(args) => activity::run(&args),
         Cmd::ExportOnnx(args) => quantise::export_onnx(&args),
         Cmd::OnnxruntimeCheck(args) => onnx::onnxruntime::run(&args),
         Cmd::Web(args) => web::run(&args),

@@ -17,6 +17,7 @@ use host_trainer::train::TrainedModel;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
+use crate::activity;
 use crate::onnx::{self, TractModel};
 
 /// γ threshold of an active dimension (as `host_trainer::api::SPIKE_THRESHOLD`).
@@ -41,7 +42,7 @@ pub struct QuantiseArgs {
     /// Windows include postural transitions (labels 7..=12), as `vsc train --transitions`.
     #[arg(long)]
     pub transitions: bool,
-    /// Skip the linear probes (int8 vs f32 sparse codes).
+    /// Skip the linear probes (int8 vs f32 sparse codes) and the activity head.
     #[arg(long)]
     pub no_probe: bool,
 }
@@ -265,6 +266,8 @@ pub struct QuantiseReport {
     pub probe: Option<ProbeNumbers>,
     pub blob_bytes: usize,
     pub weight_bytes: usize,
+    /// The activity head's measurements (absent with `--no-probe`).
+    pub activity: Option<activity::HeadReport>,
 }
 
 fn probes(
@@ -473,6 +476,22 @@ pub fn quantise(args: &QuantiseArgs) -> Result<QuantiseReport> {
     let parity = int8_parity(&int8_onnx, &blob, &run.test.x)?;
     let f32_onnx = onnx::to_bytes(&onnx::f32_model(enc)?);
     let f32_diff = f32_parity(&f32_onnx, enc, &run.test.x)?;
+    // The activity head changes nothing the ONNX parity above compares: it only adds a
+    // section after the encoder's layers.
+    let head = if args.no_probe {
+        None
+    } else {
+        let pb = spinner("fitting the activity head on the int8 codes");
+        let head = activity::fit_head(
+            &blob_bytes,
+            &run.train,
+            &run.test,
+            usize::from(run.window_config.max_label()),
+        )?;
+        pb.finish_and_clear();
+        Some(head)
+    };
+    let blob_bytes = head.as_ref().map_or(blob_bytes.clone(), |(b, _)| b.clone());
 
     write_atomic(&args.out, &blob_bytes)?;
     let card_path = args.out.with_extension("md");
@@ -487,6 +506,18 @@ pub fn quantise(args: &QuantiseArgs) -> Result<QuantiseReport> {
         parity: &parity,
         f32_onnx_max_diff: f32_diff,
     });
+    let card = match &head {
+        Some((_, report)) => activity::with_section(
+            &card,
+            "## Activity head",
+            &report.card_section(&format!(
+                "cargo xtask quantise {} --out {}",
+                args.run_dir.display(),
+                args.out.display()
+            )),
+        ),
+        None => card,
+    };
     write_atomic(&card_path, card.as_bytes())?;
 
     println!(
@@ -513,6 +544,9 @@ pub fn quantise(args: &QuantiseArgs) -> Result<QuantiseReport> {
             100.0 * (p.int8_accuracy - p.f32_accuracy)
         );
     }
+    if let Some((_, report)) = &head {
+        println!("{}", report.summary());
+    }
     println!(
         "tract int8 ONNX vs edge-runtime: {}/{} test windows bit-identical{}; tract f32 ONNX vs f32 reference: max abs diff {:.2e}",
         parity.identical,
@@ -527,6 +561,7 @@ pub fn quantise(args: &QuantiseArgs) -> Result<QuantiseReport> {
         probe,
         blob_bytes: blob_bytes.len(),
         weight_bytes: params.weight_bytes(),
+        activity: head.map(|(_, report)| report),
     })
 }
 

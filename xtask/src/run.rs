@@ -252,6 +252,8 @@ struct Int8Check {
     spike_agreement: f64,
     probe_f32: f64,
     probe_int8: f64,
+    /// The blob's activity head on the test windows, and the f64 probe it quantises.
+    head: crate::activity::HeadReport,
     blob_bytes: usize,
     weight_bytes: usize,
 }
@@ -360,6 +362,15 @@ fn summary_table(s: &Summary<'_>) -> String {
             pct(s.int8.probe_f32),
             pct(s.int8.probe_int8),
             100.0 * (s.int8.probe_int8 - s.int8.probe_f32)
+        ),
+    );
+    row(
+        "activity head on the device: int8 / f64 probe",
+        format!(
+            "{} / {} (same class {})",
+            pct(s.int8.head.head_accuracy),
+            pct(s.int8.head.probe_accuracy),
+            pct(s.int8.head.agreement)
         ),
     );
     row(
@@ -502,6 +513,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
             spike_agreement: report.spike_agreement,
             probe_f32: probe.f32_accuracy,
             probe_int8: probe.int8_accuracy,
+            head: report
+                .activity
+                .context("quantise ran without the activity head")?,
             blob_bytes: report.blob_bytes,
             weight_bytes: report.weight_bytes,
         })
