@@ -297,6 +297,53 @@ return {frames: s.frames, encodeMs: s.encodeMs, events: s.events, error: s.error
         isolated: window.crossOriginIsolated, status: document.getElementById('status').textContent};
 "#;
 
+/// The page's answers to bad input, each checked in the browser: motion permission
+/// denied (iOS's `requestPermission`, stubbed), no motion events within 2 s, and a
+/// corrupted model file. Leaves the page stopped with the served model loaded.
+fn bad_input_messages(browser: &webdriver::Session<'_>, blob: &[u8]) -> Result<()> {
+    let error_contains = |text: &str| -> Result<()> {
+        let condition = format!("return window.vscApp.error.includes({text:?})");
+        browser
+            .wait_for(&condition, Duration::from_secs(5))
+            .with_context(|| {
+                let shown = browser
+                    .execute("return window.vscApp.error", json!([]))
+                    .unwrap_or_default();
+                format!("expected an error message with {text:?}, the page shows {shown}")
+            })
+    };
+    browser.execute(
+        "DeviceMotionEvent.requestPermission = () => Promise.resolve('denied');",
+        json!([]),
+    )?;
+    browser.click("#start")?;
+    error_contains("Motion access was denied")?;
+    browser.execute("delete DeviceMotionEvent.requestPermission;", json!([]))?;
+
+    // Chromium on a machine without sensors may fire one event with null values.
+    browser.click("#start")?;
+    browser.wait_for(
+        "return window.vscApp.error.startsWith('No motion events within 2 s') \
+         || window.vscApp.error.startsWith('This device has no accelerometer')",
+        Duration::from_secs(5),
+    )?;
+    browser.click("#stop")?;
+
+    let dir = tempfile::tempdir()?;
+    let corrupted = dir.path().join("corrupted.vscq");
+    let mut bytes = blob.to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&corrupted, &bytes)?;
+    browser.send_keys("#model-file", &corrupted.display().to_string())?;
+    error_contains("corrupted.vscq: model blob: CRC-32 mismatch")?;
+    browser.click("#served-model")?;
+    browser.wait_for(
+        "return window.vscApp.modelName === 'model.vscq (served)'",
+        Duration::from_secs(5),
+    )
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -355,14 +402,18 @@ fn check(out: &Path, wasm_bytes: u64, args: &WebArgs) -> Result<()> {
         Duration::from_secs(30),
     )?;
     let loaded = browser.execute(
-        "document.getElementById('mount').value = arguments[0];\
-         return {error: window.vscApp.error, model: window.vscApp.modelName};",
-        json!([mount.name()]),
+        "return {error: window.vscApp.error, model: window.vscApp.modelName};",
+        json!([]),
     )?;
     ensure!(
         loaded["error"] == "" && loaded["model"] != "",
         "the page did not load the model: {loaded}"
     );
+    bad_input_messages(&browser, &blob)?;
+    browser.execute(
+        "document.getElementById('mount').value = arguments[0];",
+        json!([mount.name()]),
+    )?;
     browser.click("#start")?;
     let replay_started = Instant::now();
     let result = browser.execute_async(REPLAY_SCRIPT, json!([replay::events_json(&events), 60]))?;
@@ -397,6 +448,21 @@ fn check(out: &Path, wasm_bytes: u64, args: &WebArgs) -> Result<()> {
         "the spoiled events (a NaN, a time step back) flagged no frame"
     );
 
+    // A frame's window is the last 128 grid samples before it; grid sample g is
+    // recording sample REPLAY_START_SAMPLE + g (to within the first event's jitter).
+    let runs = dataset.runs_of(recording.exp);
+    let labelled: Vec<(u8, u8)> = host
+        .iter()
+        .filter(|f| f.flags & edge_runtime::frame::flags::NO_CODE == 0)
+        .filter_map(|f| {
+            let end = REPLAY_START_SAMPLE + (f.timestamp_ms / 20) as usize;
+            let start = end.checked_sub(edge_runtime::preprocess::WINDOW_LEN)?;
+            let run = runs.iter().find(|r| r.contains_span(start, end - start))?;
+            Some((f.activity, run.activity))
+        })
+        .collect();
+    let agree = labelled.iter().filter(|(p, l)| p == l).count();
+
     let mut encode_ms: Vec<f64> = serde_json::from_value(back["encodeMs"].clone())?;
     encode_ms.sort_by(f64::total_cmp);
     ensure!(
@@ -409,6 +475,7 @@ fn check(out: &Path, wasm_bytes: u64, args: &WebArgs) -> Result<()> {
     println!(
         "browser check ({}): {} s of user {REPLAY_USER} ({}) as {} events at 60 Hz ± 3 ms, mount {}\n  \
          frames page == host: {compared} of {} identical in every field ({flagged} flagged by the spoiled events)\n  \
+         predicted activity == HAPT label on {agree} of {} windows that lie inside one labelled run\n  \
          encode per window in Chromium: mean {:.0} µs, median {:.0} µs, p95 {:.0} µs over {} windows \
          (performance.now, cross-origin isolated: {})\n  \
          wasm {wasm_bytes} bytes; replay {replay_s:.1} s; check {:.0} s; screenshot {}",
@@ -418,6 +485,7 @@ fn check(out: &Path, wasm_bytes: u64, args: &WebArgs) -> Result<()> {
         events.len(),
         mount.name(),
         host.len(),
+        labelled.len(),
         mean_ms * 1000.0,
         percentile(&encode_ms, 0.5) * 1000.0,
         percentile(&encode_ms, 0.95) * 1000.0,

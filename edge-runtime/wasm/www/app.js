@@ -66,6 +66,7 @@ async function loadServedModel() {
     return;
   }
   if (setModel(new Uint8Array(await response.arrayBuffer()), 'model.vscq (served)')) {
+    ui.modelFile.value = '';
     say('Press Start, then wear the phone as chosen above.');
   }
 }
@@ -210,12 +211,14 @@ function drawColumn(record) {
   ctx.fillRect(x, 0, w, canvas.height);
   const rowPx = canvas.height / Math.max(record.latent_dim, 1);
   record.active_dims.forEach((j, k) => {
-    const shade = Math.round(200 * (1 - record.gamma[k]));
-    ctx.fillStyle = `rgb(${shade}, ${shade}, ${shade})`;
+    // Hue: sign of μ (red +, blue −); strength: |μ| up to 5 and γ.
+    const strength = Math.min(Math.abs(record.mu[k]) / 5, 1) * record.gamma[k];
+    const pale = Math.round(215 * (1 - strength));
+    ctx.fillStyle = record.mu[k] >= 0 ? `rgb(215, ${pale}, ${pale})` : `rgb(${pale}, ${pale}, 215)`;
     ctx.fillRect(x + 1, j * rowPx, w - 2, Math.max(rowPx - 0.5, 1));
   });
   if (record.flags !== 0) {
-    ctx.fillStyle = '#d0021b';
+    ctx.fillStyle = '#000';
     ctx.fillRect(x, canvas.height - 4, w, 4);
   }
 }

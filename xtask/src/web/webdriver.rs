@@ -21,7 +21,7 @@ pub const CHROMIUM_SWITCHES: [&str; 9] = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--window-size=720,1300",
+    "--window-size=720,1000",
 ];
 
 /// A running chromedriver; killed on drop.
@@ -174,17 +174,28 @@ impl Session<'_> {
         self.post("/execute/async", json!({"script": script, "args": args}))
     }
 
-    /// Clicks the element matching a CSS selector, as a user would (a trusted event, so
-    /// the page gets a user gesture).
-    pub fn click(&self, css: &str) -> Result<()> {
+    fn element(&self, css: &str) -> Result<String> {
         let found = self.post("/element", json!({"using": "css selector", "value": css}))?;
-        let element = found
+        Ok(found
             .as_object()
             .and_then(|o| o.values().next())
             .and_then(Value::as_str)
             .with_context(|| format!("no element id for {css}"))?
-            .to_owned();
+            .to_owned())
+    }
+
+    /// Clicks the element matching a CSS selector, as a user would (a trusted event, so
+    /// the page gets a user gesture).
+    pub fn click(&self, css: &str) -> Result<()> {
+        let element = self.element(css)?;
         self.post(&format!("/element/{element}/click"), json!({}))
+            .map(|_| ())
+    }
+
+    /// Types `text` into the element; for `<input type=file>`, a local file's path.
+    pub fn send_keys(&self, css: &str, text: &str) -> Result<()> {
+        let element = self.element(css)?;
+        self.post(&format!("/element/{element}/value"), json!({"text": text}))
             .map(|_| ())
     }
 
