@@ -87,7 +87,18 @@ pub struct ListenSummary {
     pub duplicate_frames: u64,
 }
 
-/// One table row: sequence, time, flags, active count and a J-character activity strip.
+/// The predicted activity of a frame and its int8 score (margin over the runner-up in
+/// 1/16 nat), or `-` when the model has no activity head or the frame no code.
+fn activity_cell(frame: &Frame) -> String {
+    if frame.activity == 0 {
+        return "-".into();
+    }
+    let name = crate::data::activity_name(frame.activity);
+    format!("{name} {:>3}", frame.activity_score)
+}
+
+/// One table row: sequence, time, flags, predicted activity and its score, active count
+/// and a J-character activity strip.
 pub fn table_row(frame: &Frame) -> String {
     let strip: String = (0..usize::from(frame.latent_dim).min(64))
         .map(|j| {
@@ -104,10 +115,11 @@ pub fn table_row(frame: &Frame) -> String {
         .take(6)
         .collect();
     format!(
-        "{:>6} {:>10.2} {:<10} {:>3}  {}  {}",
+        "{:>6} {:>10.2} {:<10} {:<22} {:>3}  {}  {}",
         frame.sequence,
         f64::from(frame.timestamp_ms) / 1000.0,
         flag_names(frame.flags),
+        activity_cell(frame),
         frame.spike_bits.count_ones(),
         strip,
         top.join(" ")
@@ -129,7 +141,9 @@ fn flag_names(bits: u8) -> String {
 }
 
 fn csv_header(latent_dim: usize) -> String {
-    let mut h = String::from("sequence,timestamp_ms,flags,latent_dim,active,spike_bits");
+    let mut h = String::from(
+        "sequence,timestamp_ms,flags,latent_dim,active,spike_bits,activity,activity_score",
+    );
     for j in 0..latent_dim {
         h.push_str(&format!(",gamma_{j}"));
     }
@@ -150,13 +164,15 @@ fn csv_row(frame: &Frame, latent_dim: usize) -> String {
         }
     }
     let mut row = format!(
-        "{},{},{},{},{},{:#x}",
+        "{},{},{},{},{},{:#x},{},{}",
         frame.sequence,
         frame.timestamp_ms,
         frame.flags,
         frame.latent_dim,
         frame.spike_bits.count_ones(),
-        frame.spike_bits
+        frame.spike_bits,
+        frame.activity,
+        frame.activity_score
     );
     for v in gamma.iter().chain(&mu) {
         row.push_str(&format!(",{v}"));
@@ -183,8 +199,8 @@ impl<'w> Listener<'w> {
         if let Some(t) = table.as_mut() {
             writeln!(
                 t,
-                "{:>6} {:>10} {:<10} {:>3}  active dimensions",
-                "seq", "t [s]", "flags", "n"
+                "{:>6} {:>10} {:<10} {:<22} {:>3}  active dimensions",
+                "seq", "t [s]", "flags", "activity  score", "n"
             )?;
         }
         Ok(Listener {
@@ -435,6 +451,11 @@ mod tests {
         let mut f = Frame::without_code(sequence, sequence * 1280, 0, 8);
         f.flags = if sequence == 3 { flags::SATURATED } else { 0 };
         f.mu_scale = 0.5;
+        // Frames 0 and 1 come from a model without an activity head.
+        if sequence >= 2 {
+            f.activity = 1 + (sequence % 6) as u8;
+            f.activity_score = 10 * sequence as i8;
+        }
         for (k, &j) in active.iter().enumerate() {
             f.spike_bits |= 1 << j;
             f.gamma_q15.push(20000 + k as i16).unwrap();
@@ -488,20 +509,31 @@ mod tests {
         assert_eq!(table.lines().count(), 6);
         assert!(table.contains("saturated"));
         assert!(table.lines().nth(2).unwrap().contains(" .#...... "));
+        // Frame 2 predicts activity 3 with score 20; frame 1 has no head.
+        assert!(
+            table
+                .lines()
+                .nth(3)
+                .unwrap()
+                .contains("WALKING_DOWNSTAIRS  20")
+        );
+        assert!(table.lines().nth(2).unwrap().contains(" - "));
 
         let csv = String::from_utf8(csv).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 6);
-        assert_eq!(lines[0].split(',').count(), 6 + 2 * 8);
+        assert_eq!(lines[0].split(',').count(), 8 + 2 * 8);
+        assert!(lines[0].starts_with("sequence,timestamp_ms,flags,latent_dim,active,spike_bits,activity,activity_score,gamma_0"));
         // Frame 2: dims 1 and 2 active, γ = 20000/32768 and 20001/32768, μ = −1, −0.5.
         let row: Vec<&str> = lines[3].split(',').collect();
         assert_eq!(row[0], "2");
         assert_eq!(row[4], "2");
-        let gamma1: f32 = row[6 + 1].parse().unwrap();
+        assert_eq!((row[6], row[7]), ("3", "20"));
+        let gamma1: f32 = row[8 + 1].parse().unwrap();
         assert!((gamma1 - 20000.0 / 32768.0).abs() < 1e-6);
-        let mu2: f32 = row[6 + 8 + 2].parse().unwrap();
+        let mu2: f32 = row[8 + 8 + 2].parse().unwrap();
         assert_eq!(mu2, -0.5);
-        assert_eq!(row[6], "0");
+        assert_eq!(row[8], "0");
     }
 
     #[test]
