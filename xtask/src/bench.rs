@@ -1,58 +1,81 @@
-//! `cargo xtask bench train`: training throughput of the VSC presets on flex (CPU).
+//! `cargo xtask bench train`: training throughput at the four fixed shapes of issue 15.
 
 use clap::Args;
-use edge_runtime::preprocess::WINDOW_LEN;
-use host_trainer::model::TrainConfig;
-use host_trainer::train::{bench_train, device_from_name};
+use host_trainer::train::{BENCH_SHAPES, bench_train, device_from_name};
 
 /// Options of `cargo xtask bench train`.
 #[derive(Debug, Args)]
 pub struct BenchTrainArgs {
-    /// Presets to time, comma-separated.
-    #[arg(long, default_value = "edge,paper")]
-    pub presets: String,
-    /// Timed steps for `edge` (and `tiny`); `paper` uses --paper-steps.
-    #[arg(long, default_value_t = 200)]
-    pub steps: u64,
-    #[arg(long, default_value_t = 5)]
-    pub paper_steps: u64,
+    /// Rows to time (1–4, comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4")]
+    pub rows: Vec<usize>,
+    /// Seconds of timed training per repeat; the step count follows from a short trial.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Timed runs per row: the median and the best are printed.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Worker threads (one rayon pool for the whole run); default: every core.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// flex, wgpu or cuda.
     #[arg(long, default_value = "flex")]
     pub device: String,
 }
 
-/// Prints samples/s per preset.
+/// Prints one line per row: samples/s, ms/step, GFLOP/s and threads.
 pub fn train(args: &BenchTrainArgs) -> anyhow::Result<()> {
-    let device = device_from_name(&args.device)?;
-    for preset in args.presets.split(',').map(str::trim) {
-        // Inputs as `vsc train` uses them: edge = acc-only (6 ch), paper = all 9, tiny = 3.
-        let channels = match preset {
-            "edge" => 6,
-            "tiny" => 3,
-            _ => 9,
-        };
-        let Some(cfg) = TrainConfig::preset(preset, channels * WINDOW_LEN) else {
-            anyhow::bail!("unknown preset {preset:?}");
-        };
-        let steps = if preset == "paper" {
-            args.paper_steps
-        } else {
-            args.steps
-        };
-        let r = bench_train(&cfg, steps, &device)?;
-        let full_s = cfg.total_iters() as f64 / r.steps_per_s;
-        println!(
-            "bench train {preset:>5} on {}: {:>8.1} samples/s ({:.2} steps/s, batch {}, M {}, H {}, J {}); full preset ({} steps) ≈ {:.1} min",
-            args.device,
-            r.samples_per_s,
-            r.steps_per_s,
-            r.batch_size,
-            cfg.model.input_dim,
-            cfg.model.hidden_dim,
-            cfg.model.latent_dim,
-            cfg.total_iters(),
-            full_s / 60.0
-        );
+    if let Some(&bad) = args
+        .rows
+        .iter()
+        .find(|&&r| r == 0 || r > BENCH_SHAPES.len())
+    {
+        anyhow::bail!("--rows: no row {bad} (rows are 1..={})", BENCH_SHAPES.len());
     }
-    Ok(())
+    if args.repeats == 0 || args.seconds.is_nan() || args.seconds <= 0.0 {
+        anyhow::bail!("--repeats and --seconds must be positive");
+    }
+    let device = device_from_name(&args.device)?;
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = args.threads {
+        pool = pool.num_threads(n);
+    }
+    let pool = pool.build()?;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "bench train on {}, {} threads, load average at start {}",
+        args.device,
+        pool.current_num_threads(),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!("row  shape (M→H→J, batch)            samples/s  ms/step (best)   GFLOP/s  threads");
+    pool.install(|| -> anyhow::Result<()> {
+        for &row in &args.rows {
+            let shape = BENCH_SHAPES[row - 1];
+            let cfg = shape.config();
+            let trial = bench_train(&cfg, 2, &device)?;
+            let steps = ((args.seconds / trial.seconds * 2.0).round() as u64).max(2);
+            let mut ms: Vec<f64> = (0..args.repeats)
+                .map(|_| bench_train(&cfg, steps, &device).map(|r| r.ms_per_step()))
+                .collect::<Result<_, _>>()?;
+            ms.sort_by(f64::total_cmp);
+            let median = ms[ms.len() / 2];
+            let shape_text = format!(
+                "{}→{}→{}, b{} ({})",
+                shape.input_dim, shape.hidden_dim, shape.latent_dim, shape.batch_size, shape.name
+            );
+            println!(
+                "{row:>3}  {shape_text:<32} {:>9.0}  {:>7.2} ({:>6.2})  {:>8.1}  {:>7}",
+                shape.batch_size as f64 * 1e3 / median,
+                median,
+                ms[0],
+                shape.step_flops() / (median * 1e-3) / 1e9,
+                rayon::current_num_threads()
+            );
+        }
+        Ok(())
+    })
 }

@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 
 use super::config::{Likelihood, ModelConfig, ModelKind, PriorKind, SelectorKind, SpikeHead};
-use super::kl::{bernoulli_kl, spike_slab_kl};
+use super::kl::{bernoulli_kl, spike_slab_kl, spike_slab_kl_pairs};
 
 /// ln(2π), used by Gaussian log densities.
 pub const LN_2PI: f32 = 1.837_877_1;
@@ -82,7 +82,8 @@ impl Encoder {
             log_gamma: self.spike.as_ref().map(|s| {
                 let v = s.forward(h);
                 match self.spike_head {
-                    SpikeHead::Paper => relu(v.neg()).neg(),
+                    // −ReLU(−v) = min(v, 0), one op instead of three.
+                    SpikeHead::Paper => v.clamp_max(0.0),
                     SpikeHead::Sigmoid => log_sigmoid(v),
                 }
             }),
@@ -133,6 +134,34 @@ impl Decoder {
     }
 }
 
+impl Decoder {
+    /// −log p(x|z) per row, `[rows, 1]`: [`Decoder::forward`] followed by [`recon_nll`] in
+    /// fewer tensor ops. A fixed variance stays a scalar instead of a `[rows, M]` constant, and
+    /// the Bernoulli case uses log σ(−l) = log σ(l) − l.
+    pub fn nll(&self, x: Tensor<2>, z: Tensor<2>, likelihood: Likelihood) -> Tensor<2> {
+        match likelihood {
+            Likelihood::GaussianLearned { .. } => recon_nll(x, &self.forward(z, likelihood)),
+            Likelihood::GaussianFixed { std } => {
+                let m = x.dims()[1] as f32;
+                let logits = self.mean.forward(relu(self.hidden.forward(z)));
+                let logvar = 2.0 * std.ln();
+                // ½ Σ_m [log σ² + ln 2π + (x − μ)² / σ²]
+                (x - sigmoid(logits))
+                    .square()
+                    .sum_dim(1)
+                    .mul_scalar(0.5 * (-logvar).exp())
+                    .add_scalar(0.5 * m * (logvar + LN_2PI))
+            }
+            Likelihood::Bernoulli => {
+                let logits = self.mean.forward(relu(self.hidden.forward(z)));
+                // −[x log σ(l) + (1 − x) log σ(−l)] = (1 − x) l − log σ(l)
+                let one_minus_x = x.neg().add_scalar(1.0);
+                (one_minus_x * logits.clone() - log_sigmoid(logits)).sum_dim(1)
+            }
+        }
+    }
+}
+
 /// −log p(x|z) per row, `[rows, 1]`.
 pub fn recon_nll(x: Tensor<2>, out: &DecoderOut) -> Tensor<2> {
     match &out.logvar {
@@ -143,11 +172,13 @@ pub fn recon_nll(x: Tensor<2>, out: &DecoderOut) -> Tensor<2> {
             (x.clone() * pos + (x.neg() + 1.0) * neg).neg().sum_dim(1)
         }
         Some(lv) => {
+            let m = x.dims()[1] as f32;
             let mean = sigmoid(out.logits.clone());
-            let sq = (x - mean).square() * lv.clone().neg().exp();
-            (lv.clone().add_scalar(LN_2PI) + sq)
-                .mul_scalar(0.5)
+            // ½ Σ_m [log σ² + (x − μ)² / σ²] + ½ M ln 2π
+            ((x - mean).square() * lv.clone().neg().exp() + lv.clone())
                 .sum_dim(1)
+                .mul_scalar(0.5)
+                .add_scalar(0.5 * m * LN_2PI)
         }
     }
 }
@@ -238,9 +269,19 @@ pub struct LossParts {
 }
 
 /// Warm-up slab sample (paper eq. 7): N(λμ, λσ² + 1 − λ) via ε.
+///
+/// The two ends of the schedule, where most steps are, skip the ops that do nothing there:
+/// λ = 0 is ε itself (no gradient to μ, σ, as with the general form's zero factors) and
+/// λ = 1 is μ + exp(½ log σ²) ε.
 pub fn sample_slab(mu: Tensor<2>, logvar: Tensor<2>, eps: Tensor<2>, lambda: f32) -> Tensor<2> {
-    let std = (logvar.exp().mul_scalar(lambda).add_scalar(1.0 - lambda)).sqrt();
-    mu.mul_scalar(lambda) + std * eps
+    if lambda == 0.0 {
+        eps
+    } else if lambda == 1.0 {
+        mu + logvar.mul_scalar(0.5).exp() * eps
+    } else {
+        let std = (logvar.exp().mul_scalar(lambda).add_scalar(1.0 - lambda)).sqrt();
+        mu.mul_scalar(lambda) + std * eps
+    }
 }
 
 /// Relaxed spike indicator T(η − 1 + γ) = sigmoid(c (η − 1 + γ)).
@@ -310,8 +351,7 @@ impl VscNet {
             lambda,
         );
         let z = spike_step(log_gamma.clone(), noise.eta.clone(), c) * slab;
-        let out = self.decoder.forward(z, cfg.likelihood);
-        let nll = recon_nll(x.clone(), &out);
+        let nll = self.decoder.nll(x.clone(), z, cfg.likelihood);
 
         let (kl, sparsity) = self.prior_terms(cfg, x, &post, c);
         let loss = (nll.clone() + kl.clone() + sparsity.clone()).mean();
@@ -320,7 +360,8 @@ impl VscNet {
             recon_nll: nll,
             kl,
             sparsity,
-            mean_gamma: log_gamma.exp().mean(),
+            // Reported, not optimised: no autodiff node.
+            mean_gamma: log_gamma.detach().exp().mean(),
         }
     }
 
@@ -356,19 +397,15 @@ impl VscNet {
             .expect("VSC model has pseudo-inputs");
         let selector = self.selector.as_ref().expect("VSC model has a selector");
         let w = selector_weights(selector, cfg.selector, x);
-        let [b, j] = post.mu.dims();
-        let u = cfg.pseudo_inputs;
-        let rows = |t: Tensor<2>| t.unsqueeze_dim::<3>(1).expand([b, u, j]);
-        let cols = |t: Tensor<2>| t.unsqueeze_dim::<3>(0).expand([b, u, j]);
-        let kl_bu = spike_slab_kl(
-            rows(post.mu.clone()),
-            rows(post.logvar.clone()),
-            rows(gamma_i),
-            cols(prior.mu),
-            cols(prior.logvar),
-            cols(prior.gamma.clone()),
-        )
-        .reshape([b, u]);
+        let j = post.mu.dims()[1];
+        let kl_bu = spike_slab_kl_pairs(
+            post.mu.clone(),
+            post.logvar.clone(),
+            gamma_i,
+            prior.mu,
+            prior.logvar,
+            prior.gamma.clone(),
+        );
         let kl = (w.clone() * kl_bu).sum_dim(1);
         // γ̄(x): selector-weighted mean over u of the prior's mean spike probability.
         let gamma_bar = w.matmul(prior.gamma.mean_dim(1));
