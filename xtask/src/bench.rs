@@ -51,7 +51,10 @@ pub fn train(args: &BenchTrainArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    println!("row  shape (M→H→J, batch)            samples/s  ms/step (best)   GFLOP/s  threads");
+    println!(
+        "row  {:<42} {:>9}  {:>15}  {:>7}  {:>7}",
+        "shape (M→H→J, batch)", "samples/s", "ms/step (best)", "GFLOP/s", "threads"
+    );
     pool.install(|| -> anyhow::Result<()> {
         for &row in &args.rows {
             let shape = BENCH_SHAPES[row - 1];
@@ -68,7 +71,7 @@ pub fn train(args: &BenchTrainArgs) -> anyhow::Result<()> {
                 shape.input_dim, shape.hidden_dim, shape.latent_dim, shape.batch_size, shape.name
             );
             println!(
-                "{row:>3}  {shape_text:<32} {:>9.0}  {:>7.2} ({:>6.2})  {:>8.1}  {:>7}",
+                "{row:>3}  {shape_text:<42} {:>9.0}  {:>6.2} ({:>6.2})  {:>7.1}  {:>7}",
                 shape.batch_size as f64 * 1e3 / median,
                 median,
                 ms[0],

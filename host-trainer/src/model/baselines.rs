@@ -3,7 +3,7 @@
 use burn::tensor::Tensor;
 
 use super::config::ModelConfig;
-use super::vsc::{LN_2PI, LossParts, StepNoise, VscNet, recon_nll};
+use super::vsc::{LN_2PI, LossParts, StepNoise, VscNet};
 
 /// KL(N(μ, σ²) ‖ N(0, I)) per row, `[B, 1]`.
 pub fn gaussian_kl_std_normal(mu: Tensor<2>, logvar: Tensor<2>) -> Tensor<2> {
@@ -30,8 +30,7 @@ impl VscNet {
     ) -> LossParts {
         let post = self.encoder.forward(x.clone());
         let z = post.mu.clone() + post.logvar.clone().mul_scalar(0.5).exp() * noise.eps.clone();
-        let out = self.decoder.forward(z, cfg.likelihood);
-        let nll = recon_nll(x, &out);
+        let nll = self.decoder.nll(x, z, cfg.likelihood);
         let kl = gaussian_kl_std_normal(post.mu, post.logvar);
         let loss = (nll.clone() + kl.clone().mul_scalar(beta)).mean();
         let zeros = kl.zeros_like();
@@ -58,8 +57,7 @@ impl VscNet {
     ) -> LossParts {
         let post = self.encoder.forward(x.clone());
         let z = post.mu.clone() + post.logvar.clone().mul_scalar(0.5).exp() * noise.eps.clone();
-        let out = self.decoder.forward(z.clone(), cfg.likelihood);
-        let nll = recon_nll(x, &out);
+        let nll = self.decoder.nll(x, z.clone(), cfg.likelihood);
         let [b, j] = z.dims();
 
         // log q(z_i,d | x_k,d) for all pairs: [B (i), B (k), J].

@@ -3,6 +3,7 @@
 
 pub mod baselines;
 pub mod config;
+pub mod fused;
 pub mod kl;
 pub mod vsc;
 

@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 
 use super::config::{Likelihood, ModelConfig, ModelKind, PriorKind, SelectorKind, SpikeHead};
+use super::fused::{FusedLikelihood, try_fused_nll};
 use super::kl::{bernoulli_kl, spike_slab_kl, spike_slab_kl_pairs};
 
 /// ln(2π), used by Gaussian log densities.
@@ -135,16 +136,42 @@ impl Decoder {
 }
 
 impl Decoder {
-    /// −log p(x|z) per row, `[rows, 1]`: [`Decoder::forward`] followed by [`recon_nll`] in
-    /// fewer tensor ops. A fixed variance stays a scalar instead of a `[rows, M]` constant, and
-    /// the Bernoulli case uses log σ(−l) = log σ(l) − l.
+    /// −log p(x|z) per row, `[rows, 1]`: [`Decoder::forward`] followed by [`recon_nll`].
+    ///
+    /// On flex the likelihood is one fused op ([`super::fused`]). Elsewhere it is tensor ops,
+    /// with a fixed variance kept as a scalar rather than a `[rows, M]` constant and the
+    /// Bernoulli case written with log σ(−l) = log σ(l) − l.
     pub fn nll(&self, x: Tensor<2>, z: Tensor<2>, likelihood: Likelihood) -> Tensor<2> {
+        let h = relu(self.hidden.forward(z));
+        let logits = self.mean.forward(h.clone());
         match likelihood {
-            Likelihood::GaussianLearned { .. } => recon_nll(x, &self.forward(z, likelihood)),
+            Likelihood::GaussianLearned { logvar_floor } => {
+                let head = self
+                    .logvar
+                    .as_ref()
+                    .expect("learned-variance decoder has a log-variance head");
+                let raw = head.forward(h);
+                let kind = FusedLikelihood::GaussianLearned { logvar_floor };
+                if let Some(nll) = try_fused_nll(&x, &logits, Some(&raw), kind) {
+                    return nll;
+                }
+                let logvar = match logvar_floor {
+                    Some(f) => raw.clamp_min(f),
+                    None => raw,
+                };
+                let out = DecoderOut {
+                    logits,
+                    logvar: Some(logvar),
+                };
+                recon_nll(x, &out)
+            }
             Likelihood::GaussianFixed { std } => {
-                let m = x.dims()[1] as f32;
-                let logits = self.mean.forward(relu(self.hidden.forward(z)));
                 let logvar = 2.0 * std.ln();
+                let kind = FusedLikelihood::GaussianFixed { logvar };
+                if let Some(nll) = try_fused_nll(&x, &logits, None, kind) {
+                    return nll;
+                }
+                let m = x.dims()[1] as f32;
                 // ½ Σ_m [log σ² + ln 2π + (x − μ)² / σ²]
                 (x - sigmoid(logits))
                     .square()
@@ -153,7 +180,9 @@ impl Decoder {
                     .add_scalar(0.5 * m * (logvar + LN_2PI))
             }
             Likelihood::Bernoulli => {
-                let logits = self.mean.forward(relu(self.hidden.forward(z)));
+                if let Some(nll) = try_fused_nll(&x, &logits, None, FusedLikelihood::Bernoulli) {
+                    return nll;
+                }
                 // −[x log σ(l) + (1 − x) log σ(−l)] = (1 − x) l − log σ(l)
                 let one_minus_x = x.neg().add_scalar(1.0);
                 (one_minus_x * logits.clone() - log_sigmoid(logits)).sum_dim(1)

@@ -103,8 +103,8 @@ impl BenchResult {
 }
 
 /// Times `steps` optimiser steps of `cfg` on `device` on uniform random data: a run of
-/// `steps + 1` steps minus a run of 1 step, which removes the fixed cost of a run
-/// (initialisation, the first step's allocations, the final save).
+/// `steps + 1` steps through [`train`], timed from the end of its first step (which also
+/// pays for first-use allocations) to the end of its last.
 pub fn bench_train(
     cfg: &TrainConfig,
     steps: u64,
@@ -122,30 +122,24 @@ pub fn bench_train(
     let mut cfg = cfg.clone();
     cfg.checkpoint_every = 0;
     cfg.log_every = 0;
+    // Half warm-up, half main phase: both slab paths (λ = 0 and λ = 1) are timed.
+    let n = steps + 1;
+    cfg.warmup_iters = n / 2;
+    cfg.ramp_iters = 0;
+    cfg.main_iters = n - n / 2;
     let dir = std::env::temp_dir().join(format!("vsc-bench-{}-{}", cfg.preset, std::process::id()));
-    let run = |n: u64, cfg: &mut TrainConfig| -> Result<f64, TrainError> {
-        // Half warm-up, half main phase: both slab paths (λ = 0 and λ = 1) are timed.
-        cfg.warmup_iters = n / 2;
-        cfg.ramp_iters = 0;
-        cfg.main_iters = n - n / 2;
-        let t0 = std::time::Instant::now();
-        train(
-            cfg,
-            &data,
-            InputScaling::Identity,
-            &dir,
-            &TrainOptions {
-                device: device.clone(),
-                ..Default::default()
-            },
-        )?;
-        Ok(t0.elapsed().as_secs_f64())
-    };
-    let one = run(1, &mut cfg);
-    let total = one.and_then(|one| Ok((one, run(steps + 1, &mut cfg)?)));
+    let out = train(
+        &cfg,
+        &data,
+        InputScaling::Identity,
+        &dir,
+        &TrainOptions {
+            device: device.clone(),
+            ..Default::default()
+        },
+    );
     let _ = std::fs::remove_dir_all(&dir);
-    let (one, total) = total?;
-    let seconds = (total - one).max(1e-9);
+    let seconds = out?.seconds_after_first_step.max(1e-9);
     Ok(BenchResult {
         steps,
         batch_size: cfg.batch_size,

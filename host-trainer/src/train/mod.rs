@@ -115,6 +115,9 @@ pub struct TrainOutcome {
     pub last: Option<StepMetrics>,
     /// True when the final model file was written.
     pub finished: bool,
+    /// Wall time of the steps after this run's first one (which also pays for first-use
+    /// allocations), up to the last step; excludes the final save. 0 for runs of ≤ 1 step.
+    pub seconds_after_first_step: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -395,6 +398,7 @@ pub fn train(
     let (b, m, j) = (cfg.batch_size, data.cols, cfg.model.latent_dim);
     let mut last = None;
     let mut batch = vec![0.0f32; b * m];
+    let mut first_step_done = None;
     for step in start_step..end {
         for r in 0..b {
             let i = rng.random_range(0..data.rows);
@@ -458,7 +462,9 @@ pub fn train(
             })?;
             last_ckpt = Some(dir);
         }
+        first_step_done.get_or_insert_with(std::time::Instant::now);
     }
+    let seconds_after_first_step = first_step_done.map_or(0.0, |t| t.elapsed().as_secs_f64());
     let finished = end == total;
     if finished {
         save_net(&net, &run_dir.join(FINAL_MODEL_FILE))?;
@@ -472,6 +478,7 @@ pub fn train(
         resumed_from,
         last,
         finished,
+        seconds_after_first_step,
     })
 }
 
