@@ -150,16 +150,20 @@ pub struct SmileyArgs {
     pub n_test: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Store the images in MATLAB's column-major pixel order (the authors' `.mat` files);
+    /// default: row-major, upright in any NPY viewer.
+    #[arg(long)]
+    pub column_major: bool,
 }
 
 /// Runs `vsc data smiley`.
 pub fn data_smiley(args: &SmileyArgs) -> anyhow::Result<()> {
-    use crate::smiley::{SMILEY_PIXELS, SMILEY_SIDE_PX, generate, write_set};
+    use crate::smiley::{SMILEY_PIXELS, SMILEY_SIDE_PX, generate, write_set_with};
     // Train and test from separate streams of the same seed.
     let train = generate(args.n_train, args.seed.wrapping_mul(2));
     let test = generate(args.n_test, args.seed.wrapping_mul(2).wrapping_add(1));
-    write_set(&args.out, "train", &train)?;
-    write_set(&args.out, "test", &test)?;
+    write_set_with(&args.out, "train", &train, args.column_major)?;
+    write_set_with(&args.out, "test", &test, args.column_major)?;
     let k = args.n_test.min(32);
     if k > 0 {
         crate::plot::image_grid(

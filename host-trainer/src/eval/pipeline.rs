@@ -27,7 +27,9 @@ use crate::data::{
 use crate::matrix::{MatrixError, read_matrix};
 use crate::model::{ModelConfig, ModelKind, PriorKind};
 use crate::plot::{self, Heatmap, PlotError, SignalPanel, Trace, XAxis};
-use crate::smiley::{FEATURES, N_SOURCES, SMILEY_PIXELS, SMILEY_SIDE_PX, SmileyGroup};
+use crate::smiley::{
+    FEATURES, N_SOURCES, SMILEY_PIXELS, SMILEY_SIDE_PX, SmileyGroup, present_values,
+};
 use crate::train::{InputScaling, TrainError, TrainedModel};
 
 /// Errors of the evaluation pipeline.
@@ -98,8 +100,12 @@ pub struct Disentanglement {
     pub abs_corr: Vec<Vec<f64>>,
     /// Mean over sources of (largest − second-largest |corr|).
     pub top_gap: f64,
+    /// The same gap between magnitudes, |corr(|S ⊙ V|, |latent|)|, as the authors'
+    /// Smiley notebook computes its matrix (absent in older metrics.json).
+    #[serde(default)]
+    pub top_gap_magnitudes: Option<f64>,
     /// VSC only: P(on | group drawn) − P(on | not drawn) per latent (model order) and
-    /// group (eyes, mouth, hat, bow tie); see [`spike_contrast`].
+    /// group (in [`SmileyGroup::ALL`] order); see [`spike_contrast`].
     #[serde(default)]
     pub spike_group_contrast: Option<Vec<Vec<f64>>>,
     /// Column order used in the figure (latents grouped by their best source).
@@ -632,14 +638,23 @@ fn evaluate_smiley(
 ) -> Result<EvalMetrics, EvalError> {
     let images = read_matrix(&dir.join("test_images.npy"))?;
     let values = read_matrix(&dir.join("test_values.npy"))?;
-    if images.cols != SMILEY_PIXELS || values.cols != N_SOURCES || images.rows != values.rows {
+    let presence = read_matrix(&dir.join("test_presence.npy"))?;
+    if images.cols != SMILEY_PIXELS
+        || values.cols != N_SOURCES
+        || presence.cols != N_SOURCES
+        || images.rows != values.rows
+        || images.rows != presence.rows
+    {
         return Err(EvalError::Input(format!(
-            "{}: expected test_images n×{SMILEY_PIXELS} and test_values n×{N_SOURCES}, got {}×{} and {}×{}",
+            "{}: expected test_images n×{SMILEY_PIXELS}, test_values and test_presence n×{N_SOURCES}, \
+             got {}×{}, {}×{} and {}×{}",
             dir.display(),
             images.rows,
             images.cols,
             values.rows,
-            values.cols
+            values.cols,
+            presence.rows,
+            presence.cols
         )));
     }
     let n = opts
@@ -648,7 +663,11 @@ fn evaluate_smiley(
     let x01 = model
         .scaling()
         .apply(&images.data[..n * SMILEY_PIXELS], SMILEY_PIXELS);
-    let v = &values.data[..n * N_SOURCES];
+    // The sources are S ⊙ V (the authors' V holds draws of absent groups too).
+    let v = present_values(
+        &presence.data[..n * N_SOURCES],
+        &values.data[..n * N_SOURCES],
+    );
     let mut m = base_metrics(model, run_dir, "smiley");
     m.n_test = n;
     m.test_elbo = elbo(model, &x01, n, opts.seed)?;
@@ -661,18 +680,17 @@ fn evaluate_smiley(
     } else {
         codes.mu.clone()
     };
-    let abs_corr = abs_correlation(v, N_SOURCES, &latents, j);
+    let abs_corr = abs_correlation(&v, N_SOURCES, &latents, j);
+    // The authors' notebook correlates magnitudes: |S ⊙ V| with |z|.
+    let magnitude = |x: &[f32]| x.iter().map(|a| a.abs()).collect::<Vec<f32>>();
+    let top_gap_magnitudes = top_gap(&abs_correlation(
+        &magnitude(&v),
+        N_SOURCES,
+        &magnitude(&latents),
+        j,
+    ));
     let order = group_latent_order(&abs_corr, 0.2);
     let spike_group_contrast = if is_vsc {
-        let presence = read_matrix(&dir.join("test_presence.npy"))?;
-        if presence.cols != N_SOURCES || presence.rows < n {
-            return Err(EvalError::Input(format!(
-                "{}: expected test_presence n×{N_SOURCES} beside test_images, got {}×{}",
-                dir.display(),
-                presence.rows,
-                presence.cols
-            )));
-        }
         let masks: Vec<Vec<bool>> = SmileyGroup::ALL
             .iter()
             .map(|g| {
@@ -690,6 +708,7 @@ fn evaluate_smiley(
         spike_group_contrast,
         source_names: FEATURES.iter().map(|f| f.name.to_string()).collect(),
         top_gap: top_gap(&abs_corr),
+        top_gap_magnitudes: Some(top_gap_magnitudes),
         latent_order: order.clone(),
         abs_corr,
         latents: if is_vsc {
