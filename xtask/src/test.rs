@@ -153,6 +153,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         "fmt firmware",
         cargo().args([
             "fmt",
+            "--all",
             "--manifest-path",
             "firmware-example/Cargo.toml",
             "--",

@@ -1,8 +1,10 @@
-//! Cortex-M4F example for QEMU's `mps2-an386`: an MPU-6050 on I²C (emulated by replaying
-//! a HAPT excerpt stored in flash) → edge-runtime preprocessing → encoder → one
-//! COBS-framed [`Frame`] per window on semihosting stdout. Logs go to semihosting stderr.
+//! The QEMU board (`mps2-an386`): edge-runtime's device loop, the same `async fn` the
+//! nRF52840 boards run, with an MPU-6050 on I²C emulated by replaying a HAPT excerpt
+//! stored in flash, and one COBS-framed [`Frame`] per window on semihosting stdout. Logs
+//! go to semihosting stderr. The replayed sensor is always ready, so a waker that does
+//! nothing ([`device::block_on`]) is the whole executor.
 //!
-//! Build and run with `cargo xtask firmware --run`.
+//! Build and run with `cargo xtask firmware --board qemu --run`.
 #![no_std]
 #![no_main]
 
@@ -10,24 +12,24 @@ use core::fmt::Write as _;
 
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hio};
-use edge_runtime::blob::{MAX_INPUT, ModelBlob};
+use edge_runtime::blob::MAX_INPUT;
+use edge_runtime::device::{self, FrameSink, ReplaySource};
 use edge_runtime::encoder::Encoder;
-use edge_runtime::frame::{Frame, MAX_WIRE_LEN};
-use edge_runtime::preprocess::Window;
+use edge_runtime::frame::Frame;
+use edge_runtime::preprocess::{ChannelSet, Window};
 use edge_runtime::sensor::Excerpt;
-use edge_runtime::stream::{self, EncodeFailed, WindowEncoder};
+use edge_runtime::stream::{EncodeFailed, Pipeline, WindowEncoder};
 use panic_semihosting as _;
 
 /// Raw MPU-6050 register values of a HAPT excerpt (written by `cargo xtask firmware`).
 static EXCERPT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/excerpt.bin"));
-/// Word alignment for data read in place from flash.
-#[repr(C, align(4))]
-struct Aligned<T: ?Sized>(T);
-/// The int8 model blob, read in place from flash. Word-aligned so the SMLAD kernel can
-/// load weight rows with LDRD (the blob parser itself accepts any address).
-static MODEL_ALIGNED: &Aligned<[u8]> =
-    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.vscq")));
-static MODEL: &[u8] = &MODEL_ALIGNED.0;
+/// The int8 model blob `cargo xtask firmware` picked, linked at the start of the model
+/// region (`memory.x`); the firmware finds it there like a real board finds a flashed one
+/// (`vsc_fw_common::model`), not through this symbol.
+#[unsafe(link_section = ".vsc_model")]
+#[used]
+static MODEL_IMAGE: [u8; include_bytes!(concat!(env!("OUT_DIR"), "/model.vscq")).len()] =
+    *include_bytes!(concat!(env!("OUT_DIR"), "/model.vscq"));
 
 /// Start and end markers of one encode, for `cargo xtask bench mcu`: a QEMU plugin counts
 /// the guest instructions executed between the first instructions of these two functions.
@@ -120,64 +122,77 @@ fn main() -> ! {
     }
 }
 
+/// Semihosting stdout as the board's transport.
+struct Semihosting {
+    out: hio::HostStream,
+    failed: bool,
+}
+
+impl FrameSink for Semihosting {
+    async fn send(&mut self, wire: &[u8]) {
+        self.failed |= self.out.write_all(wire).is_err();
+    }
+}
+
 fn run(log: &mut Option<hio::HostStream>) -> Result<(), ()> {
-    let mut out = hio::hstdout().map_err(|_| ())?;
+    let out = hio::hstdout().map_err(|_| ())?;
     let Ok(excerpt) = Excerpt::parse(EXCERPT) else {
-        // No `Display` of the error (flash, see below); `cargo xtask firmware` wrote it.
+        // No `Display` of the error (flash, see `device::ModelError::reason`);
+        // `cargo xtask firmware` wrote it.
         if let Some(log) = log.as_mut() {
             let _ = writeln!(log, "vsc-fw: the embedded sensor excerpt is invalid");
         }
         return Err(());
     };
-    let Ok(blob) = ModelBlob::parse(MODEL) else {
-        // No `Display` of the error here: its formatting code alone costs ~1 KiB of flash;
-        // `cargo xtask firmware` validated the blob before embedding it.
-        if let Some(log) = log.as_mut() {
-            let _ = writeln!(log, "vsc-fw: the embedded model blob is invalid");
-        }
-        return Err(());
-    };
-    let encoder = Marked(Encoder::new(blob));
+    let model = vsc_fw_common::model();
     if let Some(log) = log.as_mut() {
         let _ = writeln!(
             log,
-            "vsc-fw: excerpt user {} exp {} from sample {}, {} samples; model {} B, \
-             crc {:#010x}, M={} H={} J={}, {} MACs/window",
+            "vsc-fw: excerpt user {} exp {} from sample {}, {} samples",
             excerpt.user,
             excerpt.experiment,
             excerpt.source_start,
             excerpt.len(),
-            MODEL.len(),
-            blob.crc(),
-            blob.input_dim(),
-            blob.hidden_dim(),
-            encoder.latent_dim(),
-            // u32 (54 400 for the edge model): u64 formatting would link ~1 KiB of
-            // 64-bit division.
-            encoder.macs_per_window() as u32
+        );
+        let _ = match &model {
+            Ok(blob) => writeln!(
+                log,
+                "vsc-fw: model {} B, crc {:#010x}, M={} H={} J={}, {} MACs/window",
+                blob.as_bytes().len(),
+                blob.crc(),
+                blob.input_dim(),
+                blob.hidden_dim(),
+                blob.latent_dim(),
+                // u32 (54 400 for the edge model): u64 formatting would link ~1 KiB of
+                // 64-bit division.
+                Encoder::new(*blob).macs_per_window() as u32
+            ),
+            // `write_str`, not `{}`: formatting a `&str` links the padding code (~0.8 KiB).
+            Err(e) => log
+                .write_str("vsc-fw: model invalid: ")
+                .and_then(|()| log.write_str(e.reason()))
+                .and_then(|()| log.write_str("; frames carry no code\n")),
+        };
+    }
+    let channels = model.as_ref().map_or(ChannelSet::ALL, |b| b.channels());
+    let encoder = model.as_ref().ok().map(|b| Marked(Encoder::new(*b)));
+    let Ok(mut source) = ReplaySource::new(excerpt, 0..0) else {
+        if let Some(log) = log.as_mut() {
+            let _ = writeln!(log, "vsc-fw: sensor init failed");
+        }
+        return Err(());
+    };
+    let mut stage = Pipeline::new(channels, encoder);
+    let mut sink = Semihosting { out, failed: false };
+    let stats = device::block_on(device::run(&mut source, &mut stage, &mut sink));
+    if let Some(log) = log.as_mut() {
+        let _ = writeln!(
+            log,
+            "vsc-fw: {} samples, {} frames",
+            stats.samples, stats.frames
         );
     }
-    let mut frames = 0u32;
-    let mut write_failed = false;
-    let result = stream::run_recorded(excerpt, blob.channels(), encoder, 0..0, |frame| {
-        let mut wire = [0u8; MAX_WIRE_LEN];
-        match frame.encode(&mut wire) {
-            Ok(n) => write_failed |= out.write_all(&wire[..n]).is_err(),
-            Err(_) => write_failed = true,
-        }
-        frames += 1;
-    });
-    if let Some(log) = log.as_mut() {
-        match result {
-            Ok(samples) => {
-                let _ = writeln!(log, "vsc-fw: {samples} samples, {frames} frames");
-            }
-            Err(_) => {
-                let _ = writeln!(log, "vsc-fw: sensor init failed");
-            }
-        }
-    }
-    if result.is_err() || write_failed {
+    if sink.failed || model.is_err() {
         Err(())
     } else {
         Ok(())

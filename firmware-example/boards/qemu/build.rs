@@ -8,6 +8,7 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::copy("memory.x", out.join("memory.x")).expect("copy memory.x into OUT_DIR");
     println!("cargo:rustc-link-search={}", out.display());
+    println!("cargo:rustc-link-arg-bins=-Tlink.x");
     println!("cargo:rerun-if-changed=memory.x");
 
     for (var, name) in [
@@ -17,8 +18,8 @@ fn main() {
         println!("cargo:rerun-if-env-changed={var}");
         let Some(path) = env::var_os(var) else {
             panic!(
-                "{var} is not set: build the firmware with `cargo xtask firmware`, which \
-                 generates the sensor excerpt and picks the model blob"
+                "{var} is not set: build the firmware with `cargo xtask firmware --board \
+                 qemu`, which generates the sensor excerpt and picks the model blob"
             );
         };
         let path = PathBuf::from(path);
