@@ -307,3 +307,63 @@ fn fixed_prior_kl_is_eq6_against_a_standard_slab_and_alpha_with_no_sparsity_term
         .sum();
     assert!(s > 0.0 && s.is_finite(), "spike head gradient {s}");
 }
+
+/// J·KL(Bernoulli(p) ‖ Bernoulli(α)) in f64.
+fn sparsity_of(p: f64, alpha: f64, j: usize) -> f64 {
+    j as f64 * (p * (p / alpha).ln() + (1.0 - p) * ((1.0 - p) / (1.0 - alpha)).ln())
+}
+
+#[test]
+fn posterior_sparsity_charges_each_examples_own_mean_gamma() {
+    use host_trainer::model::SparsityTarget;
+    let d = Device::flex().autodiff();
+    let mut cfg = TrainConfig::tiny(12);
+    cfg.model.spike_head = SpikeHead::Sigmoid;
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let net = VscNet::new(&cfg.model, &mut rng, &d, None);
+    let (b, m, j) = (5, 12, cfg.model.latent_dim);
+    let alpha = f64::from(cfg.model.alpha);
+    let x: Vec<f32> = (0..b * m).map(|_| rng.random()).collect();
+    let post = net.encoder.forward(t2(x.clone(), b, m, &d));
+    let g = tensor_to_vec(post.log_gamma.clone().unwrap().exp());
+    let terms = |target| {
+        let mut mc = cfg.model.clone();
+        mc.sparsity = target;
+        let (kl, s) = net.prior_terms(&mc, t2(x.clone(), b, m, &d), &post, 100.0);
+        (tensor_to_vec(kl), tensor_to_vec(s))
+    };
+    let (kl_prior, s_prior) = terms(SparsityTarget::Prior);
+    let (kl_post, s_post) = terms(SparsityTarget::Posterior);
+    let (_, s_both) = terms(SparsityTarget::Both);
+    assert_eq!(kl_prior, kl_post, "the KL term does not change");
+    for r in 0..b {
+        let own = g[r * j..(r + 1) * j]
+            .iter()
+            .map(|&v| f64::from(v))
+            .sum::<f64>()
+            / j as f64;
+        let want = sparsity_of(own, alpha, j);
+        assert!(
+            (f64::from(s_post[r]) - want).abs() < 1e-4 * want.max(1.0),
+            "row {r}: {} vs J·KL({own}‖α) = {want}",
+            s_post[r]
+        );
+        let sum = f64::from(s_prior[r]) + f64::from(s_post[r]);
+        assert!((f64::from(s_both[r]) - sum).abs() < 1e-4 * sum.max(1.0));
+    }
+    // Rows differ in their own γ, so their charges differ (the prior's term need not).
+    assert!(s_post.iter().any(|&s| (s - s_post[0]).abs() > 1e-6));
+    // And the charge reaches the spike head: a step against it lowers the mean γ.
+    let mut mc = cfg.model.clone();
+    mc.sparsity = SparsityTarget::Posterior;
+    let (_, s) = net.prior_terms(&mc, t2(x.clone(), b, m, &d), &post, 100.0);
+    let grads = GradientsParams::from_grads(s.mean().backward(), &net);
+    let bias = &net.encoder.spike.as_ref().unwrap().bias;
+    let gb = tensor_to_vec(grads.get::<1>(bias.id).expect("spike bias gradient"));
+    let mean_g = g.iter().map(|&v| f64::from(v)).sum::<f64>() / g.len() as f64;
+    assert!(mean_g > alpha, "test needs γ̄ > α, got {mean_g}");
+    assert!(
+        gb.iter().all(|&v| v > 0.0),
+        "gradient {gb:?} must push every γ down"
+    );
+}

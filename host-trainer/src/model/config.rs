@@ -55,6 +55,28 @@ pub enum PriorKind {
     Fixed,
 }
 
+/// Whose spike probabilities the sparsity term J·KL(γ̄‖α) charges.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SparsityTarget {
+    /// γ̄ = mean over J of the selected pseudo-input prior's γ (the paper, VSC.md §1). A
+    /// prior that switches on the same α·J dims for every example meets it exactly.
+    #[default]
+    Prior,
+    /// γ̄ = mean over J of the example's own posterior γ: every example pays for the dims it
+    /// switches on, and the prior follows the posteriors through the KL term.
+    Posterior,
+    /// Both terms added.
+    Both,
+}
+
+impl SparsityTarget {
+    /// The paper's setting (omitted from written configs, so older files stay the same).
+    pub fn is_paper(&self) -> bool {
+        *self == SparsityTarget::Prior
+    }
+}
+
 /// How the spike head's output v becomes log γ (shared with the device encoder, which
 /// stores it in the model blob): the paper's `−ReLU(−v)` or `log sigmoid(v)`.
 pub use edge_runtime::spike::SpikeHead;
@@ -100,6 +122,9 @@ pub struct ModelConfig {
     /// Prior of the KL term; older configs without it use the paper's pseudo-inputs.
     #[serde(default)]
     pub prior: PriorKind,
+    /// Spike probabilities the sparsity term charges (pseudo-input prior only).
+    #[serde(default, skip_serializing_if = "SparsityTarget::is_paper")]
+    pub sparsity: SparsityTarget,
 }
 
 /// Optimisation schedule (paper Algorithm 1 / supplement D.1).
@@ -119,6 +144,10 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Adam step size after the ramp (the learning-rate drop).
     pub lr_after: f64,
+    /// Step at which the step size drops to `lr_after`, instead of the ramp's end: lets a
+    /// schedule without warm-up keep the paper's two step sizes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_drop_step: Option<u64>,
     pub c_schedule: CSchedule,
     pub seed: u64,
     /// Steps between checkpoints (0 = only at the end).
@@ -144,9 +173,13 @@ impl TrainConfig {
         }
     }
 
-    /// Learning rate at `step`: `lr` until the ramp ends, then `lr_after`.
+    /// Learning rate at `step`: `lr` until the ramp ends (or `lr_drop_step`), then `lr_after`.
     pub fn lr_at(&self, step: u64) -> f64 {
-        if step < self.warmup_iters + self.ramp_iters {
+        if step
+            < self
+                .lr_drop_step
+                .unwrap_or(self.warmup_iters + self.ramp_iters)
+        {
             self.lr
         } else {
             self.lr_after
@@ -195,6 +228,7 @@ impl TrainConfig {
                 spike_bias_init: None,
                 spike_head: SpikeHead::Paper,
                 prior: PriorKind::PseudoInputs,
+                sparsity: SparsityTarget::Prior,
             },
             batch_size: 500,
             warmup_iters: 15_000,
@@ -202,6 +236,7 @@ impl TrainConfig {
             main_iters: 50_000,
             lr: 1e-3,
             lr_after: 1e-4,
+            lr_drop_step: None,
             c_schedule: CSchedule::Anneal {
                 start: 50.0,
                 end: 200.0,
@@ -241,6 +276,7 @@ impl TrainConfig {
                 spike_bias_init: Some(-3.0),
                 spike_head: SpikeHead::Sigmoid,
                 prior: PriorKind::PseudoInputs,
+                sparsity: SparsityTarget::Prior,
             },
             batch_size: 128,
             // 20k steps ≈ 8–9 min at the measured ~40 steps/s on flex (2 cores).
@@ -249,6 +285,7 @@ impl TrainConfig {
             main_iters: 13_500,
             lr: 1e-3,
             lr_after: 1e-4,
+            lr_drop_step: None,
             c_schedule: CSchedule::Anneal {
                 start: 50.0,
                 end: 200.0,
@@ -278,6 +315,7 @@ impl TrainConfig {
                 spike_bias_init: None,
                 spike_head: SpikeHead::Paper,
                 prior: PriorKind::PseudoInputs,
+                sparsity: SparsityTarget::Prior,
             },
             batch_size: 16,
             warmup_iters: 40,
@@ -285,6 +323,7 @@ impl TrainConfig {
             main_iters: 120,
             lr: 3e-3,
             lr_after: 1e-3,
+            lr_drop_step: None,
             c_schedule: CSchedule::Anneal {
                 start: 50.0,
                 end: 200.0,
@@ -330,6 +369,28 @@ mod tests {
         assert_eq!(cfg.lr_at(20_000), 1e-4);
         assert_eq!(cfg.c_at(0), 50.0);
         assert_eq!(cfg.c_at(cfg.total_iters()), 200.0);
+        let mut no_warmup = cfg.clone();
+        (no_warmup.warmup_iters, no_warmup.ramp_iters) = (0, 0);
+        assert_eq!(no_warmup.lr_at(0), 1e-4, "without warm-up: one step size");
+        no_warmup.lr_drop_step = Some(3_000);
+        assert_eq!(no_warmup.lr_at(2_999), 1e-3);
+        assert_eq!(no_warmup.lr_at(3_000), 1e-4);
+    }
+
+    #[test]
+    fn older_configs_load_with_the_papers_sparsity_and_schedule() {
+        let cfg = TrainConfig::tiny(10);
+        let text = toml::to_string(&cfg).unwrap();
+        assert!(!text.contains("sparsity") && !text.contains("lr_drop_step"));
+        let back: TrainConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back.model.sparsity, SparsityTarget::Prior);
+        assert_eq!(back.lr_drop_step, None);
+        let mut cfg = cfg;
+        cfg.model.sparsity = SparsityTarget::Posterior;
+        cfg.lr_drop_step = Some(7);
+        let text = toml::to_string(&cfg).unwrap();
+        assert!(text.contains("sparsity = \"posterior\""), "{text}");
+        assert_eq!(toml::from_str::<TrainConfig>(&text).unwrap(), cfg);
     }
 
     #[test]

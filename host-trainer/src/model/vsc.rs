@@ -8,7 +8,9 @@ use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 
-use super::config::{Likelihood, ModelConfig, ModelKind, PriorKind, SelectorKind, SpikeHead};
+use super::config::{
+    Likelihood, ModelConfig, ModelKind, PriorKind, SelectorKind, SparsityTarget, SpikeHead,
+};
 use super::kl::{bernoulli_kl, spike_slab_kl};
 
 /// ln(2π), used by Gaussian log densities.
@@ -338,6 +340,14 @@ impl VscNet {
             .clone()
             .expect("VSC encoder has a spike head")
             .exp();
+        let n_dims = cfg.latent_dim as f32;
+        // J·KL(γ̄‖α) on the example's own mean γ (SparsityTarget::Posterior / Both).
+        let own_sparsity = match cfg.sparsity {
+            SparsityTarget::Prior => None,
+            SparsityTarget::Posterior | SparsityTarget::Both => {
+                Some(bernoulli_kl(gamma_i.clone().mean_dim(1), cfg.alpha).mul_scalar(n_dims))
+            }
+        };
         if cfg.prior == PriorKind::Fixed {
             let zeros = post.mu.zeros_like();
             let kl = spike_slab_kl(
@@ -348,7 +358,7 @@ impl VscNet {
                 zeros.clone(),
                 zeros.clone().add_scalar(cfg.alpha),
             );
-            let sparsity = kl.zeros_like();
+            let sparsity = own_sparsity.unwrap_or_else(|| kl.zeros_like());
             return (kl, sparsity);
         }
         let prior = self
@@ -372,7 +382,12 @@ impl VscNet {
         let kl = (w.clone() * kl_bu).sum_dim(1);
         // γ̄(x): selector-weighted mean over u of the prior's mean spike probability.
         let gamma_bar = w.matmul(prior.gamma.mean_dim(1));
-        let sparsity = bernoulli_kl(gamma_bar, cfg.alpha).mul_scalar(j as f32);
+        let prior_sparsity = bernoulli_kl(gamma_bar, cfg.alpha).mul_scalar(j as f32);
+        let sparsity = match (cfg.sparsity, own_sparsity) {
+            (SparsityTarget::Posterior, Some(own)) => own,
+            (SparsityTarget::Both, Some(own)) => prior_sparsity + own,
+            _ => prior_sparsity,
+        };
         (kl, sparsity)
     }
 }
