@@ -153,10 +153,15 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Block>> {
         .collect()
 }
 
-/// The loadable bytes of an ELF (32-bit, little-endian): every `PT_LOAD` segment with file
-/// contents, at its physical (load) address, e.g. `.data`'s initial values in flash.
-pub fn load_segments(elf: &[u8]) -> Result<Vec<Chunk>> {
+/// The bytes an ELF (32-bit, little-endian) puts in flash: every allocated section with
+/// contents (`.vector_table`, `.text`, `.rodata`, `.data`'s initial values …), at its load
+/// address (from the `PT_LOAD` segment that holds it). Sections, not segments: the linker
+/// may also map the ELF headers into a segment of their own below the first section
+/// (0x20000 on the XIAO), and those bytes must not be written.
+pub fn load_sections(elf: &[u8]) -> Result<Vec<Chunk>> {
     const PT_LOAD: u32 = 1;
+    const SHT_NOBITS: u32 = 8;
+    const SHF_ALLOC: u32 = 2;
     ensure!(
         elf.len() >= 52 && elf[..4] == *b"\x7fELF" && elf[4] == 1 && elf[5] == 1,
         "not a 32-bit little-endian ELF"
@@ -171,24 +176,34 @@ pub fn load_segments(elf: &[u8]) -> Result<Vec<Chunk>> {
             elf.get(o..o + 4).context("ELF truncated")?.try_into()?,
         ))
     };
-    let phoff = u32_at(28)? as usize;
-    let phentsize = u16_at(42)? as usize;
-    let phnum = u16_at(44)? as usize;
-    let mut chunks = Vec::new();
-    for i in 0..phnum {
+    let (phoff, phentsize, phnum) = (u32_at(28)? as usize, u16_at(42)? as usize, u16_at(44)?);
+    let mut segments = Vec::new();
+    for i in 0..usize::from(phnum) {
         let h = phoff + i * phentsize;
-        if u32_at(h)? != PT_LOAD {
+        if u32_at(h)? == PT_LOAD {
+            // (vaddr, paddr, memsz)
+            segments.push((u32_at(h + 8)?, u32_at(h + 12)?, u32_at(h + 20)?));
+        }
+    }
+    let (shoff, shentsize, shnum) = (u32_at(32)? as usize, u16_at(46)? as usize, u16_at(48)?);
+    let mut chunks = Vec::new();
+    for i in 0..usize::from(shnum) {
+        let h = shoff + i * shentsize;
+        let (kind, flags) = (u32_at(h + 4)?, u32_at(h + 8)?);
+        let (addr, offset, size) = (u32_at(h + 12)?, u32_at(h + 16)?, u32_at(h + 20)?);
+        if flags & SHF_ALLOC == 0 || kind == SHT_NOBITS || size == 0 {
             continue;
         }
-        let (offset, paddr, filesz) = (u32_at(h + 4)?, u32_at(h + 12)?, u32_at(h + 16)?);
-        if filesz == 0 {
-            continue;
-        }
+        let end = u64::from(addr) + u64::from(size);
+        let &(vaddr, paddr, _) = segments
+            .iter()
+            .find(|&&(v, _, m)| addr >= v && end <= u64::from(v) + u64::from(m))
+            .with_context(|| format!("ELF section {i} at {addr:#x} is in no loadable segment"))?;
         let bytes = elf
-            .get(offset as usize..offset as usize + filesz as usize)
-            .with_context(|| format!("ELF segment {i} runs past the end of the file"))?;
+            .get(offset as usize..offset as usize + size as usize)
+            .with_context(|| format!("ELF section {i} runs past the end of the file"))?;
         chunks.push(Chunk {
-            address: paddr,
+            address: paddr + (addr - vaddr),
             bytes: bytes.to_vec(),
         });
     }
@@ -253,7 +268,7 @@ pub fn run(args: &Uf2Args) -> Result<()> {
         firmware::build_board(args.board)?;
         let elf_path = args.board.elf();
         let elf = fs::read(&elf_path).with_context(|| elf_path.display().to_string())?;
-        chunks.extend(load_segments(&elf).with_context(|| elf_path.display().to_string())?);
+        chunks.extend(load_sections(&elf).with_context(|| elf_path.display().to_string())?);
     }
     check_within(
         &chunks,
@@ -432,40 +447,61 @@ mod tests {
         assert!(decode(&image).unwrap_err().to_string().contains("magic"));
     }
 
-    /// A minimal ELF32 with a code segment, a segment with no file bytes (.bss) and a
-    /// .data segment whose load address differs from its run address.
-    fn elf_with_segments() -> Vec<u8> {
-        let mut elf = vec![0u8; 52];
+    /// A minimal ELF32: the headers mapped in a segment of their own (as lld does), a
+    /// code section, `.data` whose load address (in flash) differs from its run address
+    /// (RAM), `.bss` (no bytes) and a non-allocated section.
+    fn elf_with_sections() -> Vec<u8> {
+        const PH: usize = 52;
+        let segments: [(u32, u32, u32, u32, u32); 3] = [
+            // (offset, vaddr, paddr, filesz, memsz)
+            (0, 0x20000, 0x20000, 0x90, 0x90),
+            (0x100, 0x27000, 0x27000, 8, 8),
+            (0x108, 0x2000_0100, 0x27008, 4, 0x104),
+        ];
+        let sh_at = 0x200;
+        let mut elf = vec![0u8; sh_at];
         elf[..4].copy_from_slice(b"\x7fELF");
         elf[4] = 1; // 32-bit
         elf[5] = 1; // little-endian
-        elf[28..32].copy_from_slice(&52u32.to_le_bytes()); // e_phoff
+        elf[28..32].copy_from_slice(&(PH as u32).to_le_bytes()); // e_phoff
+        elf[32..36].copy_from_slice(&(sh_at as u32).to_le_bytes()); // e_shoff
         elf[42..44].copy_from_slice(&32u16.to_le_bytes()); // e_phentsize
         elf[44..46].copy_from_slice(&3u16.to_le_bytes()); // e_phnum
-        let data_at = 52 + 3 * 32;
-        let segments: [(u32, u32, u32, u32, u32); 3] = [
-            // (type, offset, vaddr, paddr, filesz)
-            (1, data_at as u32, 0x27000, 0x27000, 8),
-            (1, 0, 0x2000_0000, 0x2000_0000, 0),
-            (1, data_at as u32 + 8, 0x2000_0100, 0x27008, 4),
-        ];
-        for (kind, offset, vaddr, paddr, filesz) in segments {
-            let mut h = [0u8; 32];
-            for (k, v) in [kind, offset, vaddr, paddr, filesz, filesz]
-                .iter()
+        elf[46..48].copy_from_slice(&40u16.to_le_bytes()); // e_shentsize
+        elf[48..50].copy_from_slice(&5u16.to_le_bytes()); // e_shnum
+        for (k, (offset, vaddr, paddr, filesz, memsz)) in segments.into_iter().enumerate() {
+            let h = PH + 32 * k;
+            for (w, v) in [1, offset, vaddr, paddr, filesz, memsz]
+                .into_iter()
                 .enumerate()
             {
-                h[4 * k..4 * k + 4].copy_from_slice(&v.to_le_bytes());
+                elf[h + 4 * w..h + 4 * w + 4].copy_from_slice(&v.to_le_bytes());
             }
-            elf.extend_from_slice(&h);
         }
-        elf.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        // (type, flags, addr, offset, size): null, .text, .data, .bss, .comment
+        let sections: [(u32, u32, u32, u32, u32); 5] = [
+            (0, 0, 0, 0, 0),
+            (1, 6, 0x27000, 0x100, 8),
+            (1, 3, 0x2000_0100, 0x108, 4),
+            (8, 3, 0x2000_0104, 0x10c, 0x100),
+            (1, 0, 0, 0x10c, 4),
+        ];
+        let mut headers = Vec::new();
+        for (kind, flags, addr, offset, size) in sections {
+            let mut h = [0u8; 40];
+            for (w, v) in [0, kind, flags, addr, offset, size].into_iter().enumerate() {
+                h[4 * w..4 * w + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            headers.extend_from_slice(&h);
+        }
+        elf[0x100..0x10c].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        elf.extend_from_slice(&headers);
         elf
     }
 
     #[test]
-    fn load_segments_take_load_addresses_and_skip_empty_ones() {
-        let chunks = load_segments(&elf_with_segments()).unwrap();
+    fn load_sections_take_load_addresses_and_skip_headers_bss_and_debug() {
+        let chunks = load_sections(&elf_with_sections()).unwrap();
         assert_eq!(
             chunks,
             [
@@ -479,11 +515,17 @@ mod tests {
                 }
             ]
         );
-        let mut cut = elf_with_segments();
-        cut.truncate(cut.len() - 2);
-        assert!(load_segments(&cut).is_err());
+        // Section headers cut off; .text larger than its segment.
+        let mut cut = elf_with_sections();
+        cut.truncate(0x210);
+        assert!(load_sections(&cut).is_err());
+        let mut oversized = elf_with_sections();
+        let size_field = 0x200 + 40 + 20;
+        oversized[size_field..size_field + 4].copy_from_slice(&0x1000u32.to_le_bytes());
+        let err = load_sections(&oversized).unwrap_err().to_string();
+        assert!(err.contains("no loadable segment"), "{err}");
         assert!(
-            load_segments(b"not an elf at all, not even close to one....................").is_err()
+            load_sections(b"not an elf at all, not even close to one...................").is_err()
         );
     }
 

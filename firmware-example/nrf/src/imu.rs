@@ -4,9 +4,15 @@
 //! polling), timestamps the sample on the RTC-driven embassy clock and burst-reads it over
 //! I²C. Nothing waits unbounded: the pin wait has a timeout of a few sample periods (after
 //! which one read is tried anyway, so a missed edge costs one sample, not the stream),
-//! and every I²C transfer has [`I2C_TIMEOUT`]. Faults become [`Reading::Failed`] (flagged
+//! and every I²C transfer has [`I2C_TIMEOUT_MS`] (sleeping, not spinning, meanwhile). Faults become [`Reading::Failed`] (flagged
 //! frames downstream) and one defmt line per change of state.
 
+use core::future::Future;
+use core::pin::pin;
+use core::task::{Context, Poll, Waker};
+
+use cortex_m::peripheral::scb::SystemHandler;
+use cortex_m::peripheral::syst::SystClkSource;
 use defmt::{error, info, warn};
 use edge_runtime::device::{FaultChange, FaultLog, Reading, SampleSource, SensorFault};
 use edge_runtime::sensor::{Imu, SensorError};
@@ -15,8 +21,10 @@ use embassy_nrf::twim::{self, Twim};
 use embassy_time::{Duration, Instant, Timer, with_timeout};
 use embedded_hal::i2c::{ErrorType, I2c, Operation};
 
+use crate::APP_PRIORITY;
+
 /// Longest I²C transfer: a 12-byte burst read at 400 kHz takes ~0.4 ms.
-pub const I2C_TIMEOUT: Duration = Duration::from_millis(10);
+pub const I2C_TIMEOUT_MS: u32 = 10;
 /// Sample periods to wait for data-ready before a read is tried without it.
 pub const DATA_READY_TIMEOUT_PERIODS: u64 = 3;
 /// Data-ready polls of one read after the pin said ready (or the wait timed out).
@@ -27,7 +35,11 @@ pub const INIT_RETRY: Duration = Duration::from_secs(1);
 /// or been reset): about one second at 50 Hz.
 pub const REINIT_AFTER_FAILED_READS: u32 = 50;
 
-/// The TWIM with a timeout on every transfer (embassy's blocking `I2c` impl has none).
+/// The TWIM behind the drivers' blocking `I2c`, without spinning: each transfer runs as
+/// the HAL's interrupt-driven async transfer, and the CPU sleeps in WFE until the TWIM's
+/// interrupt, so the ~0.4 ms of a sample read are sleep, not a busy-wait. Every transfer
+/// is bounded by [`I2C_TIMEOUT_MS`] (embassy's blocking `I2c` impl has no timeout): a
+/// sensor holding the clock low must not hang the loop.
 pub struct TimeoutI2c {
     twim: Twim<'static>,
 }
@@ -48,10 +60,61 @@ impl I2c for TimeoutI2c {
         address: u8,
         operations: &mut [Operation<'_>],
     ) -> Result<(), Self::Error> {
-        self.twim
-            .blocking_transaction_timeout(address, operations, I2C_TIMEOUT)
+        sleep_until_ready(self.twim.transaction(address, operations), I2C_TIMEOUT_MS)
+            .unwrap_or(Err(twim::Error::Timeout))
     }
 }
+
+/// Core clock cycles per SysTick tick: 1 ms at 64 MHz.
+const SYSTICK_CYCLES_PER_MS: u32 = 64_000;
+
+/// Polls `future` until it is ready or `timeout_ms` have passed (`None`; the future is
+/// dropped, which stops the transfer), sleeping in WFE between polls. Any interrupt ends
+/// WFE: the TWIM's when the transfer is done, SysTick's once a millisecond, which bounds
+/// the wait when nothing else happens. The waker can therefore do nothing, and embassy's
+/// timers (which need a task's waker) are not used. Other tasks wait for the transfer;
+/// interrupts (the radio's) do not.
+///
+/// SysTick belongs to this function: nothing else in the firmware uses it (the embassy
+/// time driver runs on RTC1).
+fn sleep_until_ready<F: Future>(future: F, timeout_ms: u32) -> Option<F::Output> {
+    // SAFETY: only SysTick is used, and only here (see above); its exception runs
+    // `SysTick` below, which touches nothing.
+    let mut core = unsafe { cortex_m::Peripherals::steal() };
+    // SAFETY: below the radio's priority 0, like every interrupt of ours.
+    unsafe {
+        core.SCB
+            .set_priority(SystemHandler::SysTick, APP_PRIORITY as u8)
+    };
+    let syst = &mut core.SYST;
+    syst.set_clock_source(SystClkSource::Core);
+    syst.set_reload(SYSTICK_CYCLES_PER_MS - 1);
+    syst.clear_current();
+    syst.enable_interrupt();
+    syst.enable_counter();
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut elapsed_ms = 0;
+    let out = loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            break Some(out);
+        }
+        if syst.has_wrapped() {
+            elapsed_ms += 1;
+            if elapsed_ms >= timeout_ms {
+                break None;
+            }
+        }
+        cortex_m::asm::wfe();
+    };
+    syst.disable_interrupt();
+    syst.disable_counter();
+    out
+}
+
+/// Only ends the WFE of [`sleep_until_ready`].
+#[cortex_m_rt::exception]
+fn SysTick() {}
 
 /// An [`Imu`] and its data-ready pin.
 pub struct InterruptImu<'d, I: Imu> {

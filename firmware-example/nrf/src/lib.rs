@@ -127,7 +127,7 @@ macro_rules! shared_peripherals {
 }
 
 /// The IMU's I²C bus on TWIM0 at 400 kHz, every transfer bounded by
-/// [`imu::I2C_TIMEOUT`] (a sensor holding the clock low must not hang the loop).
+/// [`imu::I2C_TIMEOUT_MS`] (a sensor holding the clock low must not hang the loop).
 pub fn i2c(
     twim: Peri<'static, TWISPI0>,
     sda: Peri<'static, impl embassy_nrf::gpio::Pin>,
