@@ -741,6 +741,12 @@ impl<'a> ModelBlob<'a> {
     pub fn scaling_len(&self) -> usize {
         self.scaling.len() / 8
     }
+    /// The input-scaling entries as stored: [`ModelBlob::scaling_len`] little-endian
+    /// `(offset, scale)` `f32` pairs, for the encoder's input stage (which reads them in
+    /// order, without a bounds check per [`ModelBlob::scaling`] call).
+    pub(crate) fn scaling_bytes(&self) -> &'a [u8] {
+        self.scaling
+    }
     /// Consecutive model-input values that share one scaling entry.
     pub fn scaling_block_len(&self) -> usize {
         self.features.scaling_block_len(self.window_len)

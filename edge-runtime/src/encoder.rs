@@ -51,12 +51,12 @@
 
 use core::fmt;
 
+mod input;
+
 use crate::blob::{LayerView, MAX_HIDDEN, MAX_INPUT, MAX_LATENT, ModelBlob, SCORE_SHIFT};
 pub use crate::fixed::{V_Q16_MIN, exp_q15, requant};
 use crate::kernels::{Kernel, MAX_PHASE, Packed, dot_portable, packed_words};
-use crate::preprocess::{
-    ChannelSet, InputFeatures, SPECTRUM_VALUES_PER_CHANNEL, WINDOW_LEN, Window,
-};
+use crate::preprocess::{ChannelSet, InputFeatures, SPECTRUM_VALUES_PER_CHANNEL, Window};
 
 /// Rounds a finite `t` in `[0, 2²²]` to the nearest integer, ties to even (the IEEE
 /// default rounding of the addition does the work; no libm needed in `no_std`).
@@ -559,11 +559,12 @@ impl<'a> Encoder<'a> {
                 got: window_raw.len(),
             });
         }
-        if let Some(index) = window_raw.iter().position(|x| !x.is_finite()) {
-            return Err(EncodeError::NonFinite { index });
-        }
+        let first_non_finite = || window_raw.iter().position(|x| !x.is_finite());
         match self.blob.features() {
             InputFeatures::Waveform => {
+                if let Some(index) = first_non_finite() {
+                    return Err(EncodeError::NonFinite { index });
+                }
                 // ≥ 1 for every parsed blob; `max` keeps `chunks_exact` panic-free regardless.
                 let window_len = self.blob.window_len().max(1);
                 for (c, (raw_row, q_row)) in window_raw
@@ -578,23 +579,26 @@ impl<'a> Encoder<'a> {
                 }
             }
             InputFeatures::BandSpectrum => {
-                // One channel at a time: 33 floats on the stack, not the whole input.
-                let mut spectrum = [0.0f32; SPECTRUM_VALUES_PER_CHANNEL];
-                for (c, (raw_row, q_row)) in window_raw
-                    .chunks_exact(WINDOW_LEN)
-                    .zip(x_q.chunks_exact_mut(SPECTRUM_VALUES_PER_CHANNEL))
-                    .enumerate()
-                {
-                    InputFeatures::BandSpectrum
-                        .compute(raw_row, &mut spectrum)
-                        .map_err(|_| EncodeError::InputLength {
-                            expected,
-                            got: window_raw.len(),
-                        })?;
-                    for (k, (q, &x)) in q_row.iter_mut().zip(&spectrum).enumerate() {
-                        let s = self.blob.scaling(c * SPECTRUM_VALUES_PER_CHANNEL + k);
-                        *q = quantise_input_fast(x, s.offset, s.scale);
+                // A NaN or ∞ among a channel's samples makes its mean (a sum of them all)
+                // NaN or ∞, so only a channel whose mean is not finite needs the scan for
+                // the first bad sample (one that overflowed from finite samples has none).
+                // Skipping the up-front scan saves a pass over every sample.
+                let mut q_rows = x_q.chunks_exact_mut(SPECTRUM_VALUES_PER_CHANNEL);
+                // One scaling entry (8 bytes) per model-input value.
+                let mut row_scaling = self
+                    .blob
+                    .scaling_bytes()
+                    .chunks(8 * SPECTRUM_VALUES_PER_CHANNEL);
+                let mut suspect = false;
+                InputFeatures::band_spectra(window_raw, |spectrum| {
+                    suspect |= !spectrum[0].is_finite();
+                    if let (Some(q_row), Some(scaling)) = (q_rows.next(), row_scaling.next()) {
+                        input::quantise_row(spectrum, scaling, q_row);
                     }
+                });
+                if suspect && let Some(index) = first_non_finite() {
+                    x_q.fill(0);
+                    return Err(EncodeError::NonFinite { index });
                 }
             }
         }
