@@ -159,6 +159,60 @@ mod tests {
         }
     }
 
+    /// The spectrum input stage finds non-finite samples through the channel means: the
+    /// first bad sample is reported whichever channel it is in, the outputs are left
+    /// alone, and finite windows whose spectrum overflows are encoded, not rejected.
+    #[test]
+    fn spectrum_input_stage_reports_the_first_non_finite_sample() {
+        use crate::blob::{MAX_INPUT, ModelBlob};
+        use crate::encoder::{EncodeError, Encoder, SparseCode};
+        use crate::preprocess::{ChannelSet, InputFeatures, WINDOW_LEN};
+
+        let channels = ChannelSet::ALL;
+        let enc = crate::F32Encoder::random_with(channels, InputFeatures::BandSpectrum, 32, 8, 3);
+        let wave = |c: usize, t: usize| ((c * 7 + t) as f32 * 0.37).sin() * (1 + c) as f32;
+        let window: Vec<f32> = (0..9 * WINDOW_LEN)
+            .map(|i| wave(i / WINDOW_LEN, i % WINDOW_LEN))
+            .collect();
+        let bytes = crate::quant::quantise(&enc, &[&window[..]]).unwrap();
+        let encoder = Encoder::new(ModelBlob::parse(&bytes).unwrap());
+        let mut good = SparseCode::default();
+        encoder.encode(&window, &mut good).unwrap();
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for index in [
+                0,
+                5,
+                127,
+                128,
+                4 * WINDOW_LEN + 77,
+                8 * WINDOW_LEN,
+                9 * WINDOW_LEN - 1,
+            ] {
+                let mut x = window.clone();
+                x[index] = bad;
+                // A later bad sample too: the first one is named.
+                let later = (index + 3 * WINDOW_LEN + 1).min(9 * WINDOW_LEN - 1);
+                x[later] = f32::NAN;
+                let mut out = good;
+                assert_eq!(
+                    encoder.encode(&x, &mut out),
+                    Err(EncodeError::NonFinite { index }),
+                    "{bad} at {index}"
+                );
+                assert_eq!(out, good, "output untouched");
+                let mut x_q = [7u8; MAX_INPUT];
+                assert!(encoder.model_input(&x, &mut x_q).is_err());
+                assert_eq!(x_q, [0; MAX_INPUT], "x_q zeroed on error");
+            }
+        }
+        // Finite samples whose sums overflow: the means are ∞, no sample is bad.
+        let huge: Vec<f32> = (0..9 * WINDOW_LEN)
+            .map(|i| if i % 2 == 0 { 3e38 } else { 2e38 })
+            .collect();
+        let mut out = SparseCode::default();
+        assert_eq!(encoder.encode(&huge, &mut out), Ok(()));
+    }
+
     #[test]
     fn short_scaling_or_output_limits_the_row() {
         let values = [0.5f32; 9];
