@@ -17,7 +17,7 @@ use crate::preprocess::ChannelSet;
 use crate::preprocess::filter::sin_cos;
 
 mod fft;
-#[cfg(test)]
+#[cfg(any(test, feature = "std"))]
 mod reference;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -114,6 +114,35 @@ impl InputFeatures {
             fft::band_spectrum(x, &mut out);
             sink(&out);
         }
+    }
+
+    /// [`InputFeatures::compute`] for [`InputFeatures::BandSpectrum`] with the
+    /// straightforward radix-2 transform that the fast kernel replaced, which must give
+    /// the same bits (see `spectrum/fft.rs`): the oracle of the parity tests on real data
+    /// outside this crate. Host only (`std`).
+    #[cfg(feature = "std")]
+    #[doc(hidden)]
+    pub fn band_spectrum_reference(window: &[f32], out: &mut [f32]) -> Result<(), PreprocessError> {
+        if !window.len().is_multiple_of(WINDOW_LEN) {
+            return Err(PreprocessError::Length {
+                expected: (window.len() / WINDOW_LEN + 1) * WINDOW_LEN,
+                got: window.len(),
+            });
+        }
+        let expected = window.len() / WINDOW_LEN * SPECTRUM_VALUES_PER_CHANNEL;
+        if out.len() != expected {
+            return Err(PreprocessError::Length {
+                expected,
+                got: out.len(),
+            });
+        }
+        for (x, o) in window
+            .chunks_exact(WINDOW_LEN)
+            .zip(out.chunks_exact_mut(SPECTRUM_VALUES_PER_CHANNEL))
+        {
+            reference::band_spectrum(x, o);
+        }
+        Ok(())
     }
 
     /// Writes the model input of a channel-major window (`n × 128` values) into `out`

@@ -326,3 +326,69 @@ pub fn run(args: &BenchEncodeArgs) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use edge_runtime::preprocess::{ChannelSet, InputFeatures, SPECTRUM_VALUES_PER_CHANNEL};
+    use host_trainer::data::{WindowConfig, load_har_windows};
+
+    /// The HAPT data folder, or `None` (after a note) when it is missing outside CI.
+    fn data_dir() -> Option<PathBuf> {
+        let dir = std::env::var_os("VSC_DATA_DIR").map_or_else(
+            || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")),
+            PathBuf::from,
+        );
+        if dir.exists() {
+            return Some(dir);
+        }
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(
+            !ci,
+            "CI=true but the HAPT data folder {} is missing",
+            dir.display()
+        );
+        eprintln!(
+            "note: skipping, no HAPT data at {} (set VSC_DATA_DIR)",
+            dir.display()
+        );
+        None
+    }
+
+    /// The band spectrum that edge-runtime computes (the FFT kernel, in SIMD batches here)
+    /// equals the straightforward transform it replaced, bit for bit, on every HAPT window
+    /// of every subject (all nine channels, postural transitions included): the
+    /// committed model's inputs did not change. The mean may differ only in the sign of a
+    /// zero (see `edge-runtime/src/preprocess/spectrum/fft.rs`).
+    #[test]
+    fn band_spectrum_is_the_oracle_on_every_hapt_window() {
+        let Some(dir) = data_dir() else {
+            return;
+        };
+        let config = WindowConfig {
+            channels: ChannelSet::ALL,
+            include_transitions: true,
+        };
+        let (train, test) = load_har_windows(&dir, &config).expect("HAPT windows");
+        let m = InputFeatures::BandSpectrum.input_dim(ChannelSet::ALL);
+        let (mut fast, mut oracle) = (vec![0f32; m], vec![0f32; m]);
+        let mut windows = 0;
+        for (split, w) in [("train", &train), ("test", &test)] {
+            for i in 0..w.len() {
+                let x = w.window(i);
+                InputFeatures::BandSpectrum.compute(x, &mut fast).unwrap();
+                InputFeatures::band_spectrum_reference(x, &mut oracle).unwrap();
+                for (k, (f, o)) in fast.iter().zip(&oracle).enumerate() {
+                    let mean = k % SPECTRUM_VALUES_PER_CHANNEL == 0;
+                    assert!(
+                        f.to_bits() == o.to_bits() || (mean && f == o),
+                        "{split} window {i} value {k}: {f:e} vs oracle {o:e}"
+                    );
+                }
+                windows += 1;
+            }
+        }
+        assert!(windows > 10_000, "only {windows} HAPT windows");
+    }
+}
