@@ -25,7 +25,8 @@ pub struct BenchEncodeArgs {
     /// inputs, H = 128, J = 32) quantised on random-walk windows.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Seconds of timing per runtime (split into 5 rounds; the median is reported).
+    /// Seconds of timing per runtime (split into rounds of about 2 ms; the fastest is
+    /// reported).
     #[arg(long, default_value_t = 1.0)]
     pub seconds: f64,
     /// Distinct windows cycled through.
@@ -134,8 +135,14 @@ pub fn dequantised_encoder(p: &QuantParams) -> F32Encoder {
     }
 }
 
-/// Median ns per window over 5 rounds of about `seconds / 5` each; `step(i)` encodes
-/// the windows of iteration `i` and returns how many it encoded.
+/// Length of one timing round: short enough that a round often runs without being
+/// preempted on a loaded machine (a scheduler time slice is a few ms).
+const ROUND_S: f64 = 0.002;
+
+/// ns per window of the fastest of the rounds of about [`ROUND_S`] that fit in `seconds`
+/// (at least 5): other processes only ever add time, so the minimum is the figure that
+/// stays put while the machine is busy. `step(i)` encodes the windows of iteration `i` and
+/// returns how many it encoded.
 fn time_ns_per_window(seconds: f64, mut step: impl FnMut(usize) -> usize) -> f64 {
     // Warm-up and rate estimate.
     let t = Instant::now();
@@ -145,19 +152,21 @@ fn time_ns_per_window(seconds: f64, mut step: impl FnMut(usize) -> usize) -> f64
         iters += 1;
     }
     let per_iter_s = t.elapsed().as_secs_f64() / iters as f64;
-    let round_iters = ((seconds / 5.0 / per_iter_s) as usize).max(3);
-    let mut rounds: Vec<f64> = (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            let mut windows = 0usize;
-            for i in 0..round_iters {
-                windows += step(i);
-            }
-            t.elapsed().as_nanos() as f64 / windows as f64
-        })
-        .collect();
-    rounds.sort_by(f64::total_cmp);
-    rounds[2]
+    let round_iters = ((ROUND_S / per_iter_s) as usize).max(1);
+    let rounds = ((seconds / (round_iters as f64 * per_iter_s)) as usize).max(5);
+    // One iteration count across rounds, so that the rounds cycle through every window.
+    let mut i = 0usize;
+    let mut fastest = f64::INFINITY;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let mut windows = 0usize;
+        for _ in 0..round_iters {
+            windows += step(i);
+            i += 1;
+        }
+        fastest = fastest.min(t.elapsed().as_nanos() as f64 / windows as f64);
+    }
+    fastest
 }
 
 /// Runs the benchmark and prints the table.
