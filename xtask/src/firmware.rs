@@ -138,8 +138,18 @@ impl Board {
         firmware_dir().join("boards").join(self.name())
     }
 
+    /// Its cargo target folder. The nRF boards link with flip-link and QEMU's does not;
+    /// cargo counts the linker in every artifact's fingerprint, so sharing one folder would
+    /// rebuild all common dependencies at each switch.
+    pub fn target_dir(self) -> PathBuf {
+        match self {
+            Board::Qemu => target_dir(),
+            _ => target_dir().join("nrf"),
+        }
+    }
+
     pub fn elf(self) -> PathBuf {
-        target_dir()
+        self.target_dir()
             .join(THUMB_TARGET)
             .join("release")
             .join(self.package())
@@ -447,7 +457,7 @@ fn cargo_build(board: Board) -> Command {
     cmd.args(["build", "--release", "--target", THUMB_TARGET, "-p"])
         .arg(board.package())
         .current_dir(board.dir())
-        .env("CARGO_TARGET_DIR", target_dir());
+        .env("CARGO_TARGET_DIR", board.target_dir());
     cmd
 }
 
