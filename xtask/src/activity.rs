@@ -172,7 +172,11 @@ impl HeadReport {
              {} nats (127 = saturated).\n",
             self.train_windows, self.classes, SCORE_SCALE
         );
-        let _ = writeln!(s, "| on the {} test windows | accuracy |", self.test_windows);
+        let _ = writeln!(
+            s,
+            "| on the {} test windows | accuracy |",
+            self.test_windows
+        );
         let _ = writeln!(s, "|---|---|");
         let _ = writeln!(
             s,
