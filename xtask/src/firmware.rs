@@ -36,6 +36,7 @@ use edge_runtime::preprocess::{ChannelSet, ImuSample, WINDOW_LEN, windows_of_rec
 use edge_runtime::sensor::{AccelRange, Excerpt, GyroRange, Mpu6050Config, RawSample};
 use edge_runtime::stream::{self, WindowEncoder};
 
+use crate::elf::ElfSizes;
 use crate::test::{
     THUMB_TARGET, ensure_qemu, ensure_rust_tools, is_root, run_step, workspace_root,
 };
@@ -532,168 +533,11 @@ fn read_blob(model: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Sizes in the sense of `arm-none-eabi-size` (Berkeley format).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ElfSizes {
-    /// Allocated, read-only (code, vector table, constants): lives in flash.
-    pub text: u64,
-    /// Allocated, writable, with contents: flash (initial values) and RAM.
-    pub data: u64,
-    /// Allocated, writable, no contents: RAM only.
-    pub bss: u64,
-}
-
-struct Section {
-    name: String,
-    kind: u32,
-    flags: u32,
-    offset: u32,
-    size: u32,
-    link: u32,
-}
-
-fn elf_sections(elf: &[u8]) -> Result<Vec<Section>> {
-    ensure!(
-        elf.len() >= 52 && elf[..4] == *b"\x7fELF" && elf[4] == 1 && elf[5] == 1,
-        "not a 32-bit little-endian ELF"
-    );
-    let u16_at = |o: usize| -> Result<u16> {
-        Ok(u16::from_le_bytes(
-            elf.get(o..o + 2).context("ELF truncated")?.try_into()?,
-        ))
-    };
-    let u32_at = |o: usize| -> Result<u32> {
-        Ok(u32::from_le_bytes(
-            elf.get(o..o + 4).context("ELF truncated")?.try_into()?,
-        ))
-    };
-    let shoff = u32_at(32)? as usize;
-    let shentsize = u16_at(46)? as usize;
-    let shnum = u16_at(48)? as usize;
-    let shstrndx = u16_at(50)? as usize;
-    let mut sections = Vec::with_capacity(shnum);
-    for i in 0..shnum {
-        let h = shoff + i * shentsize;
-        sections.push(Section {
-            name: u32_at(h)?.to_string(),
-            kind: u32_at(h + 4)?,
-            flags: u32_at(h + 8)?,
-            offset: u32_at(h + 16)?,
-            size: u32_at(h + 20)?,
-            link: u32_at(h + 24)?,
-        });
-    }
-    let names_at = sections
-        .get(shstrndx)
-        .context("ELF: no section-name table")?
-        .offset as usize;
-    for s in &mut sections {
-        let start = names_at + s.name.parse::<usize>()?;
-        let end = elf[start..]
-            .iter()
-            .position(|&b| b == 0)
-            .context("ELF name")?
-            + start;
-        s.name = String::from_utf8_lossy(&elf[start..end]).into_owned();
-    }
-    Ok(sections)
-}
-
-pub fn elf_sizes(elf: &[u8]) -> Result<ElfSizes> {
-    const SHT_NOBITS: u32 = 8;
-    const SHF_WRITE: u32 = 1;
-    const SHF_ALLOC: u32 = 2;
-    let mut sizes = ElfSizes::default();
-    for s in elf_sections(elf)? {
-        if s.flags & SHF_ALLOC == 0 {
-            continue;
-        }
-        let size = u64::from(s.size);
-        if s.kind == SHT_NOBITS {
-            sizes.bss += size;
-        } else if s.flags & SHF_WRITE != 0 {
-            sizes.data += size;
-        } else {
-            sizes.text += size;
-        }
-    }
-    Ok(sizes)
-}
-
-/// A symbol of the ELF's symbol table.
-struct ElfSymbol<'e> {
-    name: &'e [u8],
-    /// Address, Thumb bit cleared for functions.
-    value: u32,
-    size: u32,
-    is_function: bool,
-}
-
-/// Every symbol of the ELF's symbol table.
-fn elf_symbols(elf: &[u8]) -> Result<Vec<ElfSymbol<'_>>> {
-    const SHT_SYMTAB: u32 = 2;
-    const STT_FUNC: u8 = 2;
-    let sections = elf_sections(elf)?;
-    let symtab = sections
-        .iter()
-        .find(|s| s.kind == SHT_SYMTAB)
-        .context("ELF has no symbol table")?;
-    let strtab = sections
-        .get(symtab.link as usize)
-        .context("ELF symtab link")?;
-    let entries = elf
-        .get(symtab.offset as usize..(symtab.offset + symtab.size) as usize)
-        .context("ELF symtab truncated")?;
-    let mut symbols = Vec::new();
-    for sym in entries.chunks_exact(16) {
-        let name_off = u32::from_le_bytes(sym[0..4].try_into()?) as usize;
-        let Some(rest) = elf.get(strtab.offset as usize + name_off..) else {
-            continue;
-        };
-        let end = rest.iter().position(|&b| b == 0).unwrap_or(0);
-        let is_function = sym[12] & 0xF == STT_FUNC;
-        let value = u32::from_le_bytes(sym[4..8].try_into()?);
-        symbols.push(ElfSymbol {
-            name: &rest[..end],
-            value: if is_function { value & !1 } else { value },
-            size: u32::from_le_bytes(sym[8..12].try_into()?),
-            is_function,
-        });
-    }
-    Ok(symbols)
-}
-
-/// Address of a function symbol (Thumb bit cleared).
-pub fn elf_symbol(elf: &[u8], name: &str) -> Result<u32> {
-    elf_symbols(elf)?
-        .into_iter()
-        .find(|s| s.name == name.as_bytes())
-        .map(|s| s.value & !1)
-        .with_context(|| format!("symbol {name} not found in the firmware ELF"))
-}
-
-/// Function symbols with a size, sorted by address: `(start, end, demangled name)`.
-fn elf_functions(elf: &[u8]) -> Result<Vec<(u32, u32, String)>> {
-    let mut functions: Vec<(u32, u32, String)> = elf_symbols(elf)?
-        .into_iter()
-        .filter(|s| s.is_function && s.size > 0)
-        .map(|s| {
-            let name = String::from_utf8_lossy(s.name);
-            // `{:#}`: without the hash suffix.
-            let name = format!("{:#}", rustc_demangle::demangle(&name));
-            (s.value, s.value + s.size, name)
-        })
-        .collect();
-    functions.sort();
-    functions.dedup_by_key(|f| f.0);
-    Ok(functions)
-}
-
 /// The plugin's per-address histogram (`vsc-bench: pc=0x… count=…` lines) summed per
 /// function of the ELF, most instructions first; addresses outside every function symbol
 /// are summed under "(no symbol)".
 pub fn profile_by_function(elf: &[u8], plugin_log: &str) -> Result<Vec<(String, u64)>> {
-    let functions = elf_functions(elf)?;
+    let functions = crate::elf::functions(elf)?;
     let mut totals = std::collections::HashMap::<&str, u64>::new();
     for line in plugin_log.lines() {
         let Some(rest) = line.strip_prefix("vsc-bench: pc=0x") else {
@@ -815,7 +659,7 @@ fn read_budget() -> Result<SizeBudget> {
 /// measured stack, also checks it against the device loop's stack budget.
 pub fn check_sizes(model: &Path, stack_bytes: Option<u64>) -> Result<ElfSizes> {
     let elf = fs::read(elf_path()).with_context(|| elf_path().display().to_string())?;
-    let sizes = elf_sizes(&elf)?;
+    let sizes = crate::elf::sizes(&elf)?;
     let budgets = read_budget()?;
     let budget = budgets.qemu;
     let blob = read_blob(model)?;
@@ -907,7 +751,7 @@ pub fn check_board_sizes(board: Board) -> Result<NrfSizes> {
         .with_context(|| format!("{} has no nRF budget", board.name()))?;
     let memory = board.memory()?;
     let elf = fs::read(board.elf()).with_context(|| board.elf().display().to_string())?;
-    let sizes = elf_sizes(&elf)?;
+    let sizes = crate::elf::sizes(&elf)?;
     let report = nrf_sizes(sizes, memory, budgets.loop_stack_max, budget);
     eprintln!(
         "{}: flash {} B (text {} + data {}; budget {} B, region {} B), static RAM {} B \
@@ -1268,7 +1112,10 @@ pub fn bench_mcu(args: &BenchMcuArgs) -> Result<()> {
         ("encode", "vsc_bench_encode_start", "vsc_bench_encode_end"),
         ("input", "vsc_bench_input_start", "vsc_bench_input_end"),
     ] {
-        let (start, end) = (elf_symbol(&elf, start)?, elf_symbol(&elf, end)?);
+        let (start, end) = (
+            crate::elf::symbol(&elf, start)?,
+            crate::elf::symbol(&elf, end)?,
+        );
         regions.push(format!("region={name}:{start:#x}:{end:#x}"));
     }
     if args.profile {

@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 mod activity;
 mod bench;
 mod data;
+mod elf;
 mod ffi;
 mod firmware;
 mod flash;

@@ -507,7 +507,7 @@ pub fn quantise(args: &QuantiseArgs) -> Result<QuantiseReport> {
         f32_onnx_max_diff: f32_diff,
     });
     let card = match &head {
-        Some((_, report)) => activity::with_section(
+        Some((_, report)) => xtask::card::with_section(
             &card,
             "## Activity head",
             &report.card_section(&format!(

@@ -159,39 +159,14 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Block>> {
 /// may also map the ELF headers into a segment of their own below the first section
 /// (0x20000 on the XIAO), and those bytes must not be written.
 pub fn load_sections(elf: &[u8]) -> Result<Vec<Chunk>> {
-    const PT_LOAD: u32 = 1;
-    const SHT_NOBITS: u32 = 8;
-    const SHF_ALLOC: u32 = 2;
-    ensure!(
-        elf.len() >= 52 && elf[..4] == *b"\x7fELF" && elf[4] == 1 && elf[5] == 1,
-        "not a 32-bit little-endian ELF"
-    );
-    let u16_at = |o: usize| -> Result<u16> {
-        Ok(u16::from_le_bytes(
-            elf.get(o..o + 2).context("ELF truncated")?.try_into()?,
-        ))
-    };
-    let u32_at = |o: usize| -> Result<u32> {
-        Ok(u32::from_le_bytes(
-            elf.get(o..o + 4).context("ELF truncated")?.try_into()?,
-        ))
-    };
-    let (phoff, phentsize, phnum) = (u32_at(28)? as usize, u16_at(42)? as usize, u16_at(44)?);
-    let mut segments = Vec::new();
-    for i in 0..usize::from(phnum) {
-        let h = phoff + i * phentsize;
-        if u32_at(h)? == PT_LOAD {
-            // (vaddr, paddr, memsz)
-            segments.push((u32_at(h + 8)?, u32_at(h + 12)?, u32_at(h + 20)?));
-        }
-    }
-    let (shoff, shentsize, shnum) = (u32_at(32)? as usize, u16_at(46)? as usize, u16_at(48)?);
+    let segments = crate::elf::load_segments(elf)?;
     let mut chunks = Vec::new();
-    for i in 0..usize::from(shnum) {
-        let h = shoff + i * shentsize;
-        let (kind, flags) = (u32_at(h + 4)?, u32_at(h + 8)?);
-        let (addr, offset, size) = (u32_at(h + 12)?, u32_at(h + 16)?, u32_at(h + 20)?);
-        if flags & SHF_ALLOC == 0 || kind == SHT_NOBITS || size == 0 {
+    for (i, section) in crate::elf::sections(elf)?.iter().enumerate() {
+        let (addr, offset, size) = (section.addr, section.offset, section.size);
+        if section.flags & crate::elf::SHF_ALLOC == 0
+            || section.kind == crate::elf::SHT_NOBITS
+            || size == 0
+        {
             continue;
         }
         let end = u64::from(addr) + u64::from(size);
