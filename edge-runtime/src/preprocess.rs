@@ -70,8 +70,25 @@ pub struct ImuSample {
     pub gyro_rad_s: [f32; 3],
 }
 
-/// Names of the six sample fields, as reported in [`PreprocessError::NonFinite`].
-const FIELD_NAMES: [&str; 6] = [
+impl ImuSample {
+    /// The six values in [`FIELD_NAMES`] order: acceleration x y z, then angular velocity.
+    pub const fn fields(&self) -> [f32; 6] {
+        let ([ax, ay, az], [gx, gy, gz]) = (self.acc_g, self.gyro_rad_s);
+        [ax, ay, az, gx, gy, gz]
+    }
+
+    /// Inverse of [`ImuSample::fields`].
+    pub const fn from_fields([ax, ay, az, gx, gy, gz]: [f32; 6]) -> ImuSample {
+        ImuSample {
+            acc_g: [ax, ay, az],
+            gyro_rad_s: [gx, gy, gz],
+        }
+    }
+}
+
+/// Names of the six sample fields in [`ImuSample::fields`] order, as reported in
+/// [`PreprocessError::NonFinite`] (and the resampler's errors).
+pub const FIELD_NAMES: [&str; 6] = [
     "acc_g.x",
     "acc_g.y",
     "acc_g.z",
@@ -231,14 +248,7 @@ impl Preprocessor {
     pub fn push(&mut self, sample: ImuSample) -> Result<Option<&Window>, PreprocessError> {
         let sample_index = self.samples_seen;
         self.samples_seen = self.samples_seen.wrapping_add(1);
-        let raw = [
-            sample.acc_g[0],
-            sample.acc_g[1],
-            sample.acc_g[2],
-            sample.gyro_rad_s[0],
-            sample.gyro_rad_s[1],
-            sample.gyro_rad_s[2],
-        ];
+        let raw = sample.fields();
         let (need_acc, need_gyro) = (self.channels.needs_acc(), self.channels.needs_gyro());
         for (i, value) in raw.iter().enumerate() {
             let needed = if i < 3 { need_acc } else { need_gyro };
