@@ -18,7 +18,7 @@ use host_trainer::data::{HarWindows, WindowConfig, load_har_windows, resolve_dat
 use host_trainer::eval::probe::{LinearProbe, ProbeConfig};
 use sha2::{Digest, Sha256};
 
-use crate::quantise::write_atomic;
+use xtask::write_atomic;
 
 /// Options of `cargo xtask activity-head`.
 #[derive(Debug, Args)]

@@ -383,12 +383,6 @@ pub fn make_excerpt(data: Option<&Path>) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes).with_context(|| tmp.display().to_string())?;
-    fs::rename(&tmp, path).with_context(|| path.display().to_string())
-}
-
 /// The samples the firmware's driver will produce from the excerpt (same scaling code).
 pub fn excerpt_samples(excerpt: &Excerpt<'_>) -> Vec<ImuSample> {
     (0..excerpt.len())
@@ -427,7 +421,7 @@ pub fn resolve_model(args: &FirmwareArgs, excerpt_bytes: &[u8]) -> Result<PathBu
     let blob = edge_runtime::quant::quantise(&f32_encoder, &windows)
         .map_err(|e| anyhow::anyhow!("quantising the placeholder model: {e}"))?;
     let path = target_dir().join("random-edge.vscq");
-    write_atomically(&path, &blob)?;
+    xtask::write_atomic(&path, &blob)?;
     eprintln!(
         "note: no models/*.vscq yet; embedding a random-weight placeholder ({})",
         path.display()
@@ -441,7 +435,7 @@ pub fn build(args: &FirmwareArgs) -> Result<(Vec<u8>, PathBuf)> {
     let excerpt = make_excerpt(args.data.as_deref())?;
     fs::create_dir_all(target_dir())?;
     let excerpt_path = target_dir().join("excerpt.bin");
-    write_atomically(&excerpt_path, &excerpt)?;
+    xtask::write_atomic(&excerpt_path, &excerpt)?;
     let model = resolve_model(args, &excerpt)?;
     let mut cmd = cargo_build(Board::Qemu);
     cmd.env("VSC_FW_EXCERPT", &excerpt_path)

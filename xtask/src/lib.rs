@@ -3,3 +3,12 @@
 
 pub mod card;
 pub mod onnx;
+
+use std::path::Path;
+
+/// Writes `bytes` to `path` atomically ([`host_trainer::fsio::write_atomic`]), the error
+/// naming the file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    host_trainer::fsio::write_atomic(path, bytes)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+}

@@ -568,7 +568,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         times: &stages.times,
     });
     println!("\n=== summary ===\n{table}");
-    quantise::write_atomic(&run_dir.join("summary.txt"), table.as_bytes())?;
+    xtask::write_atomic(&run_dir.join("summary.txt"), table.as_bytes())?;
     println!(
         "main job done in {:.0} s; summary in {}",
         job_started.elapsed().as_secs_f64(),

@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail, ensure};
 
@@ -272,7 +272,7 @@ pub fn run(args: &Uf2Args) -> Result<()> {
             if args.model_only { "-model" } else { "" }
         ))
     });
-    write_atomically(&out, &image)?;
+    xtask::write_atomic(&out, &image)?;
     println!(
         "{}: {} blocks ({} bytes) at {:#x}.. ({}model {})",
         out.display(),
@@ -288,15 +288,6 @@ pub fn run(args: &Uf2Args) -> Result<()> {
         out.display()
     );
     Ok(())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
-    }
-    let tmp = path.with_extension("uf2.tmp");
-    fs::write(&tmp, bytes).with_context(|| tmp.display().to_string())?;
-    fs::rename(&tmp, path).with_context(|| path.display().to_string())
 }
 
 #[cfg(test)]

@@ -361,10 +361,7 @@ fn npy_bytes<T: NpyElement>(rows: usize, cols: usize, values: &[T]) -> Vec<u8> {
 
 /// Writes a `.npy` file atomically (temporary file + rename).
 fn write_npy<T: NpyElement>(path: &Path, rows: usize, cols: usize, values: &[T]) -> Result<()> {
-    let tmp = path.with_extension("npy.tmp");
-    std::fs::write(&tmp, npy_bytes(rows, cols, values))
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+    crate::write_atomic(path, &npy_bytes(rows, cols, values))
 }
 
 /// Makes sure `python3` can import the pinned onnxruntime and numpy from
