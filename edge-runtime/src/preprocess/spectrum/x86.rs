@@ -2,7 +2,8 @@
 //! or AVX2 (8 channels) register each carry one channel through [`fft::band_spectrum`],
 //! whose operations act lane by lane, so every lane computes exactly what the scalar
 //! kernel computes for its channel (no fused multiply-add: the arithmetic is the same
-//! IEEE operations).
+//! IEEE operations, and `sqrtps` is the correctly rounded root that `sqrtss` computes for
+//! one channel).
 //!
 //! SSE2 is part of every x86-64 target. AVX2 is used where it is found at run time (with
 //! `std`) or enabled in the build, as for the dot kernel ([`kernels::avx2_available`]).
@@ -14,18 +15,14 @@
 #![allow(unsafe_code)]
 
 use core::arch::x86_64::{
-    __m128, __m128i, __m256, _mm_add_epi32, _mm_add_ps, _mm_and_ps, _mm_and_si128, _mm_andnot_ps,
-    _mm_castps_si128, _mm_castsi128_ps, _mm_cmpgt_epi32, _mm_cmplt_epi32, _mm_movehl_ps,
-    _mm_movelh_ps, _mm_mul_ps, _mm_or_ps, _mm_set1_epi32, _mm_set1_ps, _mm_srli_epi32,
-    _mm_sub_epi32, _mm_sub_ps, _mm_unpackhi_ps, _mm_unpacklo_ps, _mm256_add_epi32, _mm256_add_ps,
-    _mm256_and_ps, _mm256_andnot_ps, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmpgt_epi32,
-    _mm256_mul_ps, _mm256_or_ps, _mm256_permute2f128_ps, _mm256_set1_epi32, _mm256_set1_ps,
-    _mm256_shuffle_ps, _mm256_srli_epi32, _mm256_sub_epi32, _mm256_sub_ps, _mm256_unpackhi_ps,
-    _mm256_unpacklo_ps,
+    __m128, __m256, _mm_add_ps, _mm_andnot_ps, _mm_movehl_ps, _mm_movelh_ps, _mm_mul_ps,
+    _mm_set1_ps, _mm_sqrt_ps, _mm_sub_ps, _mm_unpackhi_ps, _mm_unpacklo_ps, _mm256_add_ps,
+    _mm256_andnot_ps, _mm256_mul_ps, _mm256_permute2f128_ps, _mm256_set1_ps, _mm256_shuffle_ps,
+    _mm256_sqrt_ps, _mm256_sub_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
 };
 use core::ops::{Add, Mul, Sub};
 
-use super::fft::{self, Lane, NEWTON_STEPS, RSQRT_MAGIC, VALUES};
+use super::fft::{self, Lane, VALUES};
 use crate::kernels;
 use crate::preprocess::WINDOW_LEN;
 
@@ -86,48 +83,7 @@ impl Lane for F32x4 {
     #[inline(always)]
     fn sqrt(self) -> Self {
         // SAFETY: as for `splat`.
-        unsafe {
-            let bits = _mm_castps_si128(self.0);
-            let guess = _mm_sub_epi32(
-                _mm_set1_epi32(RSQRT_MAGIC as i32),
-                _mm_srli_epi32::<1>(bits),
-            );
-            let mut r = F32x4(_mm_castsi128_ps(guess));
-            // The oracle's `half_x · r · r` is `((0.5 · x) · r) · r`.
-            let half_x = F32x4::splat(0.5) * self;
-            for _ in 0..NEWTON_STEPS {
-                r = r * (F32x4::splat(1.5) - half_x * r * r);
-            }
-            let root = (self * r).0;
-            // Positive and finite: bits − 1 in 0..0x7f7f_ffff (as i32: ≥ 0 and below).
-            let m1 = _mm_add_epi32(bits, _mm_set1_epi32(-1));
-            let fast = _mm_castsi128_ps(_mm_cmpgt_epi32(_mm_set1_epi32(0x7f7f_ffff), m1));
-            let fast = _mm_andnot_ps(
-                _mm_castsi128_ps(_mm_cmplt_epi32(m1, _mm_set1_epi32(0))),
-                fast,
-            );
-            let special = special_x4(bits, self.0);
-            F32x4(_mm_or_ps(
-                _mm_and_ps(fast, root),
-                _mm_andnot_ps(fast, special),
-            ))
-        }
-    }
-}
-
-/// `fft::special_sqrt` in every lane: NaN for negative non-zero `x` (bits
-/// `0x8000_0001..=0xff80_0000`, i.e. `i32::MIN + 1..=-0x80_0000`), else `x`.
-#[inline(always)]
-fn special_x4(bits: __m128i, x: __m128) -> __m128 {
-    // SAFETY: SSE2 is enabled on every x86-64 target.
-    unsafe {
-        let above_min = _mm_cmpgt_epi32(bits, _mm_set1_epi32(i32::MIN));
-        let at_most = _mm_cmpgt_epi32(_mm_set1_epi32(-0x7f_ffff), bits);
-        let negative = _mm_castsi128_ps(_mm_and_si128(above_min, at_most));
-        _mm_or_ps(
-            _mm_andnot_ps(negative, x),
-            _mm_and_ps(negative, _mm_set1_ps(f32::NAN)),
-        )
+        F32x4(unsafe { _mm_sqrt_ps(self.0) })
     }
 }
 
@@ -144,39 +100,8 @@ impl Lane for F32x8 {
     }
     #[inline(always)]
     fn sqrt(self) -> Self {
-        // SAFETY: as for `splat`. The same steps as `F32x4::sqrt`.
-        unsafe {
-            let bits = _mm256_castps_si256(self.0);
-            let guess = _mm256_sub_epi32(
-                _mm256_set1_epi32(RSQRT_MAGIC as i32),
-                _mm256_srli_epi32::<1>(bits),
-            );
-            let mut r = F32x8(_mm256_castsi256_ps(guess));
-            let half_x = F32x8::splat(0.5) * self;
-            for _ in 0..NEWTON_STEPS {
-                r = r * (F32x8::splat(1.5) - half_x * r * r);
-            }
-            let root = (self * r).0;
-            let m1 = _mm256_add_epi32(bits, _mm256_set1_epi32(-1));
-            let below = _mm256_cmpgt_epi32(_mm256_set1_epi32(0x7f7f_ffff), m1);
-            let non_negative = _mm256_cmpgt_epi32(m1, _mm256_set1_epi32(-1));
-            let fast = _mm256_and_ps(
-                _mm256_castsi256_ps(below),
-                _mm256_castsi256_ps(non_negative),
-            );
-            let above_min = _mm256_cmpgt_epi32(bits, _mm256_set1_epi32(i32::MIN));
-            let at_most = _mm256_cmpgt_epi32(_mm256_set1_epi32(-0x7f_ffff), bits);
-            let negative =
-                _mm256_and_ps(_mm256_castsi256_ps(above_min), _mm256_castsi256_ps(at_most));
-            let special = _mm256_or_ps(
-                _mm256_andnot_ps(negative, self.0),
-                _mm256_and_ps(negative, _mm256_set1_ps(f32::NAN)),
-            );
-            F32x8(_mm256_or_ps(
-                _mm256_and_ps(fast, root),
-                _mm256_andnot_ps(fast, special),
-            ))
-        }
+        // SAFETY: as for `splat`.
+        F32x8(unsafe { _mm256_sqrt_ps(self.0) })
     }
 }
 
@@ -228,7 +153,7 @@ fn batch4(batch: &[f32], sink: &mut impl FnMut(&[f32; VALUES])) {
         }
     }
     let mut spectra = [zero; VALUES];
-    fft::band_spectrum(&x, &mut spectra);
+    fft::band_spectrum(&x, &mut fft::scratch(), &mut spectra);
     let mut lanes = [[0.0f32; 4]; VALUES];
     for (l, v) in lanes.iter_mut().zip(&spectra) {
         *l = to_array4(v.0);
@@ -274,7 +199,7 @@ unsafe fn batch8(batch: &[f32], sink: &mut impl FnMut(&[f32; VALUES])) {
         }
     }
     let mut spectra = [zero; VALUES];
-    fft::band_spectrum(&x, &mut spectra);
+    fft::band_spectrum(&x, &mut fft::scratch(), &mut spectra);
     let mut lanes = [[0.0f32; 8]; VALUES];
     for (l, v) in lanes.iter_mut().zip(&spectra) {
         *l = to_array8(v.0);
@@ -342,12 +267,12 @@ fn emit<const N: usize>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::reference::sqrt_f32;
+    use super::super::sqrt::tests::hard_inputs;
     use super::*;
 
-    fn check(x: [f32; 8], got: [f32; 8]) {
+    fn check(x: &[f32], got: &[f32]) {
         for (x, g) in x.iter().zip(got) {
-            let want = sqrt_f32(*x);
+            let want = x.sqrt();
             assert!(
                 g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
                 "{x:e}: {g:e} vs {want:e}"
@@ -356,18 +281,25 @@ mod tests {
     }
 
     #[test]
-    fn simd_roots_are_the_oracle_root_bit_for_bit() {
-        for inputs in fft::sqrt_test_inputs() {
-            let lo: [f32; 4] = inputs[..4].try_into().unwrap();
-            let hi: [f32; 4] = inputs[4..].try_into().unwrap();
+    fn simd_roots_are_std_sqrt_bit_for_bit() {
+        let mut inputs = hard_inputs();
+        let mut bits = 0x1234_5679u32;
+        inputs.extend((0..400_000).map(|_| {
+            bits ^= bits << 13;
+            bits ^= bits >> 17;
+            bits ^= bits << 5;
+            f32::from_bits(bits)
+        }));
+        for chunk in inputs.chunks_exact(8) {
+            let v: [f32; 8] = chunk.try_into().unwrap();
+            let lo: [f32; 4] = v[..4].try_into().unwrap();
+            let hi: [f32; 4] = v[4..].try_into().unwrap();
             let root4 = |v: [f32; 4]| to_array4(F32x4(load4_array(v)).sqrt().0);
-            let mut got = [0.0f32; 8];
-            got[..4].copy_from_slice(&root4(lo));
-            got[4..].copy_from_slice(&root4(hi));
-            check(inputs, got);
+            check(&lo, &root4(lo));
+            check(&hi, &root4(hi));
             if kernels::avx2_available() {
                 // SAFETY: AVX2 is present.
-                check(inputs, unsafe { root8(inputs) });
+                check(&v, &unsafe { root8(v) });
             }
         }
     }
