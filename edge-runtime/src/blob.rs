@@ -374,6 +374,12 @@ impl<'a> LayerView<'a> {
     pub fn weight_bytes(&self) -> &'a [u8] {
         self.weights
     }
+    /// The biases, thresholds (empty but for the γ head), multipliers (4 little-endian
+    /// bytes per row each) and shifts (1 byte per row) as stored, for the encoder's loops
+    /// over many rows.
+    pub(crate) fn row_constant_bytes(&self) -> [&'a [u8]; 4] {
+        [self.bias, self.threshold, self.multiplier, self.shift]
+    }
 
     fn parse(
         cur: &mut Cursor<'a>,

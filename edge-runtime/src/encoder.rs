@@ -55,6 +55,7 @@ mod input;
 
 use crate::blob::{LayerView, MAX_HIDDEN, MAX_INPUT, MAX_LATENT, ModelBlob, SCORE_SHIFT};
 pub use crate::fixed::{V_Q16_MIN, exp_q15, requant};
+use crate::fixed::{requant_i16, requant_relu_u8};
 use crate::kernels::{Kernel, MAX_PHASE, Packed, dot_portable, packed_words};
 use crate::preprocess::{ChannelSet, InputFeatures, SPECTRUM_VALUES_PER_CHANNEL, Window};
 
@@ -260,11 +261,19 @@ impl RowSink for HiddenSink<'_, '_> {
         if let Some(trace) = self.trace.as_deref_mut() {
             store_rows(trace, first, step, accs);
         }
-        for (r, acc) in batch_rows(first, step, accs) {
-            if let Some(h) = self.h_q.get_mut(r) {
-                let q = requant(acc.max(0), self.layer.multiplier(r), self.layer.shift(r));
-                *h = q.min(255) as u8;
-            }
+        // Row r = first + k · step, with its multiplier and shift read straight from the
+        // blob's bytes (the parser guarantees both for every row).
+        let [_, _, multipliers, shifts] = self.layer.row_constant_bytes();
+        let multipliers = multipliers.as_chunks::<4>().0;
+        let h_q = &mut *self.h_q;
+        let mut r = first;
+        for &acc in accs {
+            let (Some(&m), Some(&s), Some(h)) = (multipliers.get(r), shifts.get(r), h_q.get_mut(r))
+            else {
+                break;
+            };
+            *h = requant_relu_u8(acc, i32::from_le_bytes(m), s);
+            r += step;
         }
     }
 }
@@ -283,12 +292,17 @@ impl RowSink for MuSink<'_, '_> {
             store_rows(trace, first, step, accs);
         }
         for (j, acc) in batch_rows(first, step, accs) {
+            // The 32-bit half that holds bit j (no 64-bit shift on a 32-bit core).
+            let half = if j < 32 {
+                self.spikes as u32
+            } else {
+                (self.spikes >> 32) as u32
+            };
             if j < MAX_LATENT
-                && self.spikes >> j & 1 != 0
+                && half >> (j % 32) & 1 != 0
                 && let Some(m) = self.mu_q.get_mut(j)
             {
-                *m = requant(acc, self.layer.multiplier(j), self.layer.shift(j))
-                    .clamp(i16::MIN as i64, i16::MAX as i64) as i16;
+                *m = requant_i16(acc, self.layer.multiplier(j), self.layer.shift(j));
             }
         }
     }
@@ -299,8 +313,8 @@ enum LayerInput<'x> {
     /// The bytes themselves, for `Portable` and `Avx2`.
     Bytes(&'x [u8], Kernel),
     /// The bytes and a buffer for their SMLAD layout ([`Packed`], packed once per row
-    /// phase).
-    Packed(&'x [u8], &'x mut [i32]),
+    /// phase), and the phase the buffer holds them at (the two heads share a packing).
+    Packed(&'x [u8], &'x mut [i32], Option<usize>),
 }
 
 impl LayerInput<'_> {
@@ -332,6 +346,7 @@ impl LayerInput<'_> {
         // caller's sink (more flash).
         let sink = core::hint::black_box(sink);
         let keep_row = |r: usize| r >= 64 || keep >> r & 1 != 0;
+        let [bias_bytes, ..] = layer.row_constant_bytes();
         match self {
             LayerInput::Bytes(x, _) if !cfg!(target_arch = "x86_64") => {
                 // Only x86-64 has a four-row kernel, and `Avx2` is `Portable` elsewhere:
@@ -368,7 +383,7 @@ impl LayerInput<'_> {
                     );
                 }
             }
-            LayerInput::Packed(x, buf) => {
+            LayerInput::Packed(x, buf, packed_phase) => {
                 let cols = layer.cols;
                 let weights = layer.weight_bytes();
                 // Byte offset of the layer's weights in `blob`; a layer that is not inside
@@ -393,7 +408,12 @@ impl LayerInput<'_> {
                     // Row r0's phase, and its phase-aligned start in `blob`; rows r0 + k·g
                     // follow g · cols bytes apart.
                     let phase = (weights.as_ptr() as usize).wrapping_add(r0 * cols) % 4;
-                    let packed = Packed::with_phase(x, phase, buf);
+                    let packed = if *packed_phase == Some(phase) {
+                        Packed::reuse(x.len(), phase, buf)
+                    } else {
+                        *packed_phase = Some(phase);
+                        Packed::with_phase(x, phase, buf)
+                    };
                     let first = offset + r0 * cols - phase;
                     let stride = classes * cols;
                     let class_rows = (rows - r0).div_ceil(classes);
@@ -404,21 +424,27 @@ impl LayerInput<'_> {
                             let n = ROW_CHUNK.min(class_rows - c0);
                             let chunk = acc.get_mut(..n).unwrap_or(&mut []);
                             let rows_at = |k: usize| r0 + (c0 + k) * classes;
-                            for (k, a) in chunk.iter_mut().enumerate() {
-                                *a = layer.bias(rows_at(k));
+                            let biases = bias_bytes.get(4 * rows_at(0)..).unwrap_or(&[]);
+                            let biases = biases.as_chunks::<4>().0.iter().step_by(classes);
+                            for (a, &b) in chunk.iter_mut().zip(biases) {
+                                *a = i32::from_le_bytes(b);
                             }
                             packed.dot_rows(blob, first + c0 * stride, stride, chunk);
                             sink.rows(rows_at(0), classes, chunk);
                         }
                         continue;
                     }
-                    // Selected rows (the sparse μ head): in pairs as they come.
+                    // Selected rows (the sparse μ head): in pairs as they come, taken from
+                    // the set bits of `keep` (every row here is below 64).
                     let mut pending: Option<(usize, usize)> = None;
-                    for k in 0..class_rows {
-                        let (r, start) = (r0 + k * classes, first + k * stride);
-                        if !keep_row(r) {
+                    let mut bits = keep;
+                    while bits != 0 {
+                        let r = bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        if r >= rows || r % classes != r0 {
                             continue;
                         }
+                        let start = first + (r - r0) / classes * stride;
                         match pending.take() {
                             Some((a, at)) => {
                                 // A "layer" of two rows `start − at` bytes apart.
@@ -432,7 +458,7 @@ impl LayerInput<'_> {
                     if let Some((a, at)) = pending {
                         let mut acc = [layer.bias(a)];
                         packed.dot_rows(blob, at, 0, &mut acc);
-                        sink.rows(a, 1, &[acc[0]]);
+                        sink.rows(a, 1, &acc);
                     }
                 }
             }
@@ -518,6 +544,7 @@ impl<'a> Encoder<'a> {
         let mut packed = [0i32; PACKED_WORDS];
         trace.x_q.fill(0);
         self.input_stage(window_raw, &mut trace.x_q)?;
+        trace.h_q.fill(0);
         self.hidden_stage(
             &trace.x_q,
             &mut trace.h_q,
@@ -615,12 +642,12 @@ impl<'a> Encoder<'a> {
     ) {
         let layer = self.blob.hidden();
         let input = x_q.get(..layer.cols).unwrap_or(&[]);
-        h_q.fill(0);
+        // `h_q` arrives zeroed: rows past the layer's stay 0.
         if let Some(a) = acc_out.as_deref_mut() {
             a.fill(0);
         }
         let mut input = match self.kernel {
-            Kernel::Packed => LayerInput::Packed(input, packed),
+            Kernel::Packed => LayerInput::Packed(input, packed, None),
             kernel @ (Kernel::Portable | Kernel::Avx2) => LayerInput::Bytes(input, kernel),
         };
         let rows = layer.rows.min(MAX_HIDDEN);
@@ -653,34 +680,49 @@ impl<'a> Encoder<'a> {
             g.fill(0);
         }
         // The γ accumulators live in the packed buffer past the heads' packed input (at
-        // most MAX_HIDDEN columns): no more stack than the hidden layer needs.
+        // most MAX_HIDDEN columns): no more stack than the hidden layer needs. Every row
+        // below `latent` is written before it is read.
         let (packed, spare) = packed.split_at_mut(HEAD_WORDS);
         let Some(acc_g) = spare.first_chunk_mut::<MAX_LATENT>() else {
             return;
         };
-        acc_g.fill(0);
         let mut input = match self.kernel {
-            Kernel::Packed => LayerInput::Packed(input, packed),
+            Kernel::Packed => LayerInput::Packed(input, packed, None),
             kernel @ (Kernel::Portable | Kernel::Avx2) => LayerInput::Bytes(input, kernel),
         };
         let blob = self.blob.as_bytes();
         let latent = gamma.rows.min(MAX_LATENT);
         let spike_head = self.blob.spike_head();
         input.accumulate(blob, gamma, latent, u64::MAX, acc_g);
-        for (j, &acc) in acc_g.iter().enumerate().take(latent) {
-            if acc > gamma.threshold(j) {
-                out.spike_bits |= 1u64 << j;
-                let v_q = requant(acc, gamma.multiplier(j), gamma.shift(j));
+        let acc_g = acc_g.get(..latent).unwrap_or(&[]);
+        // Spike bits in two 32-bit halves (no 64-bit shifts on a 32-bit core).
+        let mut halves = [0u32; 2];
+        let [_, thresholds, multipliers, shifts] = gamma.row_constant_bytes();
+        let rows = acc_g.iter().zip(thresholds.as_chunks::<4>().0);
+        for (j, (&acc, &threshold)) in rows.enumerate() {
+            if acc > i32::from_le_bytes(threshold) {
+                if let Some(half) = halves.get_mut(j / 32) {
+                    *half |= 1 << (j % 32);
+                }
+                let multiplier = multipliers.as_chunks::<4>().0.get(j).copied();
+                let v_q = requant(
+                    acc,
+                    i32::from_le_bytes(multiplier.unwrap_or_default()),
+                    shifts.get(j).copied().unwrap_or(1),
+                );
                 if let Some(g) = out.gamma_q15.get_mut(j) {
                     *g = spike_head.gamma_q15(v_q);
                 }
             }
         }
+        out.spike_bits = u64::from(halves[0]) | u64::from(halves[1]) << 32;
         let spikes = out.spike_bits;
         // The μ dot product only for active dims (sparse saving), for all when traced.
         let (mu_trace, mu_rows) = match acc_out {
             Some((m, g)) => {
-                *g = *acc_g;
+                for (slot, &acc) in g.iter_mut().zip(acc_g) {
+                    *slot = acc;
+                }
                 (Some(m), u64::MAX)
             }
             None => (None, spikes),
@@ -706,15 +748,26 @@ impl<'a> Encoder<'a> {
         };
         let layer = &head.layer;
         let (mut best, mut best_row, mut second) = (i64::MIN, 0, i64::MIN);
+        // The active dims, ascending, from the two 32-bit halves of the spike bits (no
+        // 64-bit shifts on a 32-bit core).
+        let halves = [
+            (0, out.spike_bits as u32),
+            (32, (out.spike_bits >> 32) as u32),
+        ];
         for c in 0..layer.rows {
             let row = layer.row(c);
             let mut acc = layer.bias(c);
-            for j in out.active_dims() {
-                let w = row.get(j).copied().unwrap_or(0) as i8;
-                let mu = out.mu_q.get(j).copied().unwrap_or(0);
-                // |Σ| < 64 · 127 · 2¹⁵ and |bias| ≤ 2³⁰: no overflow; wrapping only rules
-                // out a debug-build panic.
-                acc = acc.wrapping_add(i32::from(w) * i32::from(mu));
+            for (base, half) in halves {
+                let mut bits = half;
+                while bits != 0 {
+                    let j = base + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let w = row.get(j).copied().unwrap_or(0) as i8;
+                    let mu = out.mu_q.get(j).copied().unwrap_or(0);
+                    // |Σ| < 64 · 127 · 2¹⁵ and |bias| ≤ 2³⁰: no overflow; wrapping only
+                    // rules out a debug-build panic.
+                    acc = acc.wrapping_add(i32::from(w) * i32::from(mu));
+                }
             }
             let logit = requant(acc, layer.multiplier(c), layer.shift(c));
             if logit > best {

@@ -19,6 +19,47 @@ pub const fn requant(acc: i32, multiplier: i32, shift: u8) -> i64 {
     (((acc as i64 * multiplier as i64) >> (s - 1)) + 1) >> 1
 }
 
+/// The hidden layer's requantisation (encoder step 2): `min(requant(max(acc, 0), m, s),
+/// 255) as u8`, the same byte for every input. Shifts of 33 and more (the usual case:
+/// the quantiser keeps `m` in [2³⁰, 2³¹) and the factor below 2⁻²) need only the high
+/// word of the product: adding `2^(s−1)` does not touch the low word, and the low word,
+/// below `2^32 ≤ 2^(s−1)`, cannot carry a floor division by `2^s` (see
+/// [`requant_from_high_word`]). That is one `UMULL` and three shifts and adds on the
+/// Cortex-M4 instead of a 64-bit variable shift.
+#[inline(always)]
+pub fn requant_relu_u8(acc: i32, multiplier: i32, shift: u8) -> u8 {
+    let a = acc.max(0);
+    if multiplier >= 0 && (33..=62).contains(&shift) {
+        let high = ((a as u64 * multiplier as u64) >> 32) as i32;
+        return requant_from_high_word(high, shift).min(255) as u8;
+    }
+    requant(a, multiplier, shift).min(255) as u8
+}
+
+/// The μ head's requantisation (encoder step 5): `requant(acc, m, s)` saturated to
+/// `i16`, the same value for every input; fast for shifts of 33 and more as
+/// [`requant_relu_u8`].
+#[inline(always)]
+pub fn requant_i16(acc: i32, multiplier: i32, shift: u8) -> i16 {
+    if multiplier >= 0 && (33..=62).contains(&shift) {
+        let high = ((acc as i64 * multiplier as i64) >> 32) as i32;
+        return requant_from_high_word(high, shift).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+    }
+    requant(acc, multiplier, shift).clamp(i16::MIN as i64, i16::MAX as i64) as i16
+}
+
+/// `requant(a, m, s)` for `s` in 33..=62 from `high = floor(a·m / 2³²)` alone. With
+/// `p = a·m = high·2³² + low`, `0 ≤ low < 2³²`, and `k = s − 32`:
+/// `floor((p + 2^(s−1)) / 2^s) = floor((N + low/2³²) / 2^k)` with the integer
+/// `N = high + 2^(k−1)`, which is `floor(N / 2^k)` because `low/2³² < 1` never reaches
+/// the next multiple of `2^k`; and `floor(N / 2^k) = ((high >> (k−1)) + 1) >> 1` as in
+/// [`requant`]. `|high| < 2³⁰` for any `i32` operands, so nothing overflows.
+#[inline(always)]
+fn requant_from_high_word(high: i32, shift: u8) -> i32 {
+    let k = u32::from(shift).wrapping_sub(32).clamp(1, 30);
+    ((high >> (k - 1)) + 1) >> 1
+}
+
 /// `ln ½` in Q16, rounded towards −∞: the most negative `v_q` of an active dimension.
 pub const V_Q16_MIN: i32 = -45427;
 
@@ -107,6 +148,63 @@ mod tests {
                     next() as i32 >> (next() % 32),
                 );
                 assert_eq!(requant(a, m, s), formula(a, m, s), "{a} {m} {s}");
+            }
+        }
+    }
+
+    /// The fast requantisations equal their definitions through `requant`, at every
+    /// shift, on extremes and random operands (negative multipliers included, which the
+    /// blob parser rejects but the functions still define).
+    #[test]
+    fn fast_requantisations_equal_the_definitions() {
+        let mut state = 0x2545_F491u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let extremes = [
+            i32::MIN,
+            i32::MIN + 1,
+            -65536,
+            -3,
+            -2,
+            -1,
+            0,
+            1,
+            2,
+            3,
+            65535,
+            1 << 30,
+            i32::MAX,
+        ];
+        let check = |a: i32, m: i32, s: u8| {
+            assert_eq!(
+                requant_relu_u8(a, m, s),
+                requant(a.max(0), m, s).min(255) as u8,
+                "u8 {a} {m} {s}"
+            );
+            assert_eq!(
+                requant_i16(a, m, s),
+                requant(a, m, s).clamp(i16::MIN as i64, i16::MAX as i64) as i16,
+                "i16 {a} {m} {s}"
+            );
+        };
+        for s in 0..=70u8 {
+            for &a in &extremes {
+                for &m in &extremes {
+                    check(a, m, s);
+                }
+            }
+            for _ in 0..20_000 {
+                let a = next() as i32 >> (next() % 32);
+                let m = next() as i32 >> (next() % 32);
+                // Products near the rounding and saturation edges of this shift.
+                let edge = (511i128 << s) >> 1;
+                let near = (edge / i128::from(m.max(1))).clamp(0, i32::MAX as i128) as i32;
+                check(a, m, s);
+                check(near.wrapping_add(a >> 20), m, s);
             }
         }
     }

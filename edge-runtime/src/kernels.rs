@@ -312,11 +312,8 @@ impl<'a> Packed<'a> {
     /// beyond the capacity of `buf` are dropped.
     #[inline(never)]
     pub fn with_phase(x: &[u8], phase: usize, buf: &'a mut [i32]) -> Packed<'a> {
-        // Largest n with packed_words-style size ≤ buf.len().
-        let capacity = buf.len().saturating_sub(2 * MARK_WORDS) / 4 * TAIL_COLS;
-        let phase = phase.min(MAX_PHASE).min(capacity);
-        let x = x.get(..x.len().min(capacity - phase)).unwrap_or(&[]);
-        let cols = phase + x.len();
+        let (phase, cols) = Self::fit(x.len(), phase, buf.len());
+        let x = x.get(..cols - phase).unwrap_or(&[]);
         let grouped_words = cols / GROUP_COLS * GROUP_COLS / 2;
         let padded_words = cols.div_ceil(TAIL_COLS) * TAIL_COLS / 2;
         // All lane words first, contiguously (one word of `s` per loop step, read as one
@@ -379,6 +376,35 @@ impl<'a> Packed<'a> {
             marked: packed.markers_in_place(),
             ..packed
         }
+    }
+
+    /// The view of a buffer that [`Packed::with_phase`] filled with an input of `x_len`
+    /// columns at `phase` and that nobody wrote since: the same input without packing it
+    /// again (the two heads read one packing). The markers are checked again, so a
+    /// buffer that does not hold such a packing can give wrong sums but never lets the
+    /// assembly loop run past it.
+    pub fn reuse(x_len: usize, phase: usize, buf: &'a [i32]) -> Packed<'a> {
+        let (phase, cols) = Self::fit(x_len, phase, buf.len());
+        let packed = Packed {
+            words: buf,
+            cols,
+            phase,
+            marked: false,
+        };
+        Packed {
+            marked: packed.markers_in_place(),
+            ..packed
+        }
+    }
+
+    /// `(phase, cols)` of an input of `x_len` columns at `phase` in a buffer of
+    /// `buf_words` words: the phase clamped to [`MAX_PHASE`], inputs beyond the buffer's
+    /// capacity dropped.
+    fn fit(x_len: usize, phase: usize, buf_words: usize) -> (usize, usize) {
+        // Largest n with packed_words-style size ≤ buf_words.
+        let capacity = buf_words.saturating_sub(2 * MARK_WORDS) / 4 * TAIL_COLS;
+        let phase = phase.min(MAX_PHASE).min(capacity);
+        (phase, phase + x_len.min(capacity - phase))
     }
 
     /// Whether both marker blocks sit where the assembly loop expects them (always, for a
