@@ -351,11 +351,11 @@ impl<'a> Packed<'a> {
             // copy overlaps and no `memmove` is linked.
             let mut end = padded_words;
             while end > grouped_words {
-                let (below, above) = buf.split_at_mut(end);
-                if let (Some(from), Some(to)) =
-                    (below.get(end - MARK_WORDS..), above.get_mut(..MARK_WORDS))
+                if let Some((below, above)) = buf.split_at_mut_checked(end)
+                    && let (Some(from), Some(to)) =
+                        (below.last_chunk::<MARK_WORDS>(), above.first_chunk_mut())
                 {
-                    to.copy_from_slice(from);
+                    *to = *from;
                 }
                 end -= MARK_WORDS;
             }

@@ -1,5 +1,7 @@
-//! Puts `memory.x` on the linker path and copies the assets `cargo xtask firmware`
-//! prepared (the sensor excerpt and the model blob) into OUT_DIR for `include_bytes!`.
+//! Puts `memory.x` and an empty `device.x` (cortex-m-rt's `device` feature includes it;
+//! the board names no interrupt handlers) on the linker path and copies the assets
+//! `cargo xtask firmware` prepared (the sensor excerpt and the model blob) into OUT_DIR
+//! for `include_bytes!`.
 
 use std::path::PathBuf;
 use std::{env, fs};
@@ -7,6 +9,8 @@ use std::{env, fs};
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::copy("memory.x", out.join("memory.x")).expect("copy memory.x into OUT_DIR");
+    fs::write(out.join("device.x"), "/* no device interrupt handlers */\n")
+        .expect("write device.x into OUT_DIR");
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rustc-link-arg-bins=-Tlink.x");
     println!("cargo:rerun-if-changed=memory.x");

@@ -4,11 +4,14 @@
 //! go to semihosting stderr. The replayed sensor is always ready, so a waker that does
 //! nothing ([`device::block_on`]) is the whole executor.
 //!
+//! Small on purpose (`size-budget.toml`): the log lines are written by [`Log`] (a few
+//! integer digits, no `core::fmt`, which costs about 2.5 KiB here), the panic handler
+//! prints the location only, and the vector table has one interrupt entry (QEMU's
+//! board raises none) instead of cortex-m-rt's 240.
+//!
 //! Build and run with `cargo xtask firmware --board qemu --run`.
 #![no_std]
 #![no_main]
-
-use core::fmt::Write as _;
 
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hio};
@@ -19,7 +22,6 @@ use edge_runtime::frame::Frame;
 use edge_runtime::preprocess::{ChannelSet, Window};
 use edge_runtime::sensor::Excerpt;
 use edge_runtime::stream::{EncodeFailed, Pipeline, WindowEncoder};
-use panic_semihosting as _;
 
 /// Raw MPU-6050 register values of a HAPT excerpt (written by `cargo xtask firmware`).
 static EXCERPT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/excerpt.bin"));
@@ -30,6 +32,19 @@ static EXCERPT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/excerpt.bin"))
 #[used]
 static MODEL_IMAGE: [u8; include_bytes!(concat!(env!("OUT_DIR"), "/model.vscq")).len()] =
     *include_bytes!(concat!(env!("OUT_DIR"), "/model.vscq"));
+
+/// The device-specific part of the vector table (cortex-m-rt's `device` feature): one
+/// entry, the default handler. mps2-an386 as QEMU runs it raises no interrupt that the
+/// firmware enables; cortex-m-rt's generic table would hold 240 (960 bytes of flash).
+#[unsafe(link_section = ".vector_table.interrupts")]
+#[unsafe(no_mangle)]
+#[used]
+pub static __INTERRUPTS: [unsafe extern "C" fn(); 1] = [DefaultHandler];
+
+unsafe extern "C" {
+    /// cortex-m-rt's default exception handler (an endless loop).
+    fn DefaultHandler();
+}
 
 /// Start and end markers of one encode, for `cargo xtask bench mcu`: a QEMU plugin counts
 /// the guest instructions executed between the first instructions of these two functions.
@@ -96,26 +111,27 @@ impl WindowEncoder for Marked<'_> {
     }
 }
 
+/// The board's stage: the preprocessor's windows and filters (about 5.4 KiB).
+type Stage = Pipeline<Option<Marked<'static>>>;
+
 #[entry]
 fn main() -> ! {
     // The initial stack pointer (top of RAM): `main` may have reserved frames before
     // any statement runs, so the current SP would undercount.
     let stack_top = core::ptr::addr_of!(_stack_start) as u32;
     paint_stack();
-    let mut log = hio::hstderr().ok();
+    let mut log = Log(hio::hstderr().ok());
     let code = match run(&mut log) {
         Ok(()) => debug::EXIT_SUCCESS,
         Err(()) => debug::EXIT_FAILURE,
     };
-    if let Some(log) = log.as_mut() {
-        let _ = writeln!(
-            log,
-            "vsc-fw: stack used {} bytes (top {:#x}, free RAM from {:#x})",
-            stack_used(stack_top),
-            stack_top,
-            heap_start()
-        );
-    }
+    log.str("vsc-fw: stack used ")
+        .dec(stack_used(stack_top))
+        .str(" bytes (top ")
+        .hex(stack_top)
+        .str(", free RAM from ")
+        .hex(heap_start())
+        .str(")\n");
     debug::exit(code);
     loop {
         cortex_m::asm::wfi();
@@ -134,68 +150,140 @@ impl FrameSink for Semihosting {
     }
 }
 
-fn run(log: &mut Option<hio::HostStream>) -> Result<(), ()> {
+/// Out of line, so the stage is built straight into the caller's local (its return
+/// slot); inlined into `run`, it was built in a temporary and copied (5.4 KiB more stack,
+/// twice, with the preprocessor's own temporary).
+#[inline(never)]
+fn new_stage(channels: ChannelSet, encoder: Option<Marked<'static>>) -> Stage {
+    Pipeline::new(channels, encoder)
+}
+
+#[inline(never)]
+fn run(log: &mut Log) -> Result<(), ()> {
     let out = hio::hstdout().map_err(|_| ())?;
     let Ok(excerpt) = Excerpt::parse(EXCERPT) else {
-        // No `Display` of the error (flash, see `device::ModelError::reason`);
-        // `cargo xtask firmware` wrote it.
-        if let Some(log) = log.as_mut() {
-            let _ = writeln!(log, "vsc-fw: the embedded sensor excerpt is invalid");
-        }
+        // `cargo xtask firmware` wrote it, and its checks name the problem.
+        log.str("vsc-fw: the embedded sensor excerpt is invalid\n");
         return Err(());
     };
     let model = vsc_fw_common::model();
-    if let Some(log) = log.as_mut() {
-        let _ = writeln!(
-            log,
-            "vsc-fw: excerpt user {} exp {} from sample {}, {} samples",
-            excerpt.user,
-            excerpt.experiment,
-            excerpt.source_start,
-            excerpt.len(),
-        );
-        let _ = match &model {
-            Ok(blob) => writeln!(
-                log,
-                "vsc-fw: model {} B, crc {:#010x}, M={} H={} J={}, {} MACs/window",
-                blob.as_bytes().len(),
-                blob.crc(),
-                blob.input_dim(),
-                blob.hidden_dim(),
-                blob.latent_dim(),
-                // u32 (54 400 for the edge model): u64 formatting would link ~1 KiB of
-                // 64-bit division.
-                Encoder::new(*blob).macs_per_window() as u32
-            ),
-            // `write_str`, not `{}`: formatting a `&str` links the padding code (~0.8 KiB).
-            Err(e) => log
-                .write_str("vsc-fw: model invalid: ")
-                .and_then(|()| log.write_str(e.reason()))
-                .and_then(|()| log.write_str("; frames carry no code\n")),
-        };
+    log.str("vsc-fw: excerpt user ")
+        .dec(excerpt.user.into())
+        .str(" exp ")
+        .dec(excerpt.experiment.into())
+        .str(" from sample ")
+        .dec(excerpt.source_start)
+        .str(", ")
+        .dec(excerpt.len() as u32)
+        .str(" samples\n");
+    match &model {
+        Ok(blob) => {
+            log.str("vsc-fw: model ")
+                .dec(blob.as_bytes().len() as u32)
+                .str(" B, crc ")
+                .hex(blob.crc())
+                .str(", M=")
+                .dec(blob.input_dim() as u32)
+                .str(" H=")
+                .dec(blob.hidden_dim() as u32)
+                .str(" J=")
+                .dec(blob.latent_dim() as u32)
+                .str(", ")
+                // u32 (54 400 for the edge model): no 64-bit division linked.
+                .dec(Encoder::new(*blob).macs_per_window() as u32)
+                .str(" MACs/window\n");
+        }
+        Err(e) => {
+            log.str("vsc-fw: model invalid: ")
+                .str(e.reason())
+                .str("; frames carry no code\n");
+        }
     }
     let channels = model.as_ref().map_or(ChannelSet::ALL, |b| b.channels());
     let encoder = model.as_ref().ok().map(|b| Marked(Encoder::new(*b)));
     let Ok(mut source) = ReplaySource::new(excerpt, 0..0) else {
-        if let Some(log) = log.as_mut() {
-            let _ = writeln!(log, "vsc-fw: sensor init failed");
-        }
+        log.str("vsc-fw: sensor init failed\n");
         return Err(());
     };
-    let mut stage = Pipeline::new(channels, encoder);
+    let mut stage = new_stage(channels, encoder);
     let mut sink = Semihosting { out, failed: false };
     let stats = device::block_on(device::run(&mut source, &mut stage, &mut sink));
-    if let Some(log) = log.as_mut() {
-        let _ = writeln!(
-            log,
-            "vsc-fw: {} samples, {} frames",
-            stats.samples, stats.frames
-        );
-    }
+    log.str("vsc-fw: ")
+        .dec(stats.samples)
+        .str(" samples, ")
+        .dec(stats.frames)
+        .str(" frames\n");
     if sink.failed || model.is_err() {
         Err(())
     } else {
         Ok(())
+    }
+}
+
+/// Semihosting stderr for the log (nothing when it could not be opened): text and
+/// unsigned integers, written without `core::fmt`.
+struct Log(Option<hio::HostStream>);
+
+impl Log {
+    fn str(&mut self, s: &str) -> &mut Self {
+        if let Some(out) = self.0.as_mut() {
+            let _ = out.write_all(s.as_bytes());
+        }
+        self
+    }
+
+    /// `value` in decimal.
+    fn dec(&mut self, value: u32) -> &mut Self {
+        // Least significant digit last; `u32::MAX` has 10 digits.
+        let mut digits = [b'0'; 10];
+        let mut rest = value;
+        let mut used = 0;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            used += 1;
+            if rest == 0 {
+                break;
+            }
+        }
+        self.bytes(digits.get(digits.len() - used..).unwrap_or(&[]))
+    }
+
+    /// `value` as `0x` and eight hex digits.
+    fn hex(&mut self, value: u32) -> &mut Self {
+        let mut text = *b"0x00000000";
+        for (k, c) in text.iter_mut().skip(2).enumerate() {
+            let nibble = (value >> (28 - 4 * k)) & 0xF;
+            *c = b"0123456789abcdef"
+                .get(nibble as usize)
+                .copied()
+                .unwrap_or(b'?');
+        }
+        self.bytes(&text)
+    }
+
+    fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        if let Some(out) = self.0.as_mut() {
+            let _ = out.write_all(b);
+        }
+        self
+    }
+}
+
+/// A panic (none is expected: edge-runtime does not panic on any input) prints where it
+/// happened and ends QEMU with a failure, as `panic-semihosting` did, but without
+/// formatting its message (that would link `core::fmt`).
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let mut log = Log(hio::hstderr().ok());
+    log.str("vsc-fw: panicked");
+    if let Some(at) = info.location() {
+        log.str(" at ").str(at.file()).str(":").dec(at.line());
+    }
+    log.str("\n");
+    debug::exit(debug::EXIT_FAILURE);
+    loop {
+        cortex_m::asm::wfi();
     }
 }
 
