@@ -66,9 +66,10 @@ pub const V_Q16_MIN: i32 = -45427;
 const EXP_TABLE_LEN: usize = 180;
 
 /// `round(32768 · exp(−k/256))` for k in 0..180, from a Taylor series in i128 fixed
-/// point (Q60), evaluated at compile time.
-const fn exp_table() -> [i32; EXP_TABLE_LEN] {
-    let mut table = [0i32; EXP_TABLE_LEN];
+/// point (Q60), evaluated at compile time. Every entry lies in 16285..=32768, so the
+/// table is stored as `u16` (half the flash of `i32`).
+const fn exp_table() -> [u16; EXP_TABLE_LEN] {
+    let mut table = [0u16; EXP_TABLE_LEN];
     let one: i128 = 1 << 60;
     let mut k = 0;
     while k < EXP_TABLE_LEN {
@@ -85,13 +86,13 @@ const fn exp_table() -> [i32; EXP_TABLE_LEN] {
             n += 1;
         }
         // Q60 → Q15 with rounding.
-        table[k] = ((sum + (1 << 44)) >> 45) as i32;
+        table[k] = ((sum + (1 << 44)) >> 45) as u16;
         k += 1;
     }
     table
 }
 
-static EXP_TABLE: [i32; EXP_TABLE_LEN] = exp_table();
+static EXP_TABLE: [u16; EXP_TABLE_LEN] = exp_table();
 
 /// γ = exp(v) in Q15 for `v_q` = v in Q16, clamped to `[V_Q16_MIN, 0]` first, so the
 /// result is in 16384..=32767 (γ = 1 saturates to 32767). Linear interpolation between
@@ -100,8 +101,8 @@ static EXP_TABLE: [i32; EXP_TABLE_LEN] = exp_table();
 pub fn exp_q15(v_q: i64) -> i16 {
     let d = (-v_q.clamp(V_Q16_MIN as i64, 0)) as usize;
     let (k, f) = (d >> 8, (d & 0xFF) as i32);
-    let t0 = EXP_TABLE.get(k).copied().unwrap_or(16384);
-    let t1 = EXP_TABLE.get(k + 1).copied().unwrap_or(16384);
+    let t0 = EXP_TABLE.get(k).map_or(16384, |&t| i32::from(t));
+    let t1 = EXP_TABLE.get(k + 1).map_or(16384, |&t| i32::from(t));
     let g = t0 - (((t0 - t1) * f + 128) >> 8);
     g.clamp(0, i16::MAX as i32) as i16
 }
@@ -207,6 +208,13 @@ mod tests {
                 check(near.wrapping_add(a >> 20), m, s);
             }
         }
+    }
+
+    #[test]
+    fn exp_table_entries_fit_u16() {
+        assert_eq!(EXP_TABLE[0], 32768);
+        assert_eq!(EXP_TABLE[EXP_TABLE_LEN - 1], 16285);
+        assert!(EXP_TABLE.windows(2).all(|w| w[0] > w[1]));
     }
 
     #[test]

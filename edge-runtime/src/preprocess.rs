@@ -300,10 +300,10 @@ impl Preprocessor {
         if !self.primed {
             for (i, &value) in raw.iter().enumerate() {
                 self.median[i].settle(value);
-                self.noise_lowpass[i].settle(f64::from(value));
+                self.noise_lowpass[i].settle(value);
             }
             for (axis, gravity) in self.gravity_lowpass.iter_mut().enumerate() {
-                gravity.settle(f64::from(raw[axis]));
+                gravity.settle(raw[axis]);
             }
             self.primed = true;
         }
@@ -311,27 +311,21 @@ impl Preprocessor {
         if need_acc {
             for axis in 0..3 {
                 let despiked = self.median[axis].process(raw[axis]);
-                let total = self.noise_lowpass[axis].process(f64::from(despiked));
+                let total = self.noise_lowpass[axis].process(despiked);
                 let gravity = self.gravity_lowpass[axis].process(total);
-                out[Channel::TotalAccX.index() + axis] = saturate_f32(total);
-                out[Channel::BodyAccX.index() + axis] = saturate_f32(total - gravity);
+                out[Channel::TotalAccX.index() + axis] = total;
+                out[Channel::BodyAccX.index() + axis] = total - gravity;
             }
         }
         if need_gyro {
             for axis in 0..3 {
                 let despiked = self.median[3 + axis].process(raw[3 + axis]);
-                let body_gyro = self.noise_lowpass[3 + axis].process(f64::from(despiked));
-                out[Channel::BodyGyroX.index() + axis] = saturate_f32(body_gyro);
+                let body_gyro = self.noise_lowpass[3 + axis].process(despiked);
+                out[Channel::BodyGyroX.index() + axis] = body_gyro;
             }
         }
         out
     }
-}
-
-/// `f64` → `f32`, clamping values beyond `f32::MAX` (reachable only with inputs near
-/// `f32::MAX` and filter overshoot) so windows are always finite.
-fn saturate_f32(x: f64) -> f32 {
-    (x as f32).clamp(-f32::MAX, f32::MAX)
 }
 
 /// Runs a fresh [`Preprocessor`] over a whole recording and calls `on_window` for every
