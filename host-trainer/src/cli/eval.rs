@@ -82,8 +82,31 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             100.0 * p.train_accuracy
         );
     }
+    if let Some(c) = &m.controlled {
+        let top = |dim: Option<usize>, ranked: &[(usize, f64)]| match (dim, ranked.first()) {
+            (Some(d), Some(&(_, change))) => {
+                format!(
+                    "z{d} (‖Δ‖ {change:.3}, largest of {} candidates)",
+                    ranked.len()
+                )
+            }
+            _ => "none".into(),
+        };
+        println!(
+            "E5 (test rows {} and {}): traversed {}; toggled {}",
+            c.examples[0],
+            c.examples[1],
+            top(c.traversed_dim, &c.traversal_changes),
+            top(c.toggled_dim, &c.toggle_changes)
+        );
+    }
     if let Some(d) = &m.disentanglement {
         println!("E2: top1−top2 |corr| gap {:.3} ({})", d.top_gap, d.latents);
+        if let Some(g) = d.top_gap_magnitudes {
+            println!(
+                "E2: the same gap between magnitudes |S ⊙ V| and |latent| (authors' notebook): {g:.3}"
+            );
+        }
         if let Some(contrast) = &d.spike_group_contrast {
             println!("{}", spikes_by_group(contrast));
         }

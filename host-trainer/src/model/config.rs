@@ -68,6 +68,15 @@ pub enum SparsityTarget {
     Posterior,
     /// Both terms added.
     Both,
+    /// The posterior term only where the example's mean γ exceeds α (J·KL(max(γ̄, α)‖α)):
+    /// an example with fewer than α·J dims on pays nothing, so none is pushed to switch on
+    /// dims it does not need.
+    PosteriorExcess,
+    /// Each example pays ln((1 − α)/α) nats for every dim it switches on (Σ_j γ_j times
+    /// that): the cross-entropy of its spikes under Bernoulli(α), less that of all spikes
+    /// off. Unlike a KL to Bernoulli(α) it is lowest with the dim off, not at γ = α, and
+    /// unlike the mean-γ terms every example pays for every dim whatever the others do.
+    PosteriorCount,
 }
 
 impl SparsityTarget {
@@ -122,6 +131,11 @@ pub struct ModelConfig {
     /// Prior of the KL term; older configs without it use the paper's pseudo-inputs.
     #[serde(default)]
     pub prior: PriorKind,
+    /// Initial bias of the slab-mean head μ (all dims). Away from 0, an active dim's value
+    /// starts distinct from the 0 of an inactive one, so "off" can mean "absent" to the
+    /// decoder; `None` keeps the random initialisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slab_mean_bias_init: Option<f32>,
     /// Spike probabilities the sparsity term charges (pseudo-input prior only).
     #[serde(default, skip_serializing_if = "SparsityTarget::is_paper")]
     pub sparsity: SparsityTarget,
@@ -229,6 +243,7 @@ impl TrainConfig {
                 spike_head: SpikeHead::Paper,
                 prior: PriorKind::PseudoInputs,
                 sparsity: SparsityTarget::Prior,
+                slab_mean_bias_init: None,
             },
             batch_size: 500,
             warmup_iters: 15_000,
@@ -277,6 +292,7 @@ impl TrainConfig {
                 spike_head: SpikeHead::Sigmoid,
                 prior: PriorKind::PseudoInputs,
                 sparsity: SparsityTarget::Prior,
+                slab_mean_bias_init: None,
             },
             batch_size: 128,
             // 20k steps ≈ 8–9 min at the measured ~40 steps/s on flex (2 cores).
@@ -316,6 +332,7 @@ impl TrainConfig {
                 spike_head: SpikeHead::Paper,
                 prior: PriorKind::PseudoInputs,
                 sparsity: SparsityTarget::Prior,
+                slab_mean_bias_init: None,
             },
             batch_size: 16,
             warmup_iters: 40,

@@ -178,7 +178,13 @@ impl VscNet {
         let vsc = matches!(cfg.kind, ModelKind::Vsc);
         let encoder = Encoder {
             hidden: Dense::new(m, h, rng, device),
-            mu: Dense::new(h, j, rng, device),
+            mu: {
+                let mut d = Dense::new(h, j, rng, device);
+                if let Some(b) = cfg.slab_mean_bias_init {
+                    d.bias = Param::from_data(TensorData::new(vec![b; j], [j]), device);
+                }
+                d
+            },
             logvar: Dense::new(h, j, rng, device),
             spike: vsc.then(|| {
                 let mut d = Dense::new(h, j, rng, device);
@@ -347,6 +353,16 @@ impl VscNet {
             SparsityTarget::Posterior | SparsityTarget::Both => {
                 Some(bernoulli_kl(gamma_i.clone().mean_dim(1), cfg.alpha).mul_scalar(n_dims))
             }
+            SparsityTarget::PosteriorCount => Some(
+                gamma_i
+                    .clone()
+                    .sum_dim(1)
+                    .mul_scalar(((1.0 - cfg.alpha) / cfg.alpha).ln()),
+            ),
+            SparsityTarget::PosteriorExcess => Some(
+                bernoulli_kl(gamma_i.clone().mean_dim(1).clamp_min(cfg.alpha), cfg.alpha)
+                    .mul_scalar(n_dims),
+            ),
         };
         if cfg.prior == PriorKind::Fixed {
             let zeros = post.mu.zeros_like();
@@ -384,7 +400,12 @@ impl VscNet {
         let gamma_bar = w.matmul(prior.gamma.mean_dim(1));
         let prior_sparsity = bernoulli_kl(gamma_bar, cfg.alpha).mul_scalar(j as f32);
         let sparsity = match (cfg.sparsity, own_sparsity) {
-            (SparsityTarget::Posterior, Some(own)) => own,
+            (
+                SparsityTarget::Posterior
+                | SparsityTarget::PosteriorExcess
+                | SparsityTarget::PosteriorCount,
+                Some(own),
+            ) => own,
             (SparsityTarget::Both, Some(own)) => prior_sparsity + own,
             _ => prior_sparsity,
         };
