@@ -366,10 +366,10 @@ mod tests {
     }
 
     /// The band spectrum that edge-runtime computes (the FFT kernel, in SIMD batches here)
-    /// equals the straightforward transform it replaced, bit for bit, on every HAPT window
-    /// of every subject (all nine channels, postural transitions included): the
-    /// committed model's inputs did not change. The mean may differ only in the sign of a
-    /// zero (see `edge-runtime/src/preprocess/spectrum/fft.rs`).
+    /// equals its definition (the straightforward radix-2 transform,
+    /// `band_spectrum_reference`), bit for bit, on every HAPT window of every subject (all
+    /// nine channels, postural transitions included). The mean may differ only in the
+    /// sign of a zero (see `edge-runtime/src/preprocess/spectrum/fft.rs`).
     #[test]
     fn band_spectrum_is_the_oracle_on_every_hapt_window() {
         let Some(dir) = data_dir() else {
