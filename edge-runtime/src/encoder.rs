@@ -351,13 +351,7 @@ impl LayerInput<'_> {
             LayerInput::Bytes(x, _) if !cfg!(target_arch = "x86_64") => {
                 // Only x86-64 has a four-row kernel, and `Avx2` is `Portable` elsewhere:
                 // rows one by one in the portable kernel keep the code small.
-                for r in (0..rows).filter(|&r| keep_row(r)) {
-                    sink.rows(
-                        r,
-                        1,
-                        &[dot_portable(x, layer.row(r)).wrapping_add(layer.bias(r))],
-                    );
-                }
+                portable_rows(x, layer, rows, keep, sink);
             }
             LayerInput::Bytes(x, kernel) => {
                 let mut group = [0usize; 4];
@@ -390,13 +384,7 @@ impl LayerInput<'_> {
                 // it (never for a parsed blob) runs in the portable kernel.
                 let offset = (weights.as_ptr() as usize).wrapping_sub(blob.as_ptr() as usize);
                 if offset < MAX_PHASE || offset > blob.len().saturating_sub(weights.len()) {
-                    for r in (0..rows).filter(|&r| keep_row(r)) {
-                        sink.rows(
-                            r,
-                            1,
-                            &[dot_portable(x, layer.row(r)).wrapping_add(layer.bias(r))],
-                        );
-                    }
+                    portable_rows(x, layer, rows, keep, sink);
                     return;
                 }
                 let classes = match cols % 4 {
@@ -463,6 +451,19 @@ impl LayerInput<'_> {
                 }
             }
         }
+    }
+}
+
+/// `sink.rows(r, 1, [x · w_r + bias_r])` for the rows `r < rows` that `keep` selects
+/// (bit `r`, rows from 64 on always), one by one in the portable kernel.
+#[inline(never)]
+fn portable_rows(x: &[u8], layer: &LayerView<'_>, rows: usize, keep: u64, sink: &mut dyn RowSink) {
+    for r in (0..rows).filter(|&r| r >= 64 || keep >> r & 1 != 0) {
+        sink.rows(
+            r,
+            1,
+            &[dot_portable(x, layer.row(r)).wrapping_add(layer.bias(r))],
+        );
     }
 }
 

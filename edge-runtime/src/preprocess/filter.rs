@@ -141,6 +141,9 @@ impl Butterworth3 {
 
     /// Sets the state to the steady state for a constant input `value` (DC gain is 1),
     /// as if the filter had seen `value` forever: no start-up transient.
+    // Out of line here and in `process`: nine filters per sample, inlined and unrolled
+    // they cost the device 1.5 KiB of flash for no measurable time.
+    #[inline(never)]
     pub fn settle(&mut self, value: f32) {
         let value = value.clamp(-INPUT_LIMIT, INPUT_LIMIT);
         self.first_x1 = value;
@@ -152,6 +155,7 @@ impl Butterworth3 {
     }
 
     /// Filters one sample (clamped to ±[`INPUT_LIMIT`] first).
+    #[inline(never)]
     pub fn process(&mut self, x: f32) -> f32 {
         let x = x.clamp(-INPUT_LIMIT, INPUT_LIMIT);
         let u = self.first_b0 * (x + self.first_x1) - self.first_a1 * self.first_y1;
@@ -188,6 +192,7 @@ impl Median3 {
 
     /// Median of the last three samples. Inputs must be finite (the pipeline rejects
     /// non-finite samples before they get here); the result is one of the inputs.
+    #[inline(never)]
     pub fn process(&mut self, x: f32) -> f32 {
         let [a, b] = self.history;
         self.history = [b, x];
