@@ -468,8 +468,8 @@ fn portable_rows(x: &[u8], layer: &LayerView<'_>, rows: usize, keep: u64, sink: 
 }
 
 /// Rows per call of the assembly loop for a layer's every row (its accumulators are on
-/// the stack: 64 B).
-const ROW_CHUNK: usize = 16;
+/// the stack: 128 B).
+const ROW_CHUNK: usize = 32;
 
 /// Packed-input buffer size, for either layer input (one buffer serves both stages).
 const PACKED_WORDS: usize = packed_words(if MAX_INPUT > MAX_HIDDEN {

@@ -334,7 +334,14 @@ impl<'a> Packed<'a> {
         // Both slices cut to the common length first: one loop counter.
         let whole = words.len().min(body.len());
         let (body, tail) = body.split_at_mut(whole);
-        for (w, pair) in words.iter().zip(body) {
+        // Two words of `x` per step (fewer loop instructions on the Cortex-M4).
+        let (word_twos, word_last) = words.as_chunks::<2>();
+        let (body_twos, body_last) = body.as_chunks_mut::<2>();
+        for (w, pairs) in word_twos.iter().zip(body_twos) {
+            pairs[0] = lanes(u32::from_le_bytes(w[0]));
+            pairs[1] = lanes(u32::from_le_bytes(w[1]));
+        }
+        if let (Some(w), Some(pair)) = (word_last.first(), body_last.first_mut()) {
             *pair = lanes(u32::from_le_bytes(*w));
         }
         let mut last = le_word(remainder);
@@ -627,20 +634,22 @@ fn smlad_pairs(
     // (`fits`). `p.words` is `[i32]` (word-aligned for `LDM`), the rows are word-aligned
     // (checked) for `LDRD`. It writes `out[..2 · pairs]` (`[i32]`: word-aligned for
     // `LDRD`/`STRD`) and 20 bytes of stack below `sp`, which it pops again; every
-    // register it changes is an operand or clobber. SXTB16 and SMLAD need the DSP
+    // register it changes is an operand or clobber, but r6 and r7 (which `asm!` cannot
+    // name), which it saves on that stack and restores before it ends. SXTB16 and SMLAD need the DSP
     // extension, which the `dsp` feature promises. SMLAD may set the sticky Q flag
     // (unreachable sums); flags are not declared preserved.
     unsafe {
         core::arch::asm!(
-            // Stack: [sp] out pointer, [sp, 4] pairs left, [sp, 8] input words,
-            // [sp, 12] gap, [sp, 16] skip.
-            "push {{r0, r1, r2, r4, r5}}",
+            // Stack: [sp] input words, [sp, 4] gap, [sp, 8] skip, then the caller's r6
+            // and r7, which hold the out pointer and the pairs left while the loop runs.
+            "push {{r2, r4, r5, r6, r7}}",
+            "mov r6, r0",
+            "mov r7, r1",
             "6:",
-            "ldr r2, [sp, #8]",
-            "ldr r4, [sp, #12]",
+            "ldr r2, [sp]",
+            "ldr r4, [sp, #4]",
             "add r4, r3",
-            "ldr r5, [sp]",
-            "ldrd r0, r1, [r5]",
+            "ldrd r0, r1, [r6]",
             "ldm r2!, {{r8-r11}}",
             "cmn r8, #1",
             "beq 3f",
@@ -660,16 +669,12 @@ fn smlad_pairs(
             "cmn r8, #1",
             "bne 4b",
             "5:",
-            "ldr r5, [sp]",
-            "strd r0, r1, [r5], #8",
-            "str r5, [sp]",
-            "ldr r5, [sp, #16]",
+            "strd r0, r1, [r6], #8",
+            "ldr r5, [sp, #8]",
             "add r3, r5",
-            "ldr r5, [sp, #4]",
-            "subs r5, #1",
-            "str r5, [sp, #4]",
+            "subs r7, #1",
             "bne 6b",
-            "add sp, #20",
+            "pop {{r2, r4, r5, r6, r7}}",
             inout("r0") out.as_mut_ptr() => _,
             inout("r1") pairs => _,
             inout("r2") p.words.as_ptr() => _,
