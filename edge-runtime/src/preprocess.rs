@@ -34,7 +34,9 @@ mod spectrum;
 
 pub use channels::{Channel, ChannelSet, ParseChannelSetError};
 use filter::{Butterworth3, Butterworth3Coeffs, Median3};
-pub use spectrum::{BAND_WIDTH_HZ, InputFeatures, SPECTRUM_BANDS, SPECTRUM_VALUES_PER_CHANNEL};
+pub use spectrum::{
+    BAND_WIDTH_HZ, InputFeatures, SPECTRUM_BANDS, SPECTRUM_VALUES_PER_CHANNEL, band_sqrt,
+};
 
 use core::fmt;
 

@@ -178,6 +178,14 @@ impl InputFeatures {
     }
 }
 
+/// The band amplitudes' square root (correctly rounded; the hardware instruction where
+/// there is one, see `spectrum/sqrt.rs`), for device checks that hold it to the host's
+/// `f32::sqrt` (the QEMU board does on every boot).
+#[doc(hidden)]
+pub fn band_sqrt(x: f32) -> f32 {
+    sqrt::sqrt_f32(x)
+}
+
 /// `(cos, sin)` of `−2πk/128` for `k < 64`, computed at compile time; the cosine of
 /// `π/2` is exactly 0 (the series gives 6e-17), so the twiddle of bin 32 is exactly
 /// `(0, −1)` and the fast kernel can skip its products (see `spectrum/fft.rs`).

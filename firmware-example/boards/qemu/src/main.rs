@@ -23,6 +23,9 @@ use edge_runtime::preprocess::{ChannelSet, Window};
 use edge_runtime::sensor::Excerpt;
 use edge_runtime::stream::{EncodeFailed, Pipeline, WindowEncoder};
 
+mod sqrt_check;
+include!(concat!(env!("OUT_DIR"), "/sqrt_check_hash.rs"));
+
 /// Raw MPU-6050 register values of a HAPT excerpt (written by `cargo xtask firmware`).
 static EXCERPT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/excerpt.bin"));
 /// The int8 model blob `cargo xtask firmware` picked, linked at the start of the model
@@ -161,6 +164,21 @@ fn new_stage(channels: ChannelSet, encoder: Option<Marked<'static>>) -> Stage {
 #[inline(never)]
 fn run(log: &mut Log) -> Result<(), ()> {
     let out = hio::hstdout().map_err(|_| ())?;
+    // The spectrum's square root on this FPU must give the host's bits (the host and the
+    // device compute the same windows' spectra); checked on a million inputs per boot of
+    // this CI board, before the loop (outside the encode that `bench mcu` counts).
+    let device_hash = sqrt_check::sqrt_check_hash(edge_runtime::preprocess::band_sqrt);
+    if device_hash != HOST_SQRT_HASH {
+        log.str("vsc-fw: square roots differ from the host's (hash ")
+            .hex(device_hash)
+            .str(", host ")
+            .hex(HOST_SQRT_HASH)
+            .str(")\n");
+        return Err(());
+    }
+    log.str("vsc-fw: square root: ")
+        .dec(sqrt_check::SQRT_CHECK_INPUTS)
+        .str(" inputs give the host's bits\n");
     let Ok(excerpt) = Excerpt::parse(EXCERPT) else {
         // `cargo xtask firmware` wrote it, and its checks name the problem.
         log.str("vsc-fw: the embedded sensor excerpt is invalid\n");
