@@ -4,7 +4,17 @@
 pub mod card;
 pub mod onnx;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+pub use host_trainer::data::in_ci;
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
 
 /// Writes `bytes` to `path` atomically ([`host_trainer::fsio::write_atomic`]), the error
 /// naming the file.

@@ -343,26 +343,8 @@ mod tests {
     use edge_runtime::preprocess::{ChannelSet, InputFeatures, SPECTRUM_VALUES_PER_CHANNEL};
     use host_trainer::data::{WindowConfig, load_har_windows};
 
-    /// The HAPT data folder, or `None` (after a note) when it is missing outside CI.
     fn data_dir() -> Option<PathBuf> {
-        let dir = std::env::var_os("VSC_DATA_DIR").map_or_else(
-            || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")),
-            PathBuf::from,
-        );
-        if dir.exists() {
-            return Some(dir);
-        }
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-        assert!(
-            !ci,
-            "CI=true but the HAPT data folder {} is missing",
-            dir.display()
-        );
-        eprintln!(
-            "note: skipping, no HAPT data at {} (set VSC_DATA_DIR)",
-            dir.display()
-        );
-        None
+        host_trainer::data::real_data_dir_or_skip("the spectrum parity test")
     }
 
     /// The band spectrum that edge-runtime computes (the FFT kernel, in SIMD batches here)

@@ -45,16 +45,7 @@ const SCRIPT: &str = "xtask/onnxruntime_check.py";
 /// Windows also run one at a time (batch 1, as an app streams them).
 const SINGLE_WINDOW_RUNS: usize = 64;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+use crate::{in_ci, workspace_root};
 
 /// Options of `cargo xtask onnxruntime-check`.
 #[derive(Debug, clap::Args)]
