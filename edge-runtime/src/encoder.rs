@@ -291,18 +291,18 @@ impl RowSink for MuSink<'_, '_> {
         if let Some(trace) = self.trace.as_deref_mut() {
             store_rows(trace, first, step, accs);
         }
+        // The row constants straight from the blob's bytes, as for the hidden layer.
+        let [_, _, multipliers, shifts] = self.layer.row_constant_bytes();
+        let multipliers = multipliers.as_chunks::<4>().0;
+        let halves = [self.spikes as u32, (self.spikes >> 32) as u32];
         for (j, acc) in batch_rows(first, step, accs) {
-            // The 32-bit half that holds bit j (no 64-bit shift on a 32-bit core).
-            let half = if j < 32 {
-                self.spikes as u32
-            } else {
-                (self.spikes >> 32) as u32
-            };
-            if j < MAX_LATENT
-                && half >> (j % 32) & 1 != 0
-                && let Some(m) = self.mu_q.get_mut(j)
+            // Bit j from its 32-bit half (no 64-bit shift on a 32-bit core).
+            let active = halves.get(j / 32).is_some_and(|h| h >> (j % 32) & 1 != 0);
+            if active
+                && let (Some(m), Some(&multiplier), Some(&shift)) =
+                    (self.mu_q.get_mut(j), multipliers.get(j), shifts.get(j))
             {
-                *m = requant_i16(acc, self.layer.multiplier(j), self.layer.shift(j));
+                *m = requant_i16(acc, i32::from_le_bytes(multiplier), shift);
             }
         }
     }
