@@ -347,6 +347,7 @@ impl LayerInput<'_> {
         let sink = core::hint::black_box(sink);
         let keep_row = |r: usize| r >= 64 || keep >> r & 1 != 0;
         let [bias_bytes, ..] = layer.row_constant_bytes();
+        let biases = bias_bytes.as_chunks::<4>().0;
         match self {
             LayerInput::Bytes(x, _) if !cfg!(target_arch = "x86_64") => {
                 // Only x86-64 has a four-row kernel, and `Avx2` is `Portable` elsewhere:
@@ -412,10 +413,10 @@ impl LayerInput<'_> {
                             let n = ROW_CHUNK.min(class_rows - c0);
                             let chunk = acc.get_mut(..n).unwrap_or(&mut []);
                             let rows_at = |k: usize| r0 + (c0 + k) * classes;
-                            let biases = bias_bytes.get(4 * rows_at(0)..).unwrap_or(&[]);
-                            let biases = biases.as_chunks::<4>().0.iter().step_by(classes);
-                            for (a, &b) in chunk.iter_mut().zip(biases) {
-                                *a = i32::from_le_bytes(b);
+                            let mut r = rows_at(0);
+                            for a in chunk.iter_mut() {
+                                *a = biases.get(r).map_or(0, |&b| i32::from_le_bytes(b));
+                                r += classes;
                             }
                             packed.dot_rows(blob, first + c0 * stride, stride, chunk);
                             sink.rows(rows_at(0), classes, chunk);
