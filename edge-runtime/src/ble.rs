@@ -37,7 +37,8 @@
 //!   delimiter ends the damaged chunk; if it held the leading one, the previous frame's
 //!   trailing delimiter already ended the previous chunk. Either way the next frame starts
 //!   with an empty decoder, so a loss costs at most the frame it belonged to (tested below
-//!   for every notification of every MTU from 23 to 247).
+//!   by dropping, in turn, each notification of streams of 10 frame sizes at every MTU
+//!   from 23 to 247, and by random loss and repeats at random MTUs).
 //!
 //! A header (say a frame counter and a segment index) would only let the host drop a
 //! damaged frame one notification earlier, at 1–2 bytes per notification (5–10 % at the

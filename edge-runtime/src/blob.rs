@@ -374,6 +374,12 @@ impl<'a> LayerView<'a> {
     pub fn weight_bytes(&self) -> &'a [u8] {
         self.weights
     }
+    /// The biases, thresholds (empty but for the γ head), multipliers (4 little-endian
+    /// bytes per row each) and shifts (1 byte per row) as stored, for the encoder's loops
+    /// over many rows.
+    pub(crate) fn row_constant_bytes(&self) -> [&'a [u8]; 4] {
+        [self.bias, self.threshold, self.multiplier, self.shift]
+    }
 
     fn parse(
         cur: &mut Cursor<'a>,
@@ -740,6 +746,12 @@ impl<'a> ModelBlob<'a> {
     /// Number of input-scaling entries.
     pub fn scaling_len(&self) -> usize {
         self.scaling.len() / 8
+    }
+    /// The input-scaling entries as stored: [`ModelBlob::scaling_len`] little-endian
+    /// `(offset, scale)` `f32` pairs, for the encoder's input stage (which reads them in
+    /// order, without a bounds check per [`ModelBlob::scaling`] call).
+    pub(crate) fn scaling_bytes(&self) -> &'a [u8] {
+        self.scaling
     }
     /// Consecutive model-input values that share one scaling entry.
     pub fn scaling_block_len(&self) -> usize {

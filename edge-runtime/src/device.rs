@@ -335,12 +335,12 @@ impl Outbox {
     }
 
     fn frame(&self, i: usize) -> &[u8] {
-        let start = if i == 0 {
-            0
-        } else {
-            usize::from(self.ends[i - 1])
+        let start = match i.checked_sub(1) {
+            Some(previous) => self.ends.get(previous).map_or(0, |&e| usize::from(e)),
+            None => 0,
         };
-        &self.bytes[start..usize::from(self.ends[i])]
+        let end = self.ends.get(i).map_or(0, |&e| usize::from(e));
+        self.bytes.get(start..end).unwrap_or(&[])
     }
 }
 

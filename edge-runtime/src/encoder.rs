@@ -51,12 +51,13 @@
 
 use core::fmt;
 
+mod input;
+
 use crate::blob::{LayerView, MAX_HIDDEN, MAX_INPUT, MAX_LATENT, ModelBlob, SCORE_SHIFT};
 pub use crate::fixed::{V_Q16_MIN, exp_q15, requant};
+use crate::fixed::{requant_i16, requant_relu_u8};
 use crate::kernels::{Kernel, MAX_PHASE, Packed, dot_portable, packed_words};
-use crate::preprocess::{
-    ChannelSet, InputFeatures, SPECTRUM_VALUES_PER_CHANNEL, WINDOW_LEN, Window,
-};
+use crate::preprocess::{ChannelSet, InputFeatures, SPECTRUM_VALUES_PER_CHANNEL, Window};
 
 /// Rounds a finite `t` in `[0, 2²²]` to the nearest integer, ties to even (the IEEE
 /// default rounding of the addition does the work; no libm needed in `no_std`).
@@ -260,11 +261,19 @@ impl RowSink for HiddenSink<'_, '_> {
         if let Some(trace) = self.trace.as_deref_mut() {
             store_rows(trace, first, step, accs);
         }
-        for (r, acc) in batch_rows(first, step, accs) {
-            if let Some(h) = self.h_q.get_mut(r) {
-                let q = requant(acc.max(0), self.layer.multiplier(r), self.layer.shift(r));
-                *h = q.min(255) as u8;
-            }
+        // Row r = first + k · step, with its multiplier and shift read straight from the
+        // blob's bytes (the parser guarantees both for every row).
+        let [_, _, multipliers, shifts] = self.layer.row_constant_bytes();
+        let multipliers = multipliers.as_chunks::<4>().0;
+        let h_q = &mut *self.h_q;
+        let mut r = first;
+        for &acc in accs {
+            let (Some(&m), Some(&s), Some(h)) = (multipliers.get(r), shifts.get(r), h_q.get_mut(r))
+            else {
+                break;
+            };
+            *h = requant_relu_u8(acc, i32::from_le_bytes(m), s);
+            r += step;
         }
     }
 }
@@ -282,13 +291,18 @@ impl RowSink for MuSink<'_, '_> {
         if let Some(trace) = self.trace.as_deref_mut() {
             store_rows(trace, first, step, accs);
         }
+        // The row constants straight from the blob's bytes, as for the hidden layer.
+        let [_, _, multipliers, shifts] = self.layer.row_constant_bytes();
+        let multipliers = multipliers.as_chunks::<4>().0;
+        let halves = [self.spikes as u32, (self.spikes >> 32) as u32];
         for (j, acc) in batch_rows(first, step, accs) {
-            if j < MAX_LATENT
-                && self.spikes >> j & 1 != 0
-                && let Some(m) = self.mu_q.get_mut(j)
+            // Bit j from its 32-bit half (no 64-bit shift on a 32-bit core).
+            let active = halves.get(j / 32).is_some_and(|h| h >> (j % 32) & 1 != 0);
+            if active
+                && let (Some(m), Some(&multiplier), Some(&shift)) =
+                    (self.mu_q.get_mut(j), multipliers.get(j), shifts.get(j))
             {
-                *m = requant(acc, self.layer.multiplier(j), self.layer.shift(j))
-                    .clamp(i16::MIN as i64, i16::MAX as i64) as i16;
+                *m = requant_i16(acc, i32::from_le_bytes(multiplier), shift);
             }
         }
     }
@@ -299,8 +313,8 @@ enum LayerInput<'x> {
     /// The bytes themselves, for `Portable` and `Avx2`.
     Bytes(&'x [u8], Kernel),
     /// The bytes and a buffer for their SMLAD layout ([`Packed`], packed once per row
-    /// phase).
-    Packed(&'x [u8], &'x mut [i32]),
+    /// phase), and the phase the buffer holds them at (the two heads share a packing).
+    Packed(&'x [u8], &'x mut [i32], Option<usize>),
 }
 
 impl LayerInput<'_> {
@@ -332,17 +346,13 @@ impl LayerInput<'_> {
         // caller's sink (more flash).
         let sink = core::hint::black_box(sink);
         let keep_row = |r: usize| r >= 64 || keep >> r & 1 != 0;
+        let [bias_bytes, ..] = layer.row_constant_bytes();
+        let biases = bias_bytes.as_chunks::<4>().0;
         match self {
             LayerInput::Bytes(x, _) if !cfg!(target_arch = "x86_64") => {
                 // Only x86-64 has a four-row kernel, and `Avx2` is `Portable` elsewhere:
                 // rows one by one in the portable kernel keep the code small.
-                for r in (0..rows).filter(|&r| keep_row(r)) {
-                    sink.rows(
-                        r,
-                        1,
-                        &[dot_portable(x, layer.row(r)).wrapping_add(layer.bias(r))],
-                    );
-                }
+                portable_rows(x, layer, rows, keep, sink);
             }
             LayerInput::Bytes(x, kernel) => {
                 let mut group = [0usize; 4];
@@ -368,20 +378,14 @@ impl LayerInput<'_> {
                     );
                 }
             }
-            LayerInput::Packed(x, buf) => {
+            LayerInput::Packed(x, buf, packed_phase) => {
                 let cols = layer.cols;
                 let weights = layer.weight_bytes();
                 // Byte offset of the layer's weights in `blob`; a layer that is not inside
                 // it (never for a parsed blob) runs in the portable kernel.
                 let offset = (weights.as_ptr() as usize).wrapping_sub(blob.as_ptr() as usize);
                 if offset < MAX_PHASE || offset > blob.len().saturating_sub(weights.len()) {
-                    for r in (0..rows).filter(|&r| keep_row(r)) {
-                        sink.rows(
-                            r,
-                            1,
-                            &[dot_portable(x, layer.row(r)).wrapping_add(layer.bias(r))],
-                        );
-                    }
+                    portable_rows(x, layer, rows, keep, sink);
                     return;
                 }
                 let classes = match cols % 4 {
@@ -393,7 +397,12 @@ impl LayerInput<'_> {
                     // Row r0's phase, and its phase-aligned start in `blob`; rows r0 + k·g
                     // follow g · cols bytes apart.
                     let phase = (weights.as_ptr() as usize).wrapping_add(r0 * cols) % 4;
-                    let packed = Packed::with_phase(x, phase, buf);
+                    let packed = if *packed_phase == Some(phase) {
+                        Packed::reuse(x.len(), phase, buf)
+                    } else {
+                        *packed_phase = Some(phase);
+                        Packed::with_phase(x, phase, buf)
+                    };
                     let first = offset + r0 * cols - phase;
                     let stride = classes * cols;
                     let class_rows = (rows - r0).div_ceil(classes);
@@ -404,21 +413,27 @@ impl LayerInput<'_> {
                             let n = ROW_CHUNK.min(class_rows - c0);
                             let chunk = acc.get_mut(..n).unwrap_or(&mut []);
                             let rows_at = |k: usize| r0 + (c0 + k) * classes;
-                            for (k, a) in chunk.iter_mut().enumerate() {
-                                *a = layer.bias(rows_at(k));
+                            let mut r = rows_at(0);
+                            for a in chunk.iter_mut() {
+                                *a = biases.get(r).map_or(0, |&b| i32::from_le_bytes(b));
+                                r += classes;
                             }
                             packed.dot_rows(blob, first + c0 * stride, stride, chunk);
                             sink.rows(rows_at(0), classes, chunk);
                         }
                         continue;
                     }
-                    // Selected rows (the sparse μ head): in pairs as they come.
+                    // Selected rows (the sparse μ head): in pairs as they come, taken from
+                    // the set bits of `keep` (every row here is below 64).
                     let mut pending: Option<(usize, usize)> = None;
-                    for k in 0..class_rows {
-                        let (r, start) = (r0 + k * classes, first + k * stride);
-                        if !keep_row(r) {
+                    let mut bits = keep;
+                    while bits != 0 {
+                        let r = bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        if r >= rows || r % classes != r0 {
                             continue;
                         }
+                        let start = first + (r - r0) / classes * stride;
                         match pending.take() {
                             Some((a, at)) => {
                                 // A "layer" of two rows `start − at` bytes apart.
@@ -432,7 +447,7 @@ impl LayerInput<'_> {
                     if let Some((a, at)) = pending {
                         let mut acc = [layer.bias(a)];
                         packed.dot_rows(blob, at, 0, &mut acc);
-                        sink.rows(a, 1, &[acc[0]]);
+                        sink.rows(a, 1, &acc);
                     }
                 }
             }
@@ -440,9 +455,22 @@ impl LayerInput<'_> {
     }
 }
 
+/// `sink.rows(r, 1, [x · w_r + bias_r])` for the rows `r < rows` that `keep` selects
+/// (bit `r`, rows from 64 on always), one by one in the portable kernel.
+#[inline(never)]
+fn portable_rows(x: &[u8], layer: &LayerView<'_>, rows: usize, keep: u64, sink: &mut dyn RowSink) {
+    for r in (0..rows).filter(|&r| r >= 64 || keep >> r & 1 != 0) {
+        sink.rows(
+            r,
+            1,
+            &[dot_portable(x, layer.row(r)).wrapping_add(layer.bias(r))],
+        );
+    }
+}
+
 /// Rows per call of the assembly loop for a layer's every row (its accumulators are on
-/// the stack: 64 B).
-const ROW_CHUNK: usize = 16;
+/// the stack: 128 B).
+const ROW_CHUNK: usize = 32;
 
 /// Packed-input buffer size, for either layer input (one buffer serves both stages).
 const PACKED_WORDS: usize = packed_words(if MAX_INPUT > MAX_HIDDEN {
@@ -518,6 +546,7 @@ impl<'a> Encoder<'a> {
         let mut packed = [0i32; PACKED_WORDS];
         trace.x_q.fill(0);
         self.input_stage(window_raw, &mut trace.x_q)?;
+        trace.h_q.fill(0);
         self.hidden_stage(
             &trace.x_q,
             &mut trace.h_q,
@@ -559,11 +588,12 @@ impl<'a> Encoder<'a> {
                 got: window_raw.len(),
             });
         }
-        if let Some(index) = window_raw.iter().position(|x| !x.is_finite()) {
-            return Err(EncodeError::NonFinite { index });
-        }
+        let first_non_finite = || window_raw.iter().position(|x| !x.is_finite());
         match self.blob.features() {
             InputFeatures::Waveform => {
+                if let Some(index) = first_non_finite() {
+                    return Err(EncodeError::NonFinite { index });
+                }
                 // ≥ 1 for every parsed blob; `max` keeps `chunks_exact` panic-free regardless.
                 let window_len = self.blob.window_len().max(1);
                 for (c, (raw_row, q_row)) in window_raw
@@ -578,23 +608,26 @@ impl<'a> Encoder<'a> {
                 }
             }
             InputFeatures::BandSpectrum => {
-                // One channel at a time: 33 floats on the stack, not the whole input.
-                let mut spectrum = [0.0f32; SPECTRUM_VALUES_PER_CHANNEL];
-                for (c, (raw_row, q_row)) in window_raw
-                    .chunks_exact(WINDOW_LEN)
-                    .zip(x_q.chunks_exact_mut(SPECTRUM_VALUES_PER_CHANNEL))
-                    .enumerate()
-                {
-                    InputFeatures::BandSpectrum
-                        .compute(raw_row, &mut spectrum)
-                        .map_err(|_| EncodeError::InputLength {
-                            expected,
-                            got: window_raw.len(),
-                        })?;
-                    for (k, (q, &x)) in q_row.iter_mut().zip(&spectrum).enumerate() {
-                        let s = self.blob.scaling(c * SPECTRUM_VALUES_PER_CHANNEL + k);
-                        *q = quantise_input_fast(x, s.offset, s.scale);
+                // A NaN or ∞ among a channel's samples makes its mean (a sum of them all)
+                // NaN or ∞, so only a channel whose mean is not finite needs the scan for
+                // the first bad sample (one that overflowed from finite samples has none).
+                // Skipping the up-front scan saves a pass over every sample.
+                let mut q_rows = x_q.chunks_exact_mut(SPECTRUM_VALUES_PER_CHANNEL);
+                // One scaling entry (8 bytes) per model-input value.
+                let mut row_scaling = self
+                    .blob
+                    .scaling_bytes()
+                    .chunks(8 * SPECTRUM_VALUES_PER_CHANNEL);
+                let mut suspect = false;
+                InputFeatures::band_spectra(window_raw, |spectrum| {
+                    suspect |= !spectrum[0].is_finite();
+                    if let (Some(q_row), Some(scaling)) = (q_rows.next(), row_scaling.next()) {
+                        input::quantise_row(spectrum, scaling, q_row);
                     }
+                });
+                if suspect && let Some(index) = first_non_finite() {
+                    x_q.fill(0);
+                    return Err(EncodeError::NonFinite { index });
                 }
             }
         }
@@ -611,12 +644,12 @@ impl<'a> Encoder<'a> {
     ) {
         let layer = self.blob.hidden();
         let input = x_q.get(..layer.cols).unwrap_or(&[]);
-        h_q.fill(0);
+        // `h_q` arrives zeroed: rows past the layer's stay 0.
         if let Some(a) = acc_out.as_deref_mut() {
             a.fill(0);
         }
         let mut input = match self.kernel {
-            Kernel::Packed => LayerInput::Packed(input, packed),
+            Kernel::Packed => LayerInput::Packed(input, packed, None),
             kernel @ (Kernel::Portable | Kernel::Avx2) => LayerInput::Bytes(input, kernel),
         };
         let rows = layer.rows.min(MAX_HIDDEN);
@@ -649,34 +682,49 @@ impl<'a> Encoder<'a> {
             g.fill(0);
         }
         // The γ accumulators live in the packed buffer past the heads' packed input (at
-        // most MAX_HIDDEN columns): no more stack than the hidden layer needs.
+        // most MAX_HIDDEN columns): no more stack than the hidden layer needs. Every row
+        // below `latent` is written before it is read.
         let (packed, spare) = packed.split_at_mut(HEAD_WORDS);
         let Some(acc_g) = spare.first_chunk_mut::<MAX_LATENT>() else {
             return;
         };
-        acc_g.fill(0);
         let mut input = match self.kernel {
-            Kernel::Packed => LayerInput::Packed(input, packed),
+            Kernel::Packed => LayerInput::Packed(input, packed, None),
             kernel @ (Kernel::Portable | Kernel::Avx2) => LayerInput::Bytes(input, kernel),
         };
         let blob = self.blob.as_bytes();
         let latent = gamma.rows.min(MAX_LATENT);
         let spike_head = self.blob.spike_head();
         input.accumulate(blob, gamma, latent, u64::MAX, acc_g);
-        for (j, &acc) in acc_g.iter().enumerate().take(latent) {
-            if acc > gamma.threshold(j) {
-                out.spike_bits |= 1u64 << j;
-                let v_q = requant(acc, gamma.multiplier(j), gamma.shift(j));
+        let acc_g = acc_g.get(..latent).unwrap_or(&[]);
+        // Spike bits in two 32-bit halves (no 64-bit shifts on a 32-bit core).
+        let mut halves = [0u32; 2];
+        let [_, thresholds, multipliers, shifts] = gamma.row_constant_bytes();
+        let rows = acc_g.iter().zip(thresholds.as_chunks::<4>().0);
+        for (j, (&acc, &threshold)) in rows.enumerate() {
+            if acc > i32::from_le_bytes(threshold) {
+                if let Some(half) = halves.get_mut(j / 32) {
+                    *half |= 1 << (j % 32);
+                }
+                let multiplier = multipliers.as_chunks::<4>().0.get(j).copied();
+                let v_q = requant(
+                    acc,
+                    i32::from_le_bytes(multiplier.unwrap_or_default()),
+                    shifts.get(j).copied().unwrap_or(1),
+                );
                 if let Some(g) = out.gamma_q15.get_mut(j) {
                     *g = spike_head.gamma_q15(v_q);
                 }
             }
         }
+        out.spike_bits = u64::from(halves[0]) | u64::from(halves[1]) << 32;
         let spikes = out.spike_bits;
         // The μ dot product only for active dims (sparse saving), for all when traced.
         let (mu_trace, mu_rows) = match acc_out {
             Some((m, g)) => {
-                *g = *acc_g;
+                for (slot, &acc) in g.iter_mut().zip(acc_g) {
+                    *slot = acc;
+                }
                 (Some(m), u64::MAX)
             }
             None => (None, spikes),
@@ -702,15 +750,26 @@ impl<'a> Encoder<'a> {
         };
         let layer = &head.layer;
         let (mut best, mut best_row, mut second) = (i64::MIN, 0, i64::MIN);
+        // The active dims, ascending, from the two 32-bit halves of the spike bits (no
+        // 64-bit shifts on a 32-bit core).
+        let halves = [
+            (0, out.spike_bits as u32),
+            (32, (out.spike_bits >> 32) as u32),
+        ];
         for c in 0..layer.rows {
             let row = layer.row(c);
             let mut acc = layer.bias(c);
-            for j in out.active_dims() {
-                let w = row.get(j).copied().unwrap_or(0) as i8;
-                let mu = out.mu_q.get(j).copied().unwrap_or(0);
-                // |Σ| < 64 · 127 · 2¹⁵ and |bias| ≤ 2³⁰: no overflow; wrapping only rules
-                // out a debug-build panic.
-                acc = acc.wrapping_add(i32::from(w) * i32::from(mu));
+            for (base, half) in halves {
+                let mut bits = half;
+                while bits != 0 {
+                    let j = base + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let w = row.get(j).copied().unwrap_or(0) as i8;
+                    let mu = out.mu_q.get(j).copied().unwrap_or(0);
+                    // |Σ| < 64 · 127 · 2¹⁵ and |bias| ≤ 2³⁰: no overflow; wrapping only
+                    // rules out a debug-build panic.
+                    acc = acc.wrapping_add(i32::from(w) * i32::from(mu));
+                }
             }
             let logit = requant(acc, layer.multiplier(c), layer.shift(c));
             if logit > best {

@@ -19,15 +19,57 @@ pub const fn requant(acc: i32, multiplier: i32, shift: u8) -> i64 {
     (((acc as i64 * multiplier as i64) >> (s - 1)) + 1) >> 1
 }
 
+/// The hidden layer's requantisation (encoder step 2): `min(requant(max(acc, 0), m, s),
+/// 255) as u8`, the same byte for every input. Shifts of 33 and more (the usual case:
+/// the quantiser keeps `m` in [2³⁰, 2³¹) and the factor below 2⁻²) need only the high
+/// word of the product: adding `2^(s−1)` does not touch the low word, and the low word,
+/// below `2^32 ≤ 2^(s−1)`, cannot carry a floor division by `2^s` (see
+/// [`requant_from_high_word`]). That is one `UMULL` and three shifts and adds on the
+/// Cortex-M4 instead of a 64-bit variable shift.
+#[inline(always)]
+pub fn requant_relu_u8(acc: i32, multiplier: i32, shift: u8) -> u8 {
+    let a = acc.max(0);
+    if multiplier >= 0 && (33..=62).contains(&shift) {
+        let high = ((a as u64 * multiplier as u64) >> 32) as i32;
+        return requant_from_high_word(high, shift).min(255) as u8;
+    }
+    requant(a, multiplier, shift).min(255) as u8
+}
+
+/// The μ head's requantisation (encoder step 5): `requant(acc, m, s)` saturated to
+/// `i16`, the same value for every input; fast for shifts of 33 and more as
+/// [`requant_relu_u8`].
+#[inline(always)]
+pub fn requant_i16(acc: i32, multiplier: i32, shift: u8) -> i16 {
+    if multiplier >= 0 && (33..=62).contains(&shift) {
+        let high = ((acc as i64 * multiplier as i64) >> 32) as i32;
+        return requant_from_high_word(high, shift).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+    }
+    requant(acc, multiplier, shift).clamp(i16::MIN as i64, i16::MAX as i64) as i16
+}
+
+/// `requant(a, m, s)` for `s` in 33..=62 from `high = floor(a·m / 2³²)` alone. With
+/// `p = a·m = high·2³² + low`, `0 ≤ low < 2³²`, and `k = s − 32`:
+/// `floor((p + 2^(s−1)) / 2^s) = floor((N + low/2³²) / 2^k)` with the integer
+/// `N = high + 2^(k−1)`, which is `floor(N / 2^k)` because `low/2³² < 1` never reaches
+/// the next multiple of `2^k`; and `floor(N / 2^k) = ((high >> (k−1)) + 1) >> 1` as in
+/// [`requant`]. `|high| < 2³⁰` for any `i32` operands, so nothing overflows.
+#[inline(always)]
+fn requant_from_high_word(high: i32, shift: u8) -> i32 {
+    let k = u32::from(shift).wrapping_sub(32).clamp(1, 30);
+    ((high >> (k - 1)) + 1) >> 1
+}
+
 /// `ln ½` in Q16, rounded towards −∞: the most negative `v_q` of an active dimension.
 pub const V_Q16_MIN: i32 = -45427;
 
 const EXP_TABLE_LEN: usize = 180;
 
 /// `round(32768 · exp(−k/256))` for k in 0..180, from a Taylor series in i128 fixed
-/// point (Q60), evaluated at compile time.
-const fn exp_table() -> [i32; EXP_TABLE_LEN] {
-    let mut table = [0i32; EXP_TABLE_LEN];
+/// point (Q60), evaluated at compile time. Every entry lies in 16285..=32768, so the
+/// table is stored as `u16` (half the flash of `i32`).
+const fn exp_table() -> [u16; EXP_TABLE_LEN] {
+    let mut table = [0u16; EXP_TABLE_LEN];
     let one: i128 = 1 << 60;
     let mut k = 0;
     while k < EXP_TABLE_LEN {
@@ -44,13 +86,13 @@ const fn exp_table() -> [i32; EXP_TABLE_LEN] {
             n += 1;
         }
         // Q60 → Q15 with rounding.
-        table[k] = ((sum + (1 << 44)) >> 45) as i32;
+        table[k] = ((sum + (1 << 44)) >> 45) as u16;
         k += 1;
     }
     table
 }
 
-static EXP_TABLE: [i32; EXP_TABLE_LEN] = exp_table();
+static EXP_TABLE: [u16; EXP_TABLE_LEN] = exp_table();
 
 /// γ = exp(v) in Q15 for `v_q` = v in Q16, clamped to `[V_Q16_MIN, 0]` first, so the
 /// result is in 16384..=32767 (γ = 1 saturates to 32767). Linear interpolation between
@@ -59,8 +101,8 @@ static EXP_TABLE: [i32; EXP_TABLE_LEN] = exp_table();
 pub fn exp_q15(v_q: i64) -> i16 {
     let d = (-v_q.clamp(V_Q16_MIN as i64, 0)) as usize;
     let (k, f) = (d >> 8, (d & 0xFF) as i32);
-    let t0 = EXP_TABLE.get(k).copied().unwrap_or(16384);
-    let t1 = EXP_TABLE.get(k + 1).copied().unwrap_or(16384);
+    let t0 = EXP_TABLE.get(k).map_or(16384, |&t| i32::from(t));
+    let t1 = EXP_TABLE.get(k + 1).map_or(16384, |&t| i32::from(t));
     let g = t0 - (((t0 - t1) * f + 128) >> 8);
     g.clamp(0, i16::MAX as i32) as i16
 }
@@ -109,6 +151,70 @@ mod tests {
                 assert_eq!(requant(a, m, s), formula(a, m, s), "{a} {m} {s}");
             }
         }
+    }
+
+    /// The fast requantisations equal their definitions through `requant`, at every
+    /// shift, on extremes and random operands (negative multipliers included, which the
+    /// blob parser rejects but the functions still define).
+    #[test]
+    fn fast_requantisations_equal_the_definitions() {
+        let mut state = 0x2545_F491u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let extremes = [
+            i32::MIN,
+            i32::MIN + 1,
+            -65536,
+            -3,
+            -2,
+            -1,
+            0,
+            1,
+            2,
+            3,
+            65535,
+            1 << 30,
+            i32::MAX,
+        ];
+        let check = |a: i32, m: i32, s: u8| {
+            assert_eq!(
+                requant_relu_u8(a, m, s),
+                requant(a.max(0), m, s).min(255) as u8,
+                "u8 {a} {m} {s}"
+            );
+            assert_eq!(
+                requant_i16(a, m, s),
+                requant(a, m, s).clamp(i16::MIN as i64, i16::MAX as i64) as i16,
+                "i16 {a} {m} {s}"
+            );
+        };
+        for s in 0..=70u8 {
+            for &a in &extremes {
+                for &m in &extremes {
+                    check(a, m, s);
+                }
+            }
+            for _ in 0..20_000 {
+                let a = next() as i32 >> (next() % 32);
+                let m = next() as i32 >> (next() % 32);
+                // Products near the rounding and saturation edges of this shift.
+                let edge = (511i128 << s) >> 1;
+                let near = (edge / i128::from(m.max(1))).clamp(0, i32::MAX as i128) as i32;
+                check(a, m, s);
+                check(near.wrapping_add(a >> 20), m, s);
+            }
+        }
+    }
+
+    #[test]
+    fn exp_table_entries_fit_u16() {
+        assert_eq!(EXP_TABLE[0], 32768);
+        assert_eq!(EXP_TABLE[EXP_TABLE_LEN - 1], 16285);
+        assert!(EXP_TABLE.windows(2).all(|w| w[0] > w[1]));
     }
 
     #[test]

@@ -133,8 +133,10 @@ fn dot_avx2(x: &[u8], w: &[u8]) -> i32 {
 pub fn dot_portable(x: &[u8], w: &[u8]) -> i32 {
     // Independent lane accumulators let the compiler keep 16 products in flight (SIMD on
     // hosts that have it): 18.1 -> 15.1 µs per window on x86-64. Wrapping integer sums
-    // are exact in any order, so the result is bit-identical to a sequential sum.
-    const LANES: usize = 16;
+    // are exact in any order, so the result is bit-identical to a sequential sum. The
+    // Cortex-M has no SIMD for this and runs it only when asked for `Portable`: one lane
+    // there saves ~450 bytes of flash.
+    const LANES: usize = if cfg!(target_arch = "arm") { 1 } else { 16 };
     let mut lanes = [0i32; LANES];
     let (mut xs, mut ws) = (x.chunks_exact(LANES), w.chunks_exact(LANES));
     for (xc, wc) in (&mut xs).zip(&mut ws) {
@@ -295,7 +297,9 @@ fn le_word(bytes: &[u8]) -> u32 {
 /// The lane words of the 4-column word `s` of the packed sequence.
 #[inline(always)]
 fn lanes(s: u32) -> [i32; 2] {
-    [uxtb16(s) as i32, uxtb16(s >> 8) as i32]
+    // `rotate_right`, not `>>`: the same lanes, and LLVM keeps one word load for both
+    // `UXTB16`s instead of four byte loads.
+    [uxtb16(s) as i32, uxtb16(s.rotate_right(8)) as i32]
 }
 
 impl<'a> Packed<'a> {
@@ -308,32 +312,41 @@ impl<'a> Packed<'a> {
     /// beyond the capacity of `buf` are dropped.
     #[inline(never)]
     pub fn with_phase(x: &[u8], phase: usize, buf: &'a mut [i32]) -> Packed<'a> {
-        // Largest n with packed_words-style size ≤ buf.len().
-        let capacity = buf.len().saturating_sub(2 * MARK_WORDS) / 4 * TAIL_COLS;
-        let phase = phase.min(MAX_PHASE).min(capacity);
-        let x = x.get(..x.len().min(capacity - phase)).unwrap_or(&[]);
-        let cols = phase + x.len();
+        let (phase, cols) = Self::fit(x.len(), phase, buf.len());
+        let x = x.get(..cols - phase).unwrap_or(&[]);
         let grouped_words = cols / GROUP_COLS * GROUP_COLS / 2;
         let padded_words = cols.div_ceil(TAIL_COLS) * TAIL_COLS / 2;
         // All lane words first, contiguously (one word of `s` per loop step, read as one
         // little-endian load): the leading word with the phase zeros, the whole words of
         // `x`, the last partial word, zeros up to the padding.
         let (lane_words, _) = buf.split_at_mut(padded_words.min(buf.len()));
-        let mut pairs = lane_words.chunks_exact_mut(2);
+        let lane_pairs = lane_words.as_chunks_mut::<2>().0;
         let (first, rest) = x.split_at(((4 - phase) % 4).min(x.len()));
+        let mut at = 0;
         if phase > 0
-            && let Some(pair) = pairs.next()
+            && let Some(pair) = lane_pairs.first_mut()
         {
-            pair.copy_from_slice(&lanes(le_word(first) << (8 * phase)));
+            *pair = lanes(le_word(first) << (8 * phase));
+            at = 1;
         }
-        let mut words = rest.chunks_exact(4);
-        // `words` first: `zip` must not take a pair from `pairs` when `words` is done.
-        for (w, pair) in (&mut words).zip(&mut pairs) {
-            pair.copy_from_slice(&lanes(u32::from_le_bytes([w[0], w[1], w[2], w[3]])));
+        let (words, remainder) = rest.as_chunks::<4>();
+        let body = lane_pairs.get_mut(at..).unwrap_or(&mut []);
+        // Both slices cut to the common length first: one loop counter.
+        let whole = words.len().min(body.len());
+        let (body, tail) = body.split_at_mut(whole);
+        // Two words of `x` per step (fewer loop instructions on the Cortex-M4).
+        let (word_twos, word_last) = words.as_chunks::<2>();
+        let (body_twos, body_last) = body.as_chunks_mut::<2>();
+        for (w, pairs) in word_twos.iter().zip(body_twos) {
+            pairs[0] = lanes(u32::from_le_bytes(w[0]));
+            pairs[1] = lanes(u32::from_le_bytes(w[1]));
         }
-        let mut last = le_word(words.remainder());
-        for pair in pairs {
-            pair.copy_from_slice(&lanes(last));
+        if let (Some(w), Some(pair)) = (word_last.first(), body_last.first_mut()) {
+            *pair = lanes(u32::from_le_bytes(*w));
+        }
+        let mut last = le_word(remainder);
+        for pair in tail {
+            *pair = lanes(last);
             last = 0;
         }
         // Then the marker blocks: after the grouped words (the tail words move up to
@@ -345,11 +358,11 @@ impl<'a> Packed<'a> {
             // copy overlaps and no `memmove` is linked.
             let mut end = padded_words;
             while end > grouped_words {
-                let (below, above) = buf.split_at_mut(end);
-                if let (Some(from), Some(to)) =
-                    (below.get(end - MARK_WORDS..), above.get_mut(..MARK_WORDS))
+                if let Some((below, above)) = buf.split_at_mut_checked(end)
+                    && let (Some(from), Some(to)) =
+                        (below.last_chunk::<MARK_WORDS>(), above.first_chunk_mut())
                 {
-                    to.copy_from_slice(from);
+                    *to = *from;
                 }
                 end -= MARK_WORDS;
             }
@@ -370,6 +383,35 @@ impl<'a> Packed<'a> {
             marked: packed.markers_in_place(),
             ..packed
         }
+    }
+
+    /// The view of a buffer that [`Packed::with_phase`] filled with an input of `x_len`
+    /// columns at `phase` and that nobody wrote since: the same input without packing it
+    /// again (the two heads read one packing). The markers are checked again, so a
+    /// buffer that does not hold such a packing can give wrong sums but never lets the
+    /// assembly loop run past it.
+    pub fn reuse(x_len: usize, phase: usize, buf: &'a [i32]) -> Packed<'a> {
+        let (phase, cols) = Self::fit(x_len, phase, buf.len());
+        let packed = Packed {
+            words: buf,
+            cols,
+            phase,
+            marked: false,
+        };
+        Packed {
+            marked: packed.markers_in_place(),
+            ..packed
+        }
+    }
+
+    /// `(phase, cols)` of an input of `x_len` columns at `phase` in a buffer of
+    /// `buf_words` words: the phase clamped to [`MAX_PHASE`], inputs beyond the buffer's
+    /// capacity dropped.
+    fn fit(x_len: usize, phase: usize, buf_words: usize) -> (usize, usize) {
+        // Largest n with packed_words-style size ≤ buf_words.
+        let capacity = buf_words.saturating_sub(2 * MARK_WORDS) / 4 * TAIL_COLS;
+        let phase = phase.min(MAX_PHASE).min(capacity);
+        (phase, phase + x_len.min(capacity - phase))
     }
 
     /// Whether both marker blocks sit where the assembly loop expects them (always, for a
@@ -592,20 +634,22 @@ fn smlad_pairs(
     // (`fits`). `p.words` is `[i32]` (word-aligned for `LDM`), the rows are word-aligned
     // (checked) for `LDRD`. It writes `out[..2 · pairs]` (`[i32]`: word-aligned for
     // `LDRD`/`STRD`) and 20 bytes of stack below `sp`, which it pops again; every
-    // register it changes is an operand or clobber. SXTB16 and SMLAD need the DSP
+    // register it changes is an operand or clobber, but r6 and r7 (which `asm!` cannot
+    // name), which it saves on that stack and restores before it ends. SXTB16 and SMLAD need the DSP
     // extension, which the `dsp` feature promises. SMLAD may set the sticky Q flag
     // (unreachable sums); flags are not declared preserved.
     unsafe {
         core::arch::asm!(
-            // Stack: [sp] out pointer, [sp, 4] pairs left, [sp, 8] input words,
-            // [sp, 12] gap, [sp, 16] skip.
-            "push {{r0, r1, r2, r4, r5}}",
+            // Stack: [sp] input words, [sp, 4] gap, [sp, 8] skip, then the caller's r6
+            // and r7, which hold the out pointer and the pairs left while the loop runs.
+            "push {{r2, r4, r5, r6, r7}}",
+            "mov r6, r0",
+            "mov r7, r1",
             "6:",
-            "ldr r2, [sp, #8]",
-            "ldr r4, [sp, #12]",
+            "ldr r2, [sp]",
+            "ldr r4, [sp, #4]",
             "add r4, r3",
-            "ldr r5, [sp]",
-            "ldrd r0, r1, [r5]",
+            "ldrd r0, r1, [r6]",
             "ldm r2!, {{r8-r11}}",
             "cmn r8, #1",
             "beq 3f",
@@ -625,16 +669,12 @@ fn smlad_pairs(
             "cmn r8, #1",
             "bne 4b",
             "5:",
-            "ldr r5, [sp]",
-            "strd r0, r1, [r5], #8",
-            "str r5, [sp]",
-            "ldr r5, [sp, #16]",
+            "strd r0, r1, [r6], #8",
+            "ldr r5, [sp, #8]",
             "add r3, r5",
-            "ldr r5, [sp, #4]",
-            "subs r5, #1",
-            "str r5, [sp, #4]",
+            "subs r7, #1",
             "bne 6b",
-            "add sp, #20",
+            "pop {{r2, r4, r5, r6, r7}}",
             inout("r0") out.as_mut_ptr() => _,
             inout("r1") pairs => _,
             inout("r2") p.words.as_ptr() => _,

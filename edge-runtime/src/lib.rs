@@ -4,10 +4,12 @@
 //! `#![no_std]`, no `alloc`: every buffer has a capacity fixed at compile time.
 #![no_std]
 // `deny`, not `forbid`: the only `unsafe` blocks are the optional SMLAD kernels
-// (`kernels::smlad_step` and `kernels::smlad_groups`, feature `dsp`, ARM only) and the
-// AVX2 kernel (`kernels/x86.rs`, x86-64 only: a 16-byte array → vector transmute and
-// the call of a `target_feature` function after detection), each allowed locally with a
-// SAFETY comment.
+// (`kernels::smlad_step` and `kernels::smlad_pairs`, feature `dsp`, ARM only), the
+// x86-64 SIMD code (the AVX2 dot kernel `kernels/x86.rs`, the SSE2/AVX2 band spectra
+// `preprocess/spectrum/x86.rs` and the SSE2 input quantisation `encoder/input.rs`:
+// intrinsics, array ↔ vector transmutes, `target_feature` calls after detection) and
+// the square-root instructions of `preprocess/spectrum/sqrt.rs`, each allowed locally
+// with a SAFETY comment.
 #![deny(unsafe_code)]
 
 #[cfg(feature = "std")]

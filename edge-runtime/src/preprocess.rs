@@ -34,7 +34,9 @@ mod spectrum;
 
 pub use channels::{Channel, ChannelSet, ParseChannelSetError};
 use filter::{Butterworth3, Butterworth3Coeffs, Median3};
-pub use spectrum::{BAND_WIDTH_HZ, InputFeatures, SPECTRUM_BANDS, SPECTRUM_VALUES_PER_CHANNEL};
+pub use spectrum::{
+    BAND_WIDTH_HZ, InputFeatures, SPECTRUM_BANDS, SPECTRUM_VALUES_PER_CHANNEL, band_sqrt,
+};
 
 use core::fmt;
 
@@ -70,8 +72,25 @@ pub struct ImuSample {
     pub gyro_rad_s: [f32; 3],
 }
 
-/// Names of the six sample fields, as reported in [`PreprocessError::NonFinite`].
-const FIELD_NAMES: [&str; 6] = [
+impl ImuSample {
+    /// The six values in [`FIELD_NAMES`] order: acceleration x y z, then angular velocity.
+    pub const fn fields(&self) -> [f32; 6] {
+        let ([ax, ay, az], [gx, gy, gz]) = (self.acc_g, self.gyro_rad_s);
+        [ax, ay, az, gx, gy, gz]
+    }
+
+    /// Inverse of [`ImuSample::fields`].
+    pub const fn from_fields([ax, ay, az, gx, gy, gz]: [f32; 6]) -> ImuSample {
+        ImuSample {
+            acc_g: [ax, ay, az],
+            gyro_rad_s: [gx, gy, gz],
+        }
+    }
+}
+
+/// Names of the six sample fields in [`ImuSample::fields`] order, as reported in
+/// [`PreprocessError::NonFinite`] (and the resampler's errors).
+pub const FIELD_NAMES: [&str; 6] = [
     "acc_g.x",
     "acc_g.y",
     "acc_g.z",
@@ -191,6 +210,10 @@ pub struct Preprocessor {
 }
 
 impl Preprocessor {
+    /// Out of line (at the crate's optimisation level), so the value is built in the
+    /// caller's slot: inlined into a size-optimised firmware it was built in temporaries
+    /// and copied (the window twice: 10 KiB of stack on the QEMU board).
+    #[inline(never)]
     pub const fn new(channels: ChannelSet) -> Self {
         Preprocessor {
             channels,
@@ -231,14 +254,7 @@ impl Preprocessor {
     pub fn push(&mut self, sample: ImuSample) -> Result<Option<&Window>, PreprocessError> {
         let sample_index = self.samples_seen;
         self.samples_seen = self.samples_seen.wrapping_add(1);
-        let raw = [
-            sample.acc_g[0],
-            sample.acc_g[1],
-            sample.acc_g[2],
-            sample.gyro_rad_s[0],
-            sample.gyro_rad_s[1],
-            sample.gyro_rad_s[2],
-        ];
+        let raw = sample.fields();
         let (need_acc, need_gyro) = (self.channels.needs_acc(), self.channels.needs_gyro());
         for (i, value) in raw.iter().enumerate() {
             let needed = if i < 3 { need_acc } else { need_gyro };
@@ -286,10 +302,10 @@ impl Preprocessor {
         if !self.primed {
             for (i, &value) in raw.iter().enumerate() {
                 self.median[i].settle(value);
-                self.noise_lowpass[i].settle(f64::from(value));
+                self.noise_lowpass[i].settle(value);
             }
             for (axis, gravity) in self.gravity_lowpass.iter_mut().enumerate() {
-                gravity.settle(f64::from(raw[axis]));
+                gravity.settle(raw[axis]);
             }
             self.primed = true;
         }
@@ -297,27 +313,21 @@ impl Preprocessor {
         if need_acc {
             for axis in 0..3 {
                 let despiked = self.median[axis].process(raw[axis]);
-                let total = self.noise_lowpass[axis].process(f64::from(despiked));
+                let total = self.noise_lowpass[axis].process(despiked);
                 let gravity = self.gravity_lowpass[axis].process(total);
-                out[Channel::TotalAccX.index() + axis] = saturate_f32(total);
-                out[Channel::BodyAccX.index() + axis] = saturate_f32(total - gravity);
+                out[Channel::TotalAccX.index() + axis] = total;
+                out[Channel::BodyAccX.index() + axis] = total - gravity;
             }
         }
         if need_gyro {
             for axis in 0..3 {
                 let despiked = self.median[3 + axis].process(raw[3 + axis]);
-                let body_gyro = self.noise_lowpass[3 + axis].process(f64::from(despiked));
-                out[Channel::BodyGyroX.index() + axis] = saturate_f32(body_gyro);
+                let body_gyro = self.noise_lowpass[3 + axis].process(despiked);
+                out[Channel::BodyGyroX.index() + axis] = body_gyro;
             }
         }
         out
     }
-}
-
-/// `f64` → `f32`, clamping values beyond `f32::MAX` (reachable only with inputs near
-/// `f32::MAX` and filter overshoot) so windows are always finite.
-fn saturate_f32(x: f64) -> f32 {
-    (x as f32).clamp(-f32::MAX, f32::MAX)
 }
 
 /// Runs a fresh [`Preprocessor`] over a whole recording and calls `on_window` for every

@@ -25,7 +25,7 @@
 
 use core::fmt;
 
-use crate::preprocess::ImuSample;
+use crate::preprocess::{FIELD_NAMES, ImuSample};
 
 /// Grid period of the output: 20 ms (50 Hz).
 pub const OUTPUT_PERIOD_US: u64 = 20_000;
@@ -60,33 +60,6 @@ impl fmt::Display for ResampleError {
 }
 
 impl core::error::Error for ResampleError {}
-
-const FIELD_NAMES: [&str; 6] = [
-    "acc_g.x",
-    "acc_g.y",
-    "acc_g.z",
-    "gyro_rad_s.x",
-    "gyro_rad_s.y",
-    "gyro_rad_s.z",
-];
-
-fn fields(s: &ImuSample) -> [f32; 6] {
-    [
-        s.acc_g[0],
-        s.acc_g[1],
-        s.acc_g[2],
-        s.gyro_rad_s[0],
-        s.gyro_rad_s[1],
-        s.gyro_rad_s[2],
-    ]
-}
-
-fn from_fields(v: [f32; 6]) -> ImuSample {
-    ImuSample {
-        acc_g: [v[0], v[1], v[2]],
-        gyro_rad_s: [v[3], v[4], v[5]],
-    }
-}
 
 /// Linear interpolation of timestamped samples onto the 50 Hz grid (see the module docs).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -131,7 +104,7 @@ impl Resampler {
         sample: ImuSample,
         mut emit: impl FnMut(Option<ImuSample>),
     ) -> Result<(), ResampleError> {
-        if let Some(i) = fields(&sample).iter().position(|v| !v.is_finite()) {
+        if let Some(i) = sample.fields().iter().position(|v| !v.is_finite()) {
             return Err(ResampleError::NonFinite {
                 t_us,
                 field: FIELD_NAMES[i],
@@ -203,12 +176,12 @@ impl Resampler {
 fn interpolate(a: &ImuSample, b: &ImuSample, offset_us: u64, span_us: u64) -> ImuSample {
     // Both fit f64 exactly (< 2⁵³ µs); the weight is in (0, 1).
     let w = offset_us as f64 / span_us as f64;
-    let (fa, fb) = (fields(a), fields(b));
+    let (fa, fb) = (a.fields(), b.fields());
     let mut out = [0f32; 6];
     for ((o, &x), &y) in out.iter_mut().zip(&fa).zip(&fb) {
         *o = (f64::from(x) + (f64::from(y) - f64::from(x)) * w) as f32;
     }
-    from_fields(out)
+    ImuSample::from_fields(out)
 }
 
 #[cfg(test)]

@@ -84,12 +84,17 @@ impl SpikeHead {
 /// the ONNX export: `d = max(v_q, 0)`, `n = min(d / LN2_Q16, 16)`,
 /// `r = min(d − n·LN2_Q16, LN2_Q16)`, `e = exp_q15(−r) / 2^n` (e^−d in Q15),
 /// `γ = min(2^30 / (32768 + e), 32767)`. Error < 4 · 2⁻¹⁵ against the real sigmoid.
+///
+/// Computed in 32 bits (no 64-bit division on a 32-bit core): `d` is first clamped to
+/// `(MAX_HALVINGS + 1) · LN2_Q16`, which changes neither `n` (16 from there on) nor `r`
+/// (`LN2_Q16` from there on), and `32768 + e` is below 2¹⁶.
 pub fn sigmoid_q15(v_q: i64) -> i16 {
-    let d = v_q.max(0);
-    let n = (d / LN2_Q16).min(MAX_HALVINGS);
-    let r = (d - n * LN2_Q16).min(LN2_Q16);
-    let e = exp_q15(-r) as i64 >> n;
-    ((1i64 << 30) / (32768 + e)).min(i16::MAX as i64) as i16
+    let d = v_q.clamp(0, (MAX_HALVINGS + 1) * LN2_Q16) as u32;
+    let (ln2, max_halvings) = (LN2_Q16 as u32, MAX_HALVINGS as u32);
+    let n = (d / ln2).min(max_halvings);
+    let r = (d - n * ln2).min(ln2);
+    let e = exp_q15(-i64::from(r)) as u32 >> n;
+    ((1u32 << 30) / (32768 + e)).min(i16::MAX as u32) as i16
 }
 
 #[cfg(test)]
@@ -119,6 +124,23 @@ mod tests {
         assert_eq!(sigmoid_q15(-70_000), 16384);
         assert_eq!(sigmoid_q15(i64::MAX), i16::MAX);
         assert_eq!(sigmoid_q15(20 * 65536), i16::MAX);
+    }
+
+    /// The 32-bit computation equals the definition in 64 bits for every `v_q` up to
+    /// well past saturation, and at the extremes.
+    #[test]
+    fn sigmoid_q15_equals_its_64_bit_definition() {
+        let definition = |v_q: i64| {
+            let d = v_q.max(0);
+            let n = (d / LN2_Q16).min(MAX_HALVINGS);
+            let r = (d - n * LN2_Q16).min(LN2_Q16);
+            let e = exp_q15(-r) as i64 >> n;
+            ((1i64 << 30) / (32768 + e)).min(i16::MAX as i64) as i16
+        };
+        let extremes = [i64::MIN, -1, 0, 1, i64::MAX, 1 << 40, (1 << 32) + 5];
+        for v_q in (-1000..20 * LN2_Q16).chain(extremes) {
+            assert_eq!(sigmoid_q15(v_q), definition(v_q), "v_q {v_q}");
+        }
     }
 
     #[test]

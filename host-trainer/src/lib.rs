@@ -5,6 +5,7 @@ pub mod api;
 pub mod cli;
 pub mod data;
 pub mod eval;
+pub mod fsio;
 pub mod listen;
 pub mod matrix;
 pub mod model;

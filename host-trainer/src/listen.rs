@@ -40,7 +40,13 @@ pub struct ListenArgs {
     /// Listen over Bluetooth LE instead of INPUT: connect to the first device advertising
     /// this name (e.g. VSC-1A2B3C) or address (AA:BB:CC:DD:EE:FF); without a value, to any
     /// device named VSC-… or advertising the VSC service.
-    #[arg(long, value_name = "NAME|ADDRESS", num_args = 0..=1, default_missing_value = "")]
+    #[arg(
+        long,
+        value_name = "NAME|ADDRESS",
+        num_args = 0..=1,
+        default_missing_value = "",
+        conflicts_with = "input"
+    )]
     pub ble: Option<String>,
     /// Seconds to scan for the BLE device before giving up.
     #[arg(long, default_value_t = 20, value_name = "SECONDS")]
@@ -548,6 +554,26 @@ mod tests {
         };
         let err = run(&args).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/vsc-frames.bin"), "{err}");
+    }
+
+    #[test]
+    fn ble_takes_an_optional_target_and_excludes_an_input() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            listen: ListenArgs,
+        }
+        let parse = |argv: &[&str]| Cli::try_parse_from(argv).map(|c| c.listen);
+        let plain = parse(&["vsc"]).unwrap();
+        assert_eq!((plain.input, plain.ble), (PathBuf::from("-"), None));
+        assert_eq!(parse(&["vsc", "--ble"]).unwrap().ble.as_deref(), Some(""));
+        let named = parse(&["vsc", "--ble", "VSC-1A2B3C", "--csv", "c.csv"]).unwrap();
+        assert_eq!(named.ble.as_deref(), Some("VSC-1A2B3C"));
+        assert_eq!(named.csv, Some(PathBuf::from("c.csv")));
+        let serial = parse(&["vsc", "/dev/ttyACM0", "--baud", "9600"]).unwrap();
+        assert_eq!((serial.baud, serial.ble), (9600, None));
+        assert!(parse(&["vsc", "frames.bin", "--ble"]).is_err());
     }
 
     #[test]

@@ -658,3 +658,411 @@ pub fn image_grid(
         Ok(())
     })
 }
+
+/// One row of a [`signal_rows`] figure: panels sharing a y range and label.
+pub struct SignalRow<'a> {
+    pub panels: Vec<SignalPanel<'a>>,
+    pub y_label: &'a str,
+    /// Colour the traces along a gradient (ordered values such as a traversal) instead of
+    /// with distinct colours.
+    pub gradient: bool,
+}
+
+/// Rows of signal panels, each row with its own y range (e.g. spectra above, their
+/// differences below); every panel has a legend.
+pub fn signal_rows(
+    path: &Path,
+    title: &str,
+    rows: &[SignalRow],
+    x_axis: XAxis<'_>,
+) -> Result<(), PlotError> {
+    let n_cols = rows.iter().map(|r| r.panels.len()).max().unwrap_or(0);
+    if n_cols == 0 {
+        return Err(PlotError::Input {
+            path: path.to_path_buf(),
+            message: "no panels".into(),
+        });
+    }
+    let size = (n_cols as u32 * 360 + 20, rows.len() as u32 * 250 + 60);
+    draw_png(path, size, |root| {
+        let root = root.titled(title, (FONT, 18)).map_err(s)?;
+        for (row_area, row) in root.split_evenly((rows.len(), 1)).iter().zip(rows) {
+            let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+            let mut max_len = 1usize;
+            for t in row.panels.iter().flat_map(|p| &p.traces) {
+                max_len = max_len.max(t.values.len());
+                for &v in t.values.iter().filter(|v| v.is_finite()) {
+                    lo = lo.min(f64::from(v));
+                    hi = hi.max(f64::from(v));
+                }
+            }
+            if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
+                lo -= 1.0;
+                hi += 1.0;
+            }
+            let pad = 0.05 * (hi - lo);
+            let x_end = x_axis.start + max_len as f64 * x_axis.step;
+            for (area, panel) in row_area.split_evenly((1, n_cols)).iter().zip(&row.panels) {
+                let mut chart = ChartBuilder::on(area)
+                    .caption(&panel.title, (FONT, 13))
+                    .margin(6)
+                    .x_label_area_size(28)
+                    .y_label_area_size(48)
+                    .build_cartesian_2d(x_axis.start..x_end, (lo - pad)..(hi + pad))
+                    .map_err(s)?;
+                chart
+                    .configure_mesh()
+                    .x_labels(6)
+                    .y_labels(5)
+                    .x_desc(x_axis.label)
+                    .y_desc(row.y_label)
+                    .label_style((FONT, 10))
+                    .light_line_style(RGBColor(235, 235, 235))
+                    .draw()
+                    .map_err(s)?;
+                let n = panel.traces.len();
+                for (k, t) in panel.traces.iter().enumerate() {
+                    let colour = if row.gradient {
+                        // Stop short of viridis' pale yellow end, which vanishes on white.
+                        viridis(0.85 * k as f64 / (n.max(2) - 1) as f64)
+                    } else {
+                        TRACE_COLOURS[k % TRACE_COLOURS.len()]
+                    };
+                    let pts = t
+                        .values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &v)| (x_axis.start + i as f64 * x_axis.step, f64::from(v)));
+                    chart
+                        .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+                        .map_err(s)?
+                        .label(t.name)
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 14, y)], colour.stroke_width(2))
+                        });
+                }
+                chart
+                    .configure_series_labels()
+                    .position(SeriesLabelPosition::UpperRight)
+                    .label_font((FONT, 10))
+                    .background_style(WHITE.mix(0.7))
+                    .border_style(RGBColor(180, 180, 180))
+                    .draw()
+                    .map_err(s)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// How a [`Tile`]'s values become colours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shade {
+    /// [0, 1] as white → black (ink), like [`image_grid`].
+    Ink,
+    /// [−1, 1] as blue → white → red, for differences of two images.
+    Signed,
+}
+
+/// One captioned image of an [`image_rows`] figure.
+pub struct Tile {
+    pub caption: String,
+    /// `side × side` values, row-major.
+    pub pixels: Vec<f32>,
+    pub shade: Shade,
+}
+
+/// One captioned row of tiles.
+pub struct ImageRow {
+    pub caption: String,
+    pub tiles: Vec<Tile>,
+}
+
+fn shade_colour(v: f32, shade: Shade) -> RGBColor {
+    let v = f64::from(v);
+    match shade {
+        Shade::Ink => {
+            let g = (255.0 * (1.0 - v.clamp(0.0, 1.0))).round() as u8;
+            RGBColor(g, g, g)
+        }
+        Shade::Signed => {
+            let t = v.clamp(-1.0, 1.0);
+            let fade = |a: f64| (255.0 - (255.0 - a) * t.abs()).round() as u8;
+            if t >= 0.0 {
+                RGBColor(fade(200.0), fade(30.0), fade(30.0))
+            } else {
+                RGBColor(fade(30.0), fade(70.0), fade(200.0))
+            }
+        }
+    }
+}
+
+/// Rows of captioned images (each `side × side`), a caption above every tile and one
+/// left of every row; signed tiles show increases red and decreases blue.
+pub fn image_rows(
+    path: &Path,
+    title: &str,
+    rows: &[ImageRow],
+    side: usize,
+    scale: u32,
+) -> Result<(), PlotError> {
+    let per = side * side;
+    let n_cols = rows.iter().map(|r| r.tiles.len()).max().unwrap_or(0);
+    if per == 0 || n_cols == 0 {
+        return Err(PlotError::Input {
+            path: path.to_path_buf(),
+            message: "no images".into(),
+        });
+    }
+    if let Some(t) = rows
+        .iter()
+        .flat_map(|r| &r.tiles)
+        .find(|t| t.pixels.len() != per)
+    {
+        return Err(PlotError::Input {
+            path: path.to_path_buf(),
+            message: format!(
+                "tile {:?} has {} values, not {side}×{side}",
+                t.caption,
+                t.pixels.len()
+            ),
+        });
+    }
+    let (gap, caption_h, row_caption_w, title_h) = (12u32, 30u32, 190u32, 34u32);
+    let tile = side as u32 * scale;
+    let size = (
+        row_caption_w + n_cols as u32 * (tile + gap) + gap,
+        title_h + rows.len() as u32 * (tile + caption_h + gap) + gap,
+    );
+    draw_png(path, size, |root| {
+        root.draw(&Text::new(
+            title.to_string(),
+            (10, 8),
+            TextStyle::from((FONT, 16).into_font()),
+        ))
+        .map_err(s)?;
+        for (r, row) in rows.iter().enumerate() {
+            let y_top = title_h + r as u32 * (tile + caption_h + gap);
+            let y0 = y_top + caption_h;
+            for (line, text) in row.caption.lines().enumerate() {
+                root.draw(&Text::new(
+                    text.to_string(),
+                    (8, (y0 + tile / 2) as i32 - 8 + 16 * line as i32),
+                    TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
+                ))
+                .map_err(s)?;
+            }
+            for (c, t) in row.tiles.iter().enumerate() {
+                let x0 = row_caption_w + gap + c as u32 * (tile + gap);
+                for (line, text) in t.caption.lines().take(2).enumerate() {
+                    root.draw(&Text::new(
+                        text.to_string(),
+                        (
+                            (x0 + tile / 2) as i32,
+                            (y_top + 2 + 13 * line as u32) as i32,
+                        ),
+                        TextStyle::from((FONT, 11).into_font())
+                            .pos(Pos::new(HPos::Center, VPos::Top)),
+                    ))
+                    .map_err(s)?;
+                }
+                for (p, &v) in t.pixels.iter().enumerate() {
+                    let (px, py) = (
+                        x0 + (p % side) as u32 * scale,
+                        y0 + (p / side) as u32 * scale,
+                    );
+                    root.draw(&Rectangle::new(
+                        [
+                            (px as i32, py as i32),
+                            ((px + scale) as i32, (py + scale) as i32),
+                        ],
+                        shade_colour(v, t.shade).filled(),
+                    ))
+                    .map_err(s)?;
+                }
+                root.draw(&Rectangle::new(
+                    [
+                        (x0 as i32 - 1, y0 as i32 - 1),
+                        ((x0 + tile) as i32, (y0 + tile) as i32),
+                    ],
+                    RGBColor(170, 170, 170).stroke_width(1),
+                ))
+                .map_err(s)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// One panel of a [`category_panels`] figure: per category, the values of its runs.
+pub struct CategoryPanel<'a> {
+    pub title: &'a str,
+    pub y_label: &'a str,
+    /// `values[c]`: the runs (e.g. seeds) of category `c`.
+    pub values: Vec<Vec<f64>>,
+}
+
+/// Panels (`n_cols` per row) with categories along x: every run as a grey dot, the mean
+/// as a coloured dot with ±1 sd bars, the categories' labels under each panel.
+pub fn category_panels(
+    path: &Path,
+    title: &str,
+    categories: &[String],
+    panels: &[CategoryPanel],
+    n_cols: usize,
+) -> Result<(), PlotError> {
+    if categories.is_empty() || panels.is_empty() || n_cols == 0 {
+        return Err(PlotError::Input {
+            path: path.to_path_buf(),
+            message: "no categories or panels".into(),
+        });
+    }
+    if let Some(p) = panels.iter().find(|p| p.values.len() != categories.len()) {
+        return Err(PlotError::Input {
+            path: path.to_path_buf(),
+            message: format!(
+                "panel {:?} has {} categories, expected {}",
+                p.title,
+                p.values.len(),
+                categories.len()
+            ),
+        });
+    }
+    let n_rows = panels.len().div_ceil(n_cols);
+    let n = categories.len();
+    let size = (
+        (n_cols as u32 * (n as u32 * 70 + 120)).max(600),
+        n_rows as u32 * 330 + 50,
+    );
+    draw_png(path, size, |root| {
+        let root = root.titled(title, (FONT, 18)).map_err(s)?;
+        for (area, panel) in root.split_evenly((n_rows, n_cols)).iter().zip(panels) {
+            let finite: Vec<f64> = panel
+                .values
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|v| v.is_finite())
+                .collect();
+            let (mut lo, mut hi) = finite
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
+            if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
+                lo -= 1.0;
+                hi += 1.0;
+            }
+            let pad = 0.1 * (hi - lo);
+            let mut chart = ChartBuilder::on(area)
+                .caption(panel.title, (FONT, 14))
+                .margin(8)
+                .x_label_area_size(46)
+                .y_label_area_size(56)
+                .build_cartesian_2d(-0.5..(n as f64 - 0.5), (lo - pad)..(hi + pad))
+                .map_err(s)?;
+            chart
+                .configure_mesh()
+                .x_labels(0)
+                .y_desc(panel.y_label)
+                .label_style((FONT, 11))
+                .light_line_style(RGBColor(235, 235, 235))
+                .draw()
+                .map_err(s)?;
+            for (c, label) in categories.iter().enumerate() {
+                let (ax, ay) = chart.backend_coord(&(c as f64, lo - pad));
+                let (bx, by) = area.get_base_pixel();
+                let style =
+                    TextStyle::from((FONT, 10).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+                let lines = two_lines(label);
+                for (i, line) in lines.iter().enumerate() {
+                    area.draw(&Text::new(
+                        line.clone(),
+                        (ax - bx, ay - by + 6 + 12 * i as i32),
+                        style.clone(),
+                    ))
+                    .map_err(s)?;
+                }
+            }
+            let colour = TRACE_COLOURS[2];
+            for (c, vals) in panel.values.iter().enumerate() {
+                let x = c as f64;
+                let runs: Vec<f64> = vals.iter().copied().filter(|v| v.is_finite()).collect();
+                chart
+                    .draw_series(runs.iter().enumerate().map(|(k, &v)| {
+                        // Spread the runs a little so equal values stay visible.
+                        let dx = 0.12 * (k as f64 - (runs.len() as f64 - 1.0) / 2.0);
+                        Circle::new((x + dx, v), 3, RGBColor(150, 150, 150).filled())
+                    }))
+                    .map_err(s)?;
+                if runs.is_empty() {
+                    continue;
+                }
+                let (mean, sd) = crate::eval::metrics::mean_sd(&runs);
+                chart
+                    .draw_series([
+                        PathElement::new(
+                            vec![(x + 0.3, mean - sd), (x + 0.3, mean + sd)],
+                            colour.stroke_width(2),
+                        ),
+                        PathElement::new(
+                            vec![(x + 0.25, mean - sd), (x + 0.35, mean - sd)],
+                            colour.stroke_width(2),
+                        ),
+                        PathElement::new(
+                            vec![(x + 0.25, mean + sd), (x + 0.35, mean + sd)],
+                            colour.stroke_width(2),
+                        ),
+                    ])
+                    .map_err(s)?;
+                chart
+                    .draw_series([Circle::new((x + 0.3, mean), 5, colour.filled())])
+                    .map_err(s)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// A label on at most two lines: words go on the first line until it holds about half of
+/// the characters (labels of 14 characters or fewer stay on one line).
+fn two_lines(label: &str) -> Vec<String> {
+    let total = label.chars().count();
+    if total <= 14 {
+        return vec![label.to_string()];
+    }
+    let (mut first, mut rest) = (String::new(), Vec::new());
+    for word in label.split_whitespace() {
+        if rest.is_empty() && (first.is_empty() || first.chars().count() < total / 2) {
+            if !first.is_empty() {
+                first.push(' ');
+            }
+            first.push_str(word);
+        } else {
+            rest.push(word);
+        }
+    }
+    if rest.is_empty() {
+        vec![first]
+    } else {
+        vec![first, rest.join(" ")]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::two_lines;
+
+    #[test]
+    fn long_labels_split_at_a_word_near_the_middle() {
+        assert_eq!(two_lines("+ α 0.3"), vec!["+ α 0.3"]);
+        assert_eq!(
+            two_lines("+ spikes start on (bias +3)"),
+            vec!["+ spikes start", "on (bias +3)"]
+        );
+        assert_eq!(
+            two_lines("averyveryverylongword"),
+            vec!["averyveryverylongword"]
+        );
+    }
+}

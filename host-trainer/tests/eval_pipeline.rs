@@ -12,7 +12,8 @@ fn eval_of_a_smiley_run_writes_metrics_and_figures() {
     let smiley_dir = dir.path().join("smiley");
     let train_set = generate(256, 1);
     write_set(&smiley_dir, "train", &train_set).unwrap();
-    write_set(&smiley_dir, "test", &generate(128, 2)).unwrap();
+    let test_set = generate(128, 2);
+    write_set(&smiley_dir, "test", &test_set).unwrap();
     let mut cfg = TrainConfig::tiny(SMILEY_PIXELS);
     cfg.warmup_iters = 10;
     cfg.ramp_iters = 10;
@@ -62,11 +63,13 @@ fn eval_of_a_smiley_run_writes_metrics_and_figures() {
     let mut order = d.latent_order.clone();
     order.sort_unstable();
     assert_eq!(order, (0..cfg.model.latent_dim).collect::<Vec<_>>());
+    check_controlled(&m, &run, &test_set);
     for f in [
         "metrics.json",
         "e2_abs_correlation.png",
         "active_dims.png",
         "smiley_reconstructions.png",
+        "e5_controlled_generation.png",
     ] {
         assert!(run.join(f).exists(), "{f} missing");
     }
@@ -79,6 +82,77 @@ fn eval_of_a_smiley_run_writes_metrics_and_figures() {
             .len(),
         N_SOURCES
     );
+}
+
+/// E5 on Smiley: complementary examples, and the recorded dims are the ones whose edits
+/// change the decoded image most, recomputed here with the trained decoder.
+fn check_controlled(
+    m: &host_trainer::eval::pipeline::EvalMetrics,
+    run: &std::path::Path,
+    test: &host_trainer::smiley::SmileySet,
+) {
+    use host_trainer::eval::metrics::sparse_code;
+    use host_trainer::smiley::SmileyGroup;
+    let c = m.controlled.as_ref().expect("E5 picks dims");
+    let [i0, i1] = c.examples;
+    let drawn = |i: usize| -> Vec<bool> {
+        SmileyGroup::ALL
+            .iter()
+            .map(|g| test.presence[i * N_SOURCES + g.sources().start] == 1.0)
+            .collect()
+    };
+    assert_eq!(drawn(i0).iter().filter(|&&d| d).count(), 2);
+    assert!(drawn(i0).iter().zip(drawn(i1)).all(|(a, b)| *a != b));
+    let model = host_trainer::train::TrainedModel::open(run).unwrap();
+    let j = m.latent_dim;
+    let codes = model.encode(test.image(i0), 1).unwrap();
+    let z0 = sparse_code(&codes.mu, &codes.gamma);
+    let on: Vec<usize> = (0..j).filter(|&d| codes.gamma[d] > 0.5).collect();
+    let change = |a: &[f32], b: &[f32]| -> f64 {
+        let mut z = a.to_vec();
+        z.extend_from_slice(b);
+        let (dec, _) = model.decode(&z, 2).unwrap();
+        dec[..SMILEY_PIXELS]
+            .iter()
+            .zip(&dec[SMILEY_PIXELS..])
+            .map(|(x, y)| f64::from(y - x).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    if let Some(d) = c.traversed_dim {
+        assert!(
+            on.contains(&d),
+            "traversed dim {d} is not on in example {i0}"
+        );
+        assert_eq!(c.traversal_changes[0].0, d);
+        let mut candidates: Vec<usize> = c.traversal_changes.iter().map(|t| t.0).collect();
+        candidates.sort_unstable();
+        assert_eq!(
+            candidates, on,
+            "every active dim of example {i0} is a candidate"
+        );
+        for w in c.traversal_changes.windows(2) {
+            assert!(w[0].1 >= w[1].1, "not ranked: {:?}", c.traversal_changes);
+        }
+        for &(dim, recorded) in &c.traversal_changes {
+            let (mut lo, mut hi) = (z0.clone(), z0.clone());
+            lo[dim] -= 2.0;
+            hi[dim] += 2.0;
+            let got = change(&lo, &hi);
+            assert!(
+                (got - recorded).abs() < 1e-3 * got.max(1.0),
+                "dim {dim}: {got} vs {recorded}"
+            );
+        }
+    }
+    if let Some(t) = c.toggled_dim {
+        assert_eq!(c.toggle_changes[0].0, t);
+        assert!(
+            c.toggle_changes
+                .iter()
+                .all(|w| w.1 <= c.toggle_changes[0].1)
+        );
+    }
 }
 
 fn har_data_dir() -> Option<std::path::PathBuf> {
@@ -143,6 +217,10 @@ fn eval_of_a_har_run_probes_codes_and_draws_e3_to_e5() {
         );
         assert_eq!(p.test.confusion.iter().flatten().sum::<u64>(), 600);
     }
+    let c = m.controlled.as_ref().expect("E5 picks dims on HAR");
+    let best = c.traversal_changes.first().expect("a traversal candidate");
+    assert_eq!(Some(best.0), c.traversed_dim);
+    assert!(c.traversal_changes.iter().all(|t| t.1 <= best.1));
     let per_class = m.per_class_gamma.as_ref().unwrap();
     assert_eq!((per_class.len(), per_class[0].len()), (m.latent_dim, 6));
     for f in [

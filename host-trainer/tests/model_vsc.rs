@@ -307,3 +307,131 @@ fn fixed_prior_kl_is_eq6_against_a_standard_slab_and_alpha_with_no_sparsity_term
         .sum();
     assert!(s > 0.0 && s.is_finite(), "spike head gradient {s}");
 }
+
+/// J·KL(Bernoulli(p) ‖ Bernoulli(α)) in f64.
+fn sparsity_of(p: f64, alpha: f64, j: usize) -> f64 {
+    j as f64 * (p * (p / alpha).ln() + (1.0 - p) * ((1.0 - p) / (1.0 - alpha)).ln())
+}
+
+#[test]
+fn posterior_sparsity_charges_each_examples_own_mean_gamma() {
+    use host_trainer::model::SparsityTarget;
+    let d = Device::flex().autodiff();
+    let mut cfg = TrainConfig::tiny(12);
+    cfg.model.spike_head = SpikeHead::Sigmoid;
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let net = VscNet::new(&cfg.model, &mut rng, &d, None);
+    let (b, m, j) = (5, 12, cfg.model.latent_dim);
+    let alpha = f64::from(cfg.model.alpha);
+    let x: Vec<f32> = (0..b * m).map(|_| rng.random()).collect();
+    let post = net.encoder.forward(t2(x.clone(), b, m, &d));
+    let g = tensor_to_vec(post.log_gamma.clone().unwrap().exp());
+    let terms = |target| {
+        let mut mc = cfg.model.clone();
+        mc.sparsity = target;
+        let (kl, s) = net.prior_terms(&mc, t2(x.clone(), b, m, &d), &post, 100.0);
+        (tensor_to_vec(kl), tensor_to_vec(s))
+    };
+    let (kl_prior, s_prior) = terms(SparsityTarget::Prior);
+    let (kl_post, s_post) = terms(SparsityTarget::Posterior);
+    let (_, s_both) = terms(SparsityTarget::Both);
+    assert_eq!(kl_prior, kl_post, "the KL term does not change");
+    for r in 0..b {
+        let own = g[r * j..(r + 1) * j]
+            .iter()
+            .map(|&v| f64::from(v))
+            .sum::<f64>()
+            / j as f64;
+        let want = sparsity_of(own, alpha, j);
+        assert!(
+            (f64::from(s_post[r]) - want).abs() < 1e-4 * want.max(1.0),
+            "row {r}: {} vs J·KL({own}‖α) = {want}",
+            s_post[r]
+        );
+        let sum = f64::from(s_prior[r]) + f64::from(s_post[r]);
+        assert!((f64::from(s_both[r]) - sum).abs() < 1e-4 * sum.max(1.0));
+    }
+    // The excess variant charges only rows whose mean γ is above α, by the same amount.
+    let mut high = cfg.model.clone();
+    high.alpha = 0.5;
+    let own_means: Vec<f64> = (0..b)
+        .map(|r| {
+            g[r * j..(r + 1) * j]
+                .iter()
+                .map(|&v| f64::from(v))
+                .sum::<f64>()
+                / j as f64
+        })
+        .collect();
+    assert!(
+        own_means.iter().any(|&m| m > 0.5) && own_means.iter().any(|&m| m < 0.5),
+        "test needs rows on both sides of α = 0.5: {own_means:?}"
+    );
+    for (target, alpha) in [
+        (SparsityTarget::Posterior, 0.5),
+        (SparsityTarget::PosteriorExcess, 0.5),
+    ] {
+        high.sparsity = target;
+        high.alpha = alpha;
+        let (_, s) = net.prior_terms(&high, t2(x.clone(), b, m, &d), &post, 100.0);
+        for (r, (&got, &own)) in tensor_to_vec(s).iter().zip(&own_means).enumerate() {
+            let full = sparsity_of(own, 0.5, j);
+            let want = if target == SparsityTarget::PosteriorExcess && own <= 0.5 {
+                0.0
+            } else {
+                full
+            };
+            assert!(
+                (f64::from(got) - want).abs() < 1e-4 * want.max(1.0),
+                "{target:?} row {r}: {got} vs {want} (mean γ {own})"
+            );
+        }
+    }
+    // The count variant: ln((1 − α)/α) nats per unit of γ, summed over the dims.
+    let mut count = cfg.model.clone();
+    count.sparsity = SparsityTarget::PosteriorCount;
+    count.alpha = 0.3;
+    let (_, s) = net.prior_terms(&count, t2(x.clone(), b, m, &d), &post, 100.0);
+    for (r, (&got, &own)) in tensor_to_vec(s).iter().zip(&own_means).enumerate() {
+        let want = (0.7f64 / 0.3).ln() * own * j as f64;
+        assert!(
+            (f64::from(got) - want).abs() < 1e-4 * want.max(1.0),
+            "row {r}: {got} vs {want}"
+        );
+    }
+    // Rows differ in their own γ, so their charges differ (the prior's term need not).
+    assert!(s_post.iter().any(|&s| (s - s_post[0]).abs() > 1e-6));
+    // And the charge reaches the spike head: a step against it lowers the mean γ.
+    let mut mc = cfg.model.clone();
+    mc.sparsity = SparsityTarget::Posterior;
+    let (_, s) = net.prior_terms(&mc, t2(x.clone(), b, m, &d), &post, 100.0);
+    let grads = GradientsParams::from_grads(s.mean().backward(), &net);
+    let bias = &net.encoder.spike.as_ref().unwrap().bias;
+    let gb = tensor_to_vec(grads.get::<1>(bias.id).expect("spike bias gradient"));
+    let mean_g = g.iter().map(|&v| f64::from(v)).sum::<f64>() / g.len() as f64;
+    assert!(mean_g > alpha, "test needs γ̄ > α, got {mean_g}");
+    assert!(
+        gb.iter().all(|&v| v > 0.0),
+        "gradient {gb:?} must push every γ down"
+    );
+}
+
+#[test]
+fn slab_mean_bias_init_sets_every_mu_bias_and_nothing_else() {
+    let d = Device::flex();
+    let mut cfg = TrainConfig::tiny(12);
+    let plain = VscNet::new(&cfg.model, &mut ChaCha8Rng::seed_from_u64(3), &d, None);
+    cfg.model.slab_mean_bias_init = Some(3.0);
+    let net = VscNet::new(&cfg.model, &mut ChaCha8Rng::seed_from_u64(3), &d, None);
+    let bias = tensor_to_vec(net.encoder.mu.bias.val());
+    assert_eq!(bias, vec![3.0; cfg.model.latent_dim]);
+    // The same random stream: every other parameter is the plain network's.
+    assert_eq!(
+        tensor_to_vec(net.encoder.mu.weight.val()),
+        tensor_to_vec(plain.encoder.mu.weight.val())
+    );
+    assert_eq!(
+        tensor_to_vec(net.decoder.hidden.weight.val()),
+        tensor_to_vec(plain.decoder.hidden.weight.val())
+    );
+}

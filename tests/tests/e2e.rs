@@ -34,26 +34,8 @@ const TEST_WINDOWS: usize = 300;
 /// Raw samples of the test recording streamed through the device pipeline (20 windows).
 const STREAM_SAMPLES: usize = WINDOW_LEN + 19 * 64;
 
-/// The data folder, or `None` (after a note) when it is missing outside CI.
 fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("VSC_DATA_DIR").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")),
-        PathBuf::from,
-    );
-    if dir.exists() {
-        return Some(dir);
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    assert!(
-        !ci,
-        "CI=true but the HAPT data folder {} is missing: set VSC_DATA_DIR",
-        dir.display()
-    );
-    eprintln!(
-        "note: skipping the end-to-end test, no data at {} (set VSC_DATA_DIR)",
-        dir.display()
-    );
-    None
+    host_trainer::data::real_data_dir_or_skip("the end-to-end test")
 }
 
 /// `count` windows evenly spaced over `w` (so every subject and activity is represented).

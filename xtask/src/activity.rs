@@ -18,7 +18,7 @@ use host_trainer::data::{HarWindows, WindowConfig, load_har_windows, resolve_dat
 use host_trainer::eval::probe::{LinearProbe, ProbeConfig};
 use sha2::{Digest, Sha256};
 
-use crate::quantise::write_atomic;
+use xtask::write_atomic;
 
 /// Options of `cargo xtask activity-head`.
 #[derive(Debug, Args)]
@@ -172,7 +172,11 @@ impl HeadReport {
              {} nats (127 = saturated).\n",
             self.train_windows, self.classes, SCORE_SCALE
         );
-        let _ = writeln!(s, "| on the {} test windows | accuracy |", self.test_windows);
+        let _ = writeln!(
+            s,
+            "| on the {} test windows | accuracy |",
+            self.test_windows
+        );
         let _ = writeln!(s, "|---|---|");
         let _ = writeln!(
             s,
@@ -197,38 +201,6 @@ impl HeadReport {
         );
         s
     }
-}
-
-/// Replaces the section that starts with `heading` (up to the next `## `) in a Markdown
-/// card, or inserts it before `## Reproduce` (else at the end).
-pub fn with_section(card: &str, heading: &str, section: &str) -> String {
-    let section = format!("{}\n\n", section.trim_end());
-    let find = |h: &str| {
-        let line = format!("\n{h}\n");
-        card.find(&line)
-            .map(|i| i + 1)
-            .or_else(|| card.starts_with(&line[1..]).then_some(0))
-    };
-    let (start, end) = match find(heading) {
-        Some(start) => {
-            let after_heading = start + heading.len();
-            let end = card[after_heading..]
-                .find("\n## ")
-                .map_or(card.len(), |i| after_heading + i + 1);
-            (start, end)
-        }
-        None => {
-            let at = find("## Reproduce").unwrap_or(card.len());
-            (at, at)
-        }
-    };
-    let mut out = card[..start].to_string();
-    if !out.is_empty() && !out.ends_with("\n\n") {
-        out.push('\n');
-    }
-    out.push_str(&section);
-    out.push_str(&card[end..]);
-    format!("{}\n", out.trim_end())
 }
 
 /// The card's blob table rows that describe the bytes (size, sha256, format version),
@@ -292,7 +264,8 @@ pub fn run(args: &ActivityHeadArgs) -> Result<()> {
             command.push_str(" --transitions");
         }
         let text = with_blob_facts(&text, &new_bytes);
-        let text = with_section(&text, "## Activity head", &report.card_section(&command));
+        let text =
+            xtask::card::with_section(&text, "## Activity head", &report.card_section(&command));
         write_atomic(&card, text.as_bytes())?;
         println!("updated the activity-head section of {}", card.display());
     }
@@ -302,22 +275,6 @@ pub fn run(args: &ActivityHeadArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sections_are_replaced_or_inserted_before_reproduce() {
-        let card = "# Card\n\n## Data\n\nx\n\n## Reproduce\n\n```sh\nq\n```\n";
-        let with = with_section(card, "## Activity head", "## Activity head\n\nv1\n");
-        assert_eq!(
-            with,
-            "# Card\n\n## Data\n\nx\n\n## Activity head\n\nv1\n\n## Reproduce\n\n```sh\nq\n```\n"
-        );
-        let again = with_section(&with, "## Activity head", "## Activity head\n\nv2");
-        assert!(again.contains("v2") && !again.contains("v1"));
-        assert_eq!(again.matches("## Activity head").count(), 1);
-        assert!(again.ends_with("```\n"));
-        let plain = with_section("# Card\n", "## Activity head", "## Activity head\n\nz");
-        assert_eq!(plain, "# Card\n\n## Activity head\n\nz\n");
-    }
 
     #[test]
     fn blob_facts_follow_the_new_bytes() {

@@ -11,7 +11,11 @@
 //!    fields and as wire bytes, must equal the firmware's golden frames (what edge-runtime
 //!    computes on the host), frame for frame; the program also checks corrupt blobs,
 //!    NULL pointers and bad samples itself.
-//! 4. With `--android` (CI), builds the static library for `aarch64-linux-android`; the
+//! 4. Builds the JNI bindings of the Android app (`edge-runtime/ffi/android/vsc_jni.c`)
+//!    for the host against the JDK's `jni.h`, linked with the static library, and runs
+//!    them under the host JVM through a Java twin of the app's Kotlin object
+//!    (`edge-runtime/ffi/tests/jni`): the same frames again, and the exceptions.
+//! 5. With `--android` (CI), builds the static library for `aarch64-linux-android`; the
 //!    shared one needs the NDK's linker, which this machine does not have.
 
 use std::fmt::Write as _;
@@ -24,7 +28,7 @@ use edge_runtime::frame::Frame;
 use edge_runtime::sensor::Excerpt;
 
 use crate::firmware::{self, FirmwareArgs};
-use crate::test::{run_step, workspace_root};
+use crate::test::{is_root, run_step, workspace_root};
 
 /// cbindgen version that generates the committed header (other versions format it
 /// differently, so the up-to-date check pins it).
@@ -361,6 +365,144 @@ fn golden(args: &FfiArgs) -> Result<()> {
     eprintln!(
         "ffi golden: {} frames through the C ABI (static and shared library) equal the \
          firmware's golden frames, as integer fields and as wire bytes",
+        host.len()
+    );
+    jni(&static_lib, &model, &samples, &host)
+}
+
+/// A JDK's home (the folder holding `include/jni.h` and `bin/javac`), installing Debian's
+/// headless JDK when root and none is found.
+fn ensure_jdk() -> Result<PathBuf> {
+    let has_jni =
+        |home: &Path| home.join("include/jni.h").exists() && home.join("bin/javac").exists();
+    let find = || {
+        let from_env = std::env::var_os("JAVA_HOME").map(PathBuf::from);
+        // `javac` on PATH is usually a symlink chain into the JDK's bin folder.
+        let from_path = std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("javac"))
+                .find(|javac| javac.exists())
+                .and_then(|javac| fs::canonicalize(javac).ok())
+                .and_then(|javac| Some(javac.parent()?.parent()?.to_path_buf()))
+        });
+        [from_env, from_path]
+            .into_iter()
+            .flatten()
+            .find(|home| has_jni(home))
+    };
+    if let Some(home) = find() {
+        return Ok(home);
+    }
+    if is_root() && Path::new("/usr/bin/apt-get").exists() {
+        run_step("apt-get update", Command::new("apt-get").arg("update"))?;
+        run_step(
+            "apt-get install openjdk-17-jdk-headless",
+            Command::new("apt-get")
+                .args([
+                    "install",
+                    "-y",
+                    "--no-install-recommends",
+                    "openjdk-17-jdk-headless",
+                ])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        if let Some(home) = find() {
+            return Ok(home);
+        }
+    }
+    bail!(
+        "no JDK (include/jni.h and bin/javac) found via JAVA_HOME or javac on PATH; install \
+         one, e.g. `sudo apt-get install -y openjdk-17-jdk-headless`"
+    )
+}
+
+/// The line `JniGolden.java` prints for a frame, from the host's frame.
+fn jni_line(f: &Frame) -> String {
+    let join = |v: Vec<String>| v.join(",");
+    format!(
+        "frame seq={} t_ms={} flags=0x{:02x} act={} score={} dims={} gamma_q15={} mu_bits={}",
+        f.sequence,
+        f.timestamp_ms,
+        f.flags,
+        f.activity,
+        f.activity_score,
+        join(f.active().map(|(j, _, _)| j.to_string()).collect()),
+        join(f.gamma_q15.iter().map(i16::to_string).collect()),
+        join(
+            f.active()
+                .map(|(_, _, mu)| format!("{:08x}", mu.to_bits()))
+                .collect()
+        ),
+    )
+}
+
+/// Builds `vsc_jni.c` for the host and runs it under the JVM on the excerpt.
+fn jni(static_lib: &Path, model: &Path, samples: &Path, host: &[Frame]) -> Result<()> {
+    let jdk = ensure_jdk()?;
+    let dir = out_dir().join("jni");
+    let classes = dir.join("classes");
+    fs::create_dir_all(&classes)?;
+    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    run_step(
+        "cc vsc_jni.c",
+        Command::new(cc)
+            .args(["-shared", "-fPIC", "-std=c11", "-O1", "-Wall", "-Wextra"])
+            .args(["-Werror", "-pedantic", "-I"])
+            .arg(jdk.join("include"))
+            .arg("-I")
+            .arg(jdk.join("include/linux"))
+            .arg("-I")
+            .arg(ffi_dir().join("include"))
+            .arg(ffi_dir().join("android/vsc_jni.c"))
+            .arg(static_lib)
+            .args(["-lm", "-ldl", "-lpthread", "-o"])
+            .arg(dir.join("libvsc_jni.so")),
+    )?;
+    let sources = ffi_dir().join("tests/jni/org/vsc/edge");
+    run_step(
+        "javac",
+        Command::new(jdk.join("bin/javac"))
+            .arg("-d")
+            .arg(&classes)
+            .arg(sources.join("VscEdge.java"))
+            .arg(sources.join("JniGolden.java")),
+    )?;
+    eprintln!("==> [jni] java org.vsc.edge.JniGolden");
+    let out = Command::new(jdk.join("bin/java"))
+        .arg(format!("-Djava.library.path={}", dir.display()))
+        .arg("-cp")
+        .arg(&classes)
+        .arg("org.vsc.edge.JniGolden")
+        .arg(model)
+        .arg(samples)
+        .output()
+        .context("could not start java")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "[jni] JniGolden failed ({}):\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<&str> = stdout.lines().filter(|l| l.starts_with("frame ")).collect();
+    ensure!(
+        got.len() == host.len(),
+        "[jni] {} frames through JNI, the firmware's golden run has {}",
+        got.len(),
+        host.len()
+    );
+    for (line, frame) in got.iter().zip(host) {
+        let want = jni_line(frame);
+        ensure!(
+            *line == want,
+            "[jni] frame differs:\n  JNI:  {line}\n  host: {want}"
+        );
+    }
+    for line in stdout.lines().filter(|l| !l.starts_with("frame ")) {
+        eprintln!("{line}");
+    }
+    eprintln!(
+        "jni golden: {} frames through vsc_jni.c under the JVM equal the firmware's golden frames",
         host.len()
     );
     Ok(())

@@ -1,14 +1,26 @@
-//! `cargo xtask firmware [--run]`, the firmware golden check and `cargo xtask bench mcu`.
+//! `cargo xtask firmware --board NAME [--run | --golden]`, the firmware checks of CI and
+//! `cargo xtask bench mcu`.
 //!
+//! Boards (`firmware-example/boards/NAME`, each a small crate around the shared device
+//! loop): `qemu` (mps2-an386 under QEMU, a replayed MPU-6050, frames on semihosting),
+//! `xiao-sense` (Seeed XIAO nRF52840 Sense) and `nano33-ble-sense-rev2` (Arduino Nano 33
+//! BLE Sense Rev2). Every board builds in release for thumbv7em-none-eabihf into
+//! `target/firmware`, and its size report is checked against
+//! `firmware-example/size-budget.toml`.
+//!
+//! For `qemu`:
 //! 1. Cuts a short excerpt of a test subject's HAPT recording (user 2, experiment 3) and
 //!    stores it as MPU-6050 register values (`target/firmware/excerpt.bin`), so the
 //!    firmware's sensor driver scales real counts.
-//! 2. Builds `firmware-example` for thumbv7em-none-eabihf into `target/firmware`.
-//! 3. Reports text/data/bss of the ELF and checks them against
-//!    `firmware-example/size-budget.toml`.
-//! 4. With `--run` (and in the golden check), runs it under
+//! 2. Links the chosen model blob into the board's model region.
+//! 3. With `--run` (and in the golden check), runs it under
 //!    `qemu-system-arm -machine mps2-an386`, decodes the frames on its stdout and, for the
 //!    golden check, demands they equal what edge-runtime computes on the host.
+//!
+//! The nRF boards' firmware holds no model (it lives in its own flash region, written by
+//! `cargo xtask flash` / `cargo xtask uf2`); they link with flip-link (installed here when
+//! missing) and need libclang for the SoftDevice Controller's bindings (Debian's `clang`,
+//! installed here when root).
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
@@ -24,7 +36,10 @@ use edge_runtime::preprocess::{ChannelSet, ImuSample, WINDOW_LEN, windows_of_rec
 use edge_runtime::sensor::{AccelRange, Excerpt, GyroRange, Mpu6050Config, RawSample};
 use edge_runtime::stream::{self, WindowEncoder};
 
-use crate::test::{THUMB_TARGET, ensure_qemu, ensure_rust_tools, workspace_root};
+use crate::elf::ElfSizes;
+use crate::test::{
+    THUMB_TARGET, ensure_qemu, ensure_rust_tools, is_root, run_step, workspace_root,
+};
 
 /// HAPT user of the excerpt: a UCI HAR *test* subject, so the model never trained on it.
 pub const EXCERPT_USER: u8 = 2;
@@ -35,6 +50,7 @@ pub const EXCERPT_START: usize = 8434 - 1 - 128;
 /// 512 samples at 50 Hz (10.24 s) → 7 windows.
 pub const EXCERPT_SAMPLES: usize = 512;
 
+/// Options of the QEMU board (`--board qemu`, the default).
 #[derive(clap::Args, Debug, Clone)]
 pub struct FirmwareArgs {
     /// Run the firmware in QEMU and print the decoded frames.
@@ -46,9 +62,10 @@ pub struct FirmwareArgs {
     /// Folder holding HAPT_RawData.zip (default: $VSC_DATA_DIR, then ../shared/data).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Model blob (.vscq) to embed. Default: the first `models/*.vscq`; without one, a
-    /// randomly initialised `edge`-sized encoder (H 128, J 32, all nine channels)
-    /// quantised on the excerpt's windows (`target/firmware/random-edge.vscq`).
+    /// Model blob (.vscq) to link into the QEMU board's model region. Default: the first
+    /// `models/*.vscq`; without one, a randomly initialised `edge`-sized encoder (H 128,
+    /// J 32, all nine channels) quantised on the excerpt's windows
+    /// (`target/firmware/random-edge.vscq`).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Seconds before QEMU is stopped.
@@ -73,14 +90,193 @@ fn firmware_dir() -> PathBuf {
     workspace_root().join("firmware-example")
 }
 
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     workspace_root().join("target/firmware")
 }
 
+/// The QEMU board's ELF (`cargo xtask bench mcu` reads its symbols).
 fn elf_path() -> PathBuf {
-    target_dir()
-        .join(THUMB_TARGET)
-        .join("release/firmware-example")
+    Board::Qemu.elf()
+}
+
+/// The boards of `firmware-example/boards/`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Board {
+    /// QEMU's mps2-an386 (Cortex-M4): a replayed MPU-6050, frames on semihosting.
+    #[default]
+    #[value(name = "qemu")]
+    Qemu,
+    /// Seeed XIAO nRF52840 Sense: LSM6DS3TR-C, BLE, USB; UF2 bootloader.
+    #[value(name = "xiao-sense")]
+    XiaoSense,
+    /// Arduino Nano 33 BLE Sense Rev2: BMI270, BLE, USB.
+    #[value(name = "nano33-ble-sense-rev2")]
+    Nano33BleSenseRev2,
+}
+
+impl Board {
+    pub const ALL: [Board; 3] = [Board::Qemu, Board::XiaoSense, Board::Nano33BleSenseRev2];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Board::Qemu => "qemu",
+            Board::XiaoSense => "xiao-sense",
+            Board::Nano33BleSenseRev2 => "nano33-ble-sense-rev2",
+        }
+    }
+
+    pub const fn is_nrf(self) -> bool {
+        !matches!(self, Board::Qemu)
+    }
+
+    /// Its crate (and binary) name.
+    pub fn package(self) -> String {
+        format!("vsc-fw-{}", self.name())
+    }
+
+    /// Its folder: cargo runs there, so its `.cargo/config.toml` (linker, runner) applies.
+    pub fn dir(self) -> PathBuf {
+        firmware_dir().join("boards").join(self.name())
+    }
+
+    /// Its cargo target folder. The nRF boards link with flip-link and QEMU's does not;
+    /// cargo counts the linker in every artifact's fingerprint, so sharing one folder would
+    /// rebuild all common dependencies at each switch.
+    pub fn target_dir(self) -> PathBuf {
+        match self {
+            Board::Qemu => target_dir(),
+            _ => target_dir().join("nrf"),
+        }
+    }
+
+    pub fn elf(self) -> PathBuf {
+        self.target_dir()
+            .join(THUMB_TARGET)
+            .join("release")
+            .join(self.package())
+    }
+
+    /// Flash, model region and RAM, as its `memory.x` lays them out.
+    pub fn memory(self) -> Result<MemoryMap> {
+        let path = self.dir().join("memory.x");
+        let text = fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+        parse_memory_x(&text).with_context(|| path.display().to_string())
+    }
+}
+
+/// One `MEMORY` region of a linker script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub origin: u64,
+    pub length: u64,
+}
+
+/// The `FLASH`, `MODEL` and `RAM` regions of a board's `memory.x`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryMap {
+    pub flash: Region,
+    pub model: Region,
+    pub ram: Region,
+}
+
+/// A linker-script number expression as `memory.x` writes them: terms joined by `+` and
+/// `-`, each decimal or `0x` hex with an optional `K` or `M` suffix.
+fn linker_expr(expr: &str) -> Result<u64> {
+    let mut total: i128 = 0;
+    let mut sign = 1i128;
+    let mut expect_term = true;
+    let mut rest = expr.trim();
+    while !rest.is_empty() {
+        if !expect_term {
+            sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => bail!("expected + or - in {expr:?}"),
+            };
+            rest = rest[1..].trim_start();
+            expect_term = true;
+            continue;
+        }
+        let end = rest
+            .find(|c: char| c == '+' || c == '-' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        let term = &rest[..end];
+        let (digits, scale) = match term.as_bytes().last() {
+            Some(b'K') | Some(b'k') => (&term[..term.len() - 1], 1024),
+            Some(b'M') | Some(b'm') => (&term[..term.len() - 1], 1024 * 1024),
+            _ => (term, 1),
+        };
+        let value = match digits
+            .strip_prefix("0x")
+            .or_else(|| digits.strip_prefix("0X"))
+        {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => digits.parse::<u64>(),
+        }
+        .with_context(|| format!("bad number {term:?} in {expr:?}"))?;
+        total += sign * i128::from(value) * scale;
+        rest = rest[end..].trim_start();
+        expect_term = false;
+    }
+    ensure!(!expect_term, "incomplete expression {expr:?}");
+    u64::try_from(total).with_context(|| format!("{expr:?} is negative"))
+}
+
+/// Finds `NAME : ORIGIN = …, LENGTH = …` for FLASH, MODEL and RAM (comments ignored).
+fn parse_memory_x(text: &str) -> Result<MemoryMap> {
+    let mut uncommented = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("/*") {
+        uncommented.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find("*/")
+            .context("unterminated /* comment")?;
+        rest = &rest[start + end + 2..];
+    }
+    uncommented.push_str(rest);
+    let region = |name: &str| -> Result<Region> {
+        for line in uncommented.lines() {
+            let Some((head, body)) = line.split_once(':') else {
+                continue;
+            };
+            if head.trim() != name {
+                continue;
+            }
+            let (origin, length) = body
+                .split_once(',')
+                .with_context(|| format!("region {name}: expected ORIGIN = …, LENGTH = …"))?;
+            let value = |part: &str, key: &str| -> Result<u64> {
+                let (k, v) = part
+                    .split_once('=')
+                    .with_context(|| format!("region {name}: {key} = … missing"))?;
+                ensure!(
+                    k.trim() == key,
+                    "region {name}: expected {key}, found {k:?}"
+                );
+                linker_expr(v).with_context(|| format!("region {name}: {key}"))
+            };
+            return Ok(Region {
+                origin: value(origin, "ORIGIN")?,
+                length: value(length, "LENGTH")?,
+            });
+        }
+        bail!("no memory region {name}")
+    };
+    Ok(MemoryMap {
+        flash: region("FLASH")?,
+        model: region("MODEL")?,
+        ram: region("RAM")?,
+    })
+}
+
+/// `cargo xtask firmware`: the board, and the QEMU options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FirmwareCmd {
+    /// Which board to build.
+    #[arg(long, value_enum, default_value_t = Board::Qemu)]
+    pub board: Board,
+    #[command(flatten)]
+    pub qemu: FirmwareArgs,
 }
 
 /// `--data`, else `$VSC_DATA_DIR`, else `../shared/data` next to the workspace.
@@ -187,12 +383,6 @@ pub fn make_excerpt(data: Option<&Path>) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes).with_context(|| tmp.display().to_string())?;
-    fs::rename(&tmp, path).with_context(|| path.display().to_string())
-}
-
 /// The samples the firmware's driver will produce from the excerpt (same scaling code).
 pub fn excerpt_samples(excerpt: &Excerpt<'_>) -> Vec<ImuSample> {
     (0..excerpt.len())
@@ -231,7 +421,7 @@ pub fn resolve_model(args: &FirmwareArgs, excerpt_bytes: &[u8]) -> Result<PathBu
     let blob = edge_runtime::quant::quantise(&f32_encoder, &windows)
         .map_err(|e| anyhow::anyhow!("quantising the placeholder model: {e}"))?;
     let path = target_dir().join("random-edge.vscq");
-    write_atomically(&path, &blob)?;
+    xtask::write_atomic(&path, &blob)?;
     eprintln!(
         "note: no models/*.vscq yet; embedding a random-weight placeholder ({})",
         path.display()
@@ -239,24 +429,96 @@ pub fn resolve_model(args: &FirmwareArgs, excerpt_bytes: &[u8]) -> Result<PathBu
     Ok(path)
 }
 
-/// Writes the excerpt and builds the firmware; returns the excerpt and the model path.
+/// Writes the excerpt and builds the QEMU firmware; returns the excerpt and the model path.
 pub fn build(args: &FirmwareArgs) -> Result<(Vec<u8>, PathBuf)> {
     ensure_rust_tools()?;
     let excerpt = make_excerpt(args.data.as_deref())?;
     fs::create_dir_all(target_dir())?;
     let excerpt_path = target_dir().join("excerpt.bin");
-    write_atomically(&excerpt_path, &excerpt)?;
+    xtask::write_atomic(&excerpt_path, &excerpt)?;
     let model = resolve_model(args, &excerpt)?;
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["build", "--release", "--target", THUMB_TARGET])
-        .current_dir(firmware_dir())
-        .env("CARGO_TARGET_DIR", target_dir())
-        .env("VSC_FW_EXCERPT", &excerpt_path)
+    let mut cmd = cargo_build(Board::Qemu);
+    cmd.env("VSC_FW_EXCERPT", &excerpt_path)
         .env("VSC_FW_MODEL", &model);
     eprintln!("==> [firmware build] {cmd:?}");
     let status = cmd.status().context("could not start cargo")?;
     ensure!(status.success(), "[firmware build] failed ({status})");
     Ok((excerpt, model))
+}
+
+/// `cargo build --release` of one board, from its folder.
+fn cargo_build(board: Board) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "--release", "--target", THUMB_TARGET, "-p"])
+        .arg(board.package())
+        .current_dir(board.dir())
+        .env("CARGO_TARGET_DIR", board.target_dir());
+    cmd
+}
+
+/// Builds an nRF board's firmware (release); installs flip-link and libclang first when
+/// missing.
+pub fn build_board(board: Board) -> Result<()> {
+    ensure!(
+        board.is_nrf(),
+        "build the qemu board with `cargo xtask firmware --board qemu`"
+    );
+    ensure_rust_tools()?;
+    ensure_nrf_tools()?;
+    fs::create_dir_all(target_dir())?;
+    let mut cmd = cargo_build(board);
+    let started = Instant::now();
+    eprintln!("==> [firmware build {}] {cmd:?}", board.name());
+    let status = cmd.status().context("could not start cargo")?;
+    ensure!(
+        status.success(),
+        "[firmware build {}] failed ({status})",
+        board.name()
+    );
+    eprintln!(
+        "<== [firmware build {}] ok in {:.0} s",
+        board.name(),
+        started.elapsed().as_secs_f32()
+    );
+    Ok(())
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// flip-link (the nRF boards' linker) and libclang (bindgen of nrf-sdc-sys/nrf-mpsl-sys).
+fn ensure_nrf_tools() -> Result<()> {
+    if !on_path("flip-link") {
+        run_step(
+            "cargo install flip-link",
+            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+                "install",
+                "flip-link",
+                "--version",
+                "^0.1",
+                "--locked",
+            ]),
+        )?;
+    }
+    if !on_path("clang") {
+        if is_root() && Path::new("/usr/bin/apt-get").exists() {
+            run_step("apt-get update", Command::new("apt-get").arg("update"))?;
+            run_step(
+                "apt-get install clang",
+                Command::new("apt-get")
+                    .args(["install", "-y", "--no-install-recommends", "clang"])
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            )?;
+        } else {
+            bail!(
+                "the nRF boards need libclang (bindings of Nordic's SoftDevice Controller) \
+                 and this user cannot install it; run:\n  sudo apt-get install -y clang"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn read_blob(model: &Path) -> Result<Vec<u8>> {
@@ -265,168 +527,11 @@ fn read_blob(model: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Sizes in the sense of `arm-none-eabi-size` (Berkeley format).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ElfSizes {
-    /// Allocated, read-only (code, vector table, constants): lives in flash.
-    pub text: u64,
-    /// Allocated, writable, with contents: flash (initial values) and RAM.
-    pub data: u64,
-    /// Allocated, writable, no contents: RAM only.
-    pub bss: u64,
-}
-
-struct Section {
-    name: String,
-    kind: u32,
-    flags: u32,
-    offset: u32,
-    size: u32,
-    link: u32,
-}
-
-fn elf_sections(elf: &[u8]) -> Result<Vec<Section>> {
-    ensure!(
-        elf.len() >= 52 && elf[..4] == *b"\x7fELF" && elf[4] == 1 && elf[5] == 1,
-        "not a 32-bit little-endian ELF"
-    );
-    let u16_at = |o: usize| -> Result<u16> {
-        Ok(u16::from_le_bytes(
-            elf.get(o..o + 2).context("ELF truncated")?.try_into()?,
-        ))
-    };
-    let u32_at = |o: usize| -> Result<u32> {
-        Ok(u32::from_le_bytes(
-            elf.get(o..o + 4).context("ELF truncated")?.try_into()?,
-        ))
-    };
-    let shoff = u32_at(32)? as usize;
-    let shentsize = u16_at(46)? as usize;
-    let shnum = u16_at(48)? as usize;
-    let shstrndx = u16_at(50)? as usize;
-    let mut sections = Vec::with_capacity(shnum);
-    for i in 0..shnum {
-        let h = shoff + i * shentsize;
-        sections.push(Section {
-            name: u32_at(h)?.to_string(),
-            kind: u32_at(h + 4)?,
-            flags: u32_at(h + 8)?,
-            offset: u32_at(h + 16)?,
-            size: u32_at(h + 20)?,
-            link: u32_at(h + 24)?,
-        });
-    }
-    let names_at = sections
-        .get(shstrndx)
-        .context("ELF: no section-name table")?
-        .offset as usize;
-    for s in &mut sections {
-        let start = names_at + s.name.parse::<usize>()?;
-        let end = elf[start..]
-            .iter()
-            .position(|&b| b == 0)
-            .context("ELF name")?
-            + start;
-        s.name = String::from_utf8_lossy(&elf[start..end]).into_owned();
-    }
-    Ok(sections)
-}
-
-pub fn elf_sizes(elf: &[u8]) -> Result<ElfSizes> {
-    const SHT_NOBITS: u32 = 8;
-    const SHF_WRITE: u32 = 1;
-    const SHF_ALLOC: u32 = 2;
-    let mut sizes = ElfSizes::default();
-    for s in elf_sections(elf)? {
-        if s.flags & SHF_ALLOC == 0 {
-            continue;
-        }
-        let size = u64::from(s.size);
-        if s.kind == SHT_NOBITS {
-            sizes.bss += size;
-        } else if s.flags & SHF_WRITE != 0 {
-            sizes.data += size;
-        } else {
-            sizes.text += size;
-        }
-    }
-    Ok(sizes)
-}
-
-/// A symbol of the ELF's symbol table.
-struct ElfSymbol<'e> {
-    name: &'e [u8],
-    /// Address, Thumb bit cleared for functions.
-    value: u32,
-    size: u32,
-    is_function: bool,
-}
-
-/// Every symbol of the ELF's symbol table.
-fn elf_symbols(elf: &[u8]) -> Result<Vec<ElfSymbol<'_>>> {
-    const SHT_SYMTAB: u32 = 2;
-    const STT_FUNC: u8 = 2;
-    let sections = elf_sections(elf)?;
-    let symtab = sections
-        .iter()
-        .find(|s| s.kind == SHT_SYMTAB)
-        .context("ELF has no symbol table")?;
-    let strtab = sections
-        .get(symtab.link as usize)
-        .context("ELF symtab link")?;
-    let entries = elf
-        .get(symtab.offset as usize..(symtab.offset + symtab.size) as usize)
-        .context("ELF symtab truncated")?;
-    let mut symbols = Vec::new();
-    for sym in entries.chunks_exact(16) {
-        let name_off = u32::from_le_bytes(sym[0..4].try_into()?) as usize;
-        let Some(rest) = elf.get(strtab.offset as usize + name_off..) else {
-            continue;
-        };
-        let end = rest.iter().position(|&b| b == 0).unwrap_or(0);
-        let is_function = sym[12] & 0xF == STT_FUNC;
-        let value = u32::from_le_bytes(sym[4..8].try_into()?);
-        symbols.push(ElfSymbol {
-            name: &rest[..end],
-            value: if is_function { value & !1 } else { value },
-            size: u32::from_le_bytes(sym[8..12].try_into()?),
-            is_function,
-        });
-    }
-    Ok(symbols)
-}
-
-/// Address of a function symbol (Thumb bit cleared).
-pub fn elf_symbol(elf: &[u8], name: &str) -> Result<u32> {
-    elf_symbols(elf)?
-        .into_iter()
-        .find(|s| s.name == name.as_bytes())
-        .map(|s| s.value & !1)
-        .with_context(|| format!("symbol {name} not found in the firmware ELF"))
-}
-
-/// Function symbols with a size, sorted by address: `(start, end, demangled name)`.
-fn elf_functions(elf: &[u8]) -> Result<Vec<(u32, u32, String)>> {
-    let mut functions: Vec<(u32, u32, String)> = elf_symbols(elf)?
-        .into_iter()
-        .filter(|s| s.is_function && s.size > 0)
-        .map(|s| {
-            let name = String::from_utf8_lossy(s.name);
-            // `{:#}`: without the hash suffix.
-            let name = format!("{:#}", rustc_demangle::demangle(&name));
-            (s.value, s.value + s.size, name)
-        })
-        .collect();
-    functions.sort();
-    functions.dedup_by_key(|f| f.0);
-    Ok(functions)
-}
-
 /// The plugin's per-address histogram (`vsc-bench: pc=0x… count=…` lines) summed per
 /// function of the ELF, most instructions first; addresses outside every function symbol
 /// are summed under "(no symbol)".
 pub fn profile_by_function(elf: &[u8], plugin_log: &str) -> Result<Vec<(String, u64)>> {
-    let functions = elf_functions(elf)?;
+    let functions = crate::elf::functions(elf)?;
     let mut totals = std::collections::HashMap::<&str, u64>::new();
     for line in plugin_log.lines() {
         let Some(rest) = line.strip_prefix("vsc-bench: pc=0x") else {
@@ -457,45 +562,111 @@ pub fn profile_by_function(elf: &[u8], plugin_log: &str) -> Result<Vec<(String, 
     Ok(rows)
 }
 
-/// The committed budget (`firmware-example/size-budget.toml`).
-#[derive(Debug, Clone, Copy)]
+/// The committed budgets (`firmware-example/size-budget.toml`).
+#[derive(Debug, Clone)]
 pub struct SizeBudget {
-    pub flash_beyond_weights_max: u64,
+    /// Stack of the device loop and an encode: QEMU's painted high-water, rounded up.
+    pub loop_stack_max: u64,
+    pub qemu: QemuBudget,
+    pub xiao_sense: NrfBudget,
+    pub nano33_ble_sense_rev2: NrfBudget,
+}
+
+/// The QEMU board's budget: the program beside the model and the recording it replays.
+#[derive(Debug, Clone, Copy)]
+pub struct QemuBudget {
+    pub code_and_constants_max: u64,
     pub ram_beyond_windows_max: u64,
     pub window_buffer_bytes: u64,
 }
 
-fn read_budget() -> Result<SizeBudget> {
-    let path = firmware_dir().join("size-budget.toml");
-    let text = fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    let table: toml::Table = text.parse().with_context(|| path.display().to_string())?;
-    let get = |key: &str| -> Result<u64> {
+/// An nRF board's budget (its firmware holds no model: that has its own region).
+#[derive(Debug, Clone, Copy)]
+pub struct NrfBudget {
+    /// text + data: code, constants and initial values in the application flash.
+    pub flash_max: u64,
+    /// data + bss: statics, the tasks' futures, the BLE controller's memory.
+    pub static_ram_max: u64,
+    /// Stack for interrupt handlers and the executor on top of the device loop's.
+    pub interrupt_stack_bytes: u64,
+}
+
+impl SizeBudget {
+    fn nrf(&self, board: Board) -> Option<NrfBudget> {
+        match board {
+            Board::Qemu => None,
+            Board::XiaoSense => Some(self.xiao_sense),
+            Board::Nano33BleSenseRev2 => Some(self.nano33_ble_sense_rev2),
+        }
+    }
+}
+
+fn budget_path() -> PathBuf {
+    firmware_dir().join("size-budget.toml")
+}
+
+/// Parses the budget file's text; errors name the file and the key.
+fn parse_budget(text: &str, path: &Path) -> Result<SizeBudget> {
+    let root: toml::Table = text.parse().with_context(|| path.display().to_string())?;
+    let get = |table: &toml::Table, section: &str, key: &str| -> Result<u64> {
         let v = table
             .get(key)
             .and_then(|v| v.as_integer())
-            .with_context(|| format!("{}: integer field `{key}` missing", path.display()))?;
-        u64::try_from(v).with_context(|| format!("{}: `{key}` is negative", path.display()))
+            .with_context(|| format!("{}: integer `{section}{key}` missing", path.display(),))?;
+        u64::try_from(v)
+            .with_context(|| format!("{}: `{section}{key}` is negative", path.display()))
     };
+    let section = |name: &str| -> Result<&toml::Table> {
+        root.get(name)
+            .and_then(|v| v.as_table())
+            .with_context(|| format!("{}: table [{name}] missing", path.display()))
+    };
+    let nrf = |name: &str| -> Result<NrfBudget> {
+        let t = section(name)?;
+        let prefix = format!("{name}.");
+        Ok(NrfBudget {
+            flash_max: get(t, &prefix, "flash_max")?,
+            static_ram_max: get(t, &prefix, "static_ram_max")?,
+            interrupt_stack_bytes: get(t, &prefix, "interrupt_stack_bytes")?,
+        })
+    };
+    let qemu = section("qemu")?;
     Ok(SizeBudget {
-        flash_beyond_weights_max: get("flash_beyond_weights_max")?,
-        ram_beyond_windows_max: get("ram_beyond_windows_max")?,
-        window_buffer_bytes: get("window_buffer_bytes")?,
+        loop_stack_max: get(&root, "", "loop_stack_max")?,
+        qemu: QemuBudget {
+            code_and_constants_max: get(qemu, "qemu.", "code_and_constants_max")?,
+            ram_beyond_windows_max: get(qemu, "qemu.", "ram_beyond_windows_max")?,
+            window_buffer_bytes: get(qemu, "qemu.", "window_buffer_bytes")?,
+        },
+        xiao_sense: nrf("xiao-sense")?,
+        nano33_ble_sense_rev2: nrf("nano33-ble-sense-rev2")?,
     })
 }
 
-/// Prints the size report; fails when a budget is exceeded.
+fn read_budget() -> Result<SizeBudget> {
+    let path = budget_path();
+    let text = fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    parse_budget(&text, &path)
+}
+
+/// Prints the QEMU board's size report; fails when a budget is exceeded. With the
+/// measured stack, also checks it against the device loop's stack budget.
 pub fn check_sizes(model: &Path, stack_bytes: Option<u64>) -> Result<ElfSizes> {
     let elf = fs::read(elf_path()).with_context(|| elf_path().display().to_string())?;
-    let sizes = elf_sizes(&elf)?;
-    let budget = read_budget()?;
+    let sizes = crate::elf::sizes(&elf)?;
+    let budgets = read_budget()?;
+    let budget = budgets.qemu;
     let blob = read_blob(model)?;
     let weights = ModelBlob::parse(&blob)
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .weight_bytes() as u64;
-    // The excerpt stands in for the sensor; a real device has no such table in flash.
+    // The blob sits in its own flash region (replaced on its own by `flash --model-only`;
+    // the nRF images carry none), and the excerpt stands in for the sensor: neither is
+    // the firmware's code or constants.
     let excerpt_bytes = fs::metadata(target_dir().join("excerpt.bin"))?.len();
+    let blob_bytes = blob.len() as u64;
     let flash = sizes.text + sizes.data;
-    let flash_beyond = flash.saturating_sub(weights + excerpt_bytes);
+    let code_and_constants = flash.saturating_sub(blob_bytes + excerpt_bytes);
     eprintln!("   text    data     bss     dec  filename");
     eprintln!(
         "{:>7} {:>7} {:>7} {:>7}  {}",
@@ -506,16 +677,16 @@ pub fn check_sizes(model: &Path, stack_bytes: Option<u64>) -> Result<ElfSizes> {
         elf_path().display()
     );
     eprintln!(
-        "flash: {flash} B = {weights} B int8 weights + {excerpt_bytes} B sensor excerpt + \
-         {flash_beyond} B code/constants/model header (budget {} B; blob {} B)",
-        budget.flash_beyond_weights_max,
-        blob.len()
+        "flash: {flash} B = model region {blob_bytes} B ({weights} B int8 weights) + \
+         {excerpt_bytes} B sensor excerpt + {code_and_constants} B code and constants \
+         (budget {} B)",
+        budget.code_and_constants_max,
     );
     let mut failures = Vec::new();
-    if flash_beyond > budget.flash_beyond_weights_max {
+    if code_and_constants > budget.code_and_constants_max {
         failures.push(format!(
-            "flash beyond weights {flash_beyond} B > budget {} B",
-            budget.flash_beyond_weights_max
+            "code and constants {code_and_constants} B > budget {} B",
+            budget.code_and_constants_max
         ));
     }
     if let Some(stack) = stack_bytes {
@@ -523,13 +694,24 @@ pub fn check_sizes(model: &Path, stack_bytes: Option<u64>) -> Result<ElfSizes> {
         let beyond = ram.saturating_sub(budget.window_buffer_bytes);
         eprintln!(
             "RAM: {ram} B = data {} + bss {} + stack high-water {stack}; beyond the {} B \
-             window buffers: {beyond} B (budget {} B)",
-            sizes.data, sizes.bss, budget.window_buffer_bytes, budget.ram_beyond_windows_max
+             window buffers: {beyond} B (budget {} B); device-loop stack budget {} B",
+            sizes.data,
+            sizes.bss,
+            budget.window_buffer_bytes,
+            budget.ram_beyond_windows_max,
+            budgets.loop_stack_max
         );
         if beyond > budget.ram_beyond_windows_max {
             failures.push(format!(
                 "RAM beyond window buffers {beyond} B > budget {} B",
                 budget.ram_beyond_windows_max
+            ));
+        }
+        if stack > budgets.loop_stack_max {
+            failures.push(format!(
+                "stack high-water {stack} B > loop_stack_max {} B (the nRF boards' stack \
+                 check starts from it)",
+                budgets.loop_stack_max
             ));
         }
     }
@@ -539,6 +721,103 @@ pub fn check_sizes(model: &Path, stack_bytes: Option<u64>) -> Result<ElfSizes> {
         failures.join("; ")
     );
     Ok(sizes)
+}
+
+/// An nRF board's size report: flash, static RAM and the stack bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NrfSizes {
+    pub flash: u64,
+    pub static_ram: u64,
+    /// RAM left for the stack (flip-link gives the stack everything below .data/.bss).
+    pub stack_room: u64,
+    /// What the stack may need: the device loop's (QEMU-measured) plus the interrupt and
+    /// executor margin.
+    pub stack_need: u64,
+}
+
+/// Checks an nRF board's ELF against its budget and memory map. The stack bound: the
+/// deepest path of the firmware is the device loop's encode, the same code QEMU runs and
+/// measures (`loop_stack_max` covers QEMU's high-water, which also holds the pipeline
+/// state that the nRF task keeps in .bss, so it over-counts here); on top of it at most
+/// the interrupt handlers nest (the MPSL's radio handlers at priority 0, our peripherals
+/// at 2, the executor's wake-ups), bounded by `interrupt_stack_bytes`.
+pub fn check_board_sizes(board: Board) -> Result<NrfSizes> {
+    let budgets = read_budget()?;
+    let budget = budgets
+        .nrf(board)
+        .with_context(|| format!("{} has no nRF budget", board.name()))?;
+    let memory = board.memory()?;
+    let elf = fs::read(board.elf()).with_context(|| board.elf().display().to_string())?;
+    let sizes = crate::elf::sizes(&elf)?;
+    let report = nrf_sizes(sizes, memory, budgets.loop_stack_max, budget);
+    eprintln!(
+        "{}: flash {} B (text {} + data {}; budget {} B, region {} B), static RAM {} B \
+         (data {} + bss {}; budget {} B), stack room {} B for a need of {} B \
+         (loop {} + interrupts {}); model region {} KiB at {:#x}",
+        board.name(),
+        report.flash,
+        sizes.text,
+        sizes.data,
+        budget.flash_max,
+        memory.flash.length,
+        report.static_ram,
+        sizes.data,
+        sizes.bss,
+        budget.static_ram_max,
+        report.stack_room,
+        report.stack_need,
+        budgets.loop_stack_max,
+        budget.interrupt_stack_bytes,
+        memory.model.length / 1024,
+        memory.model.origin
+    );
+    let failures = nrf_failures(&report, memory, budget);
+    ensure!(
+        failures.is_empty(),
+        "{}: size budget exceeded: {}",
+        board.name(),
+        failures.join("; ")
+    );
+    Ok(report)
+}
+
+fn nrf_sizes(sizes: ElfSizes, memory: MemoryMap, loop_stack: u64, budget: NrfBudget) -> NrfSizes {
+    let static_ram = sizes.data + sizes.bss;
+    NrfSizes {
+        flash: sizes.text + sizes.data,
+        static_ram,
+        stack_room: memory.ram.length.saturating_sub(static_ram),
+        stack_need: loop_stack + budget.interrupt_stack_bytes,
+    }
+}
+
+fn nrf_failures(report: &NrfSizes, memory: MemoryMap, budget: NrfBudget) -> Vec<String> {
+    let mut failures = Vec::new();
+    if report.flash > budget.flash_max {
+        failures.push(format!(
+            "flash {} B > budget {} B",
+            report.flash, budget.flash_max
+        ));
+    }
+    if report.flash > memory.flash.length {
+        failures.push(format!(
+            "flash {} B > the {} B application region",
+            report.flash, memory.flash.length
+        ));
+    }
+    if report.static_ram > budget.static_ram_max {
+        failures.push(format!(
+            "static RAM {} B > budget {} B",
+            report.static_ram, budget.static_ram_max
+        ));
+    }
+    if report.stack_need > report.stack_room {
+        failures.push(format!(
+            "stack needs {} B, only {} B of RAM are left",
+            report.stack_need, report.stack_room
+        ));
+    }
+    failures
 }
 
 /// What one QEMU run produced.
@@ -668,8 +947,23 @@ pub fn print_frames(frames: &[Frame]) {
     }
 }
 
-/// `cargo xtask firmware [--run]`.
-pub fn run(args: &FirmwareArgs) -> Result<()> {
+/// `cargo xtask firmware --board NAME [--run | --golden]`.
+pub fn run(cmd: &FirmwareCmd) -> Result<()> {
+    if cmd.board.is_nrf() {
+        ensure!(
+            !cmd.qemu.run && !cmd.qemu.golden && cmd.qemu.model.is_none(),
+            "--run, --golden and --model are for the qemu board; a real board's model is \
+             flashed on its own: cargo xtask flash --board {} --model FILE.vscq",
+            cmd.board.name()
+        );
+        build_board(cmd.board)?;
+        check_board_sizes(cmd.board)?;
+        return Ok(());
+    }
+    run_qemu_board(&cmd.qemu)
+}
+
+fn run_qemu_board(args: &FirmwareArgs) -> Result<()> {
     if args.golden {
         return golden_check(args);
     }
@@ -722,6 +1016,29 @@ pub fn golden_check(args: &FirmwareArgs) -> Result<()> {
         "golden: {} firmware frames equal the host's, frame for frame",
         device.len()
     );
+    Ok(())
+}
+
+/// What `cargo xtask test` runs for the firmware: the QEMU golden test, then a release
+/// build and size check of every nRF board.
+pub fn ci_check(qemu: &FirmwareArgs) -> Result<()> {
+    golden_check(qemu)?;
+    let mut rows = Vec::new();
+    for board in Board::ALL.into_iter().filter(|b| b.is_nrf()) {
+        build_board(board)?;
+        rows.push((board, check_board_sizes(board)?));
+    }
+    eprintln!("board                   flash B  static RAM B  stack room B  stack need B");
+    for (board, r) in rows {
+        eprintln!(
+            "{:<22} {:>8} {:>13} {:>13} {:>13}",
+            board.name(),
+            r.flash,
+            r.static_ram,
+            r.stack_room,
+            r.stack_need
+        );
+    }
     Ok(())
 }
 
@@ -792,7 +1109,10 @@ pub fn bench_mcu(args: &BenchMcuArgs) -> Result<()> {
         ("encode", "vsc_bench_encode_start", "vsc_bench_encode_end"),
         ("input", "vsc_bench_input_start", "vsc_bench_input_end"),
     ] {
-        let (start, end) = (elf_symbol(&elf, start)?, elf_symbol(&elf, end)?);
+        let (start, end) = (
+            crate::elf::symbol(&elf, start)?,
+            crate::elf::symbol(&elf, end)?,
+        );
         regions.push(format!("region={name}:{start:#x}:{end:#x}"));
     }
     if args.profile {
@@ -884,4 +1204,149 @@ fn print_profile(elf: &[u8], plugin_log: &str, runs: u64, top: usize) -> Result<
     }
     println!("  {:>9.0} 100.0 %  total", per_encode(total));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linker_expressions_as_memory_x_writes_them() {
+        assert_eq!(linker_expr("0x00027000").unwrap(), 0x27000);
+        assert_eq!(linker_expr("256K").unwrap(), 262_144);
+        assert_eq!(linker_expr(" 4M ").unwrap(), 4 << 20);
+        assert_eq!(linker_expr("0x000AD000 - 0x00027000").unwrap(), 0x86000);
+        assert_eq!(linker_expr("256K - 8").unwrap(), 262_136);
+        assert_eq!(linker_expr("1K+0x10").unwrap(), 1040);
+        for bad in ["", "0x", "12 -", "- 3", "3 * 4", "0x10 - 0x20", "ten"] {
+            assert!(linker_expr(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_board_has_a_model_region_beside_its_flash() {
+        for board in Board::ALL {
+            let m = board.memory().unwrap();
+            assert!(m.flash.length > 0 && m.model.length > 0 && m.ram.length > 0);
+            // The model region is its own: firmware and model never overlap.
+            let flash_end = m.flash.origin + m.flash.length;
+            let model_end = m.model.origin + m.model.length;
+            assert!(
+                flash_end <= m.model.origin || model_end <= m.flash.origin,
+                "{board:?}"
+            );
+            // Flash pages (4 KiB) start the region, so `--model-only` erases nothing else.
+            assert_eq!(m.model.origin % 4096, 0, "{board:?}");
+            assert_eq!(m.model.length % 4096, 0, "{board:?}");
+        }
+        // The XIAO's application range of its Adafruit bootloader with S140 7.3.0.
+        let xiao = Board::XiaoSense.memory().unwrap();
+        assert_eq!(xiao.flash.origin, 0x27000);
+        assert_eq!(xiao.model.origin + xiao.model.length, 0xED000);
+        // The Nano's Arduino bootloader ends at 0x10000; its storage starts at 0xF8000.
+        let nano = Board::Nano33BleSenseRev2.memory().unwrap();
+        assert_eq!(nano.flash.origin, 0x10000);
+        assert_eq!(nano.model.origin + nano.model.length, 0xF8000);
+    }
+
+    #[test]
+    fn memory_x_errors_name_the_region() {
+        let missing = "MEMORY\n{\n  FLASH : ORIGIN = 0, LENGTH = 1K\n  RAM : ORIGIN = 0x20000000, LENGTH = 4K\n}";
+        assert!(
+            parse_memory_x(missing)
+                .unwrap_err()
+                .to_string()
+                .contains("MODEL")
+        );
+        let commented = "/* MODEL : ORIGIN = 0, LENGTH = 1K */\nFLASH : ORIGIN = 0, LENGTH = 1K\n\
+                         RAM : ORIGIN = 0, LENGTH = 1K";
+        assert!(
+            parse_memory_x(commented).is_err(),
+            "a region in a comment does not count"
+        );
+        let bad = "FLASH : ORIGIN = 0, LENGTH = 1K\nMODEL : ORIGIN = 0x1000, LENGHT = 1K\n\
+                   RAM : ORIGIN = 0, LENGTH = 1K";
+        let err = format!("{:#}", parse_memory_x(bad).unwrap_err());
+        assert!(err.contains("MODEL") && err.contains("LENGTH"), "{err}");
+    }
+
+    #[test]
+    fn the_committed_budget_parses_and_names_missing_keys() {
+        let budget = read_budget().unwrap();
+        assert!(budget.loop_stack_max > 0);
+        assert!(budget.xiao_sense.flash_max > 0);
+        let path = Path::new("size-budget.toml");
+        let text = "loop_stack_max = 1\n[qemu]\ncode_and_constants_max = 1\n\
+                    ram_beyond_windows_max = 1\nwindow_buffer_bytes = 1\n\
+                    [xiao-sense]\nflash_max = 1\nstatic_ram_max = 1\ninterrupt_stack_bytes = 1\n\
+                    [nano33-ble-sense-rev2]\nflash_max = 1\nstatic_ram_max = 1\n";
+        let err = parse_budget(text, path).unwrap_err().to_string();
+        assert!(
+            err.contains("size-budget.toml")
+                && err.contains("nano33-ble-sense-rev2.interrupt_stack_bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nrf_checks_fail_on_flash_static_ram_and_stack() {
+        let memory = MemoryMap {
+            flash: Region {
+                origin: 0x27000,
+                length: 100_000,
+            },
+            model: Region {
+                origin: 0xAD000,
+                length: 0x40000,
+            },
+            ram: Region {
+                origin: 0x2000_0000,
+                length: 64_000,
+            },
+        };
+        let budget = NrfBudget {
+            flash_max: 90_000,
+            static_ram_max: 40_000,
+            interrupt_stack_bytes: 4_000,
+        };
+        let fits = ElfSizes {
+            text: 80_000,
+            data: 1_000,
+            bss: 20_000,
+        };
+        let report = nrf_sizes(fits, memory, 20_000, budget);
+        assert_eq!(report.flash, 81_000);
+        assert_eq!(report.static_ram, 21_000);
+        assert_eq!(report.stack_room, 43_000);
+        assert_eq!(report.stack_need, 24_000);
+        assert!(nrf_failures(&report, memory, budget).is_empty());
+
+        let big = ElfSizes {
+            text: 95_000,
+            data: 1_000,
+            bss: 39_000,
+        };
+        let report = nrf_sizes(big, memory, 20_000, budget);
+        let failures = nrf_failures(&report, memory, budget).join("; ");
+        assert!(
+            failures.contains("flash 96000 B > budget 90000 B"),
+            "{failures}"
+        );
+        // 64,000 − 40,000 = 24,000 B left: exactly enough, so no stack failure yet.
+        assert!(!failures.contains("stack"), "{failures}");
+        let report = nrf_sizes(big, memory, 20_001, budget);
+        let failures = nrf_failures(&report, memory, budget).join("; ");
+        assert!(
+            failures.contains("stack needs 24001 B, only 24000 B"),
+            "{failures}"
+        );
+        let over_region = ElfSizes {
+            text: 100_001,
+            data: 0,
+            bss: 0,
+        };
+        let report = nrf_sizes(over_region, memory, 0, budget);
+        let failures = nrf_failures(&report, memory, budget).join("; ");
+        assert!(failures.contains("application region"), "{failures}");
+    }
 }

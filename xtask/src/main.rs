@@ -3,12 +3,15 @@ use clap::{Parser, Subcommand};
 mod activity;
 mod bench;
 mod data;
+mod elf;
 mod ffi;
 mod firmware;
+mod flash;
 use xtask::onnx;
 mod quantise;
 mod run;
 mod test;
+mod uf2;
 mod web;
 
 /// `cargo xtask …`: project automation.
@@ -27,8 +30,12 @@ enum Cmd {
     Data(data::DataArgs),
     /// Every check CI runs: fmt, clippy, tests, thumb build, firmware golden test in QEMU.
     Test(test::TestArgs),
-    /// Build the Cortex-M4F firmware (size report vs budget); `--run` runs it in QEMU.
-    Firmware(firmware::FirmwareArgs),
+    /// Build one board's firmware (size report vs budget); `--run` runs the qemu board.
+    Firmware(firmware::FirmwareCmd),
+    /// Flash a board through a debug probe (probe-rs): model region, then firmware.
+    Flash(flash::FlashArgs),
+    /// Write a UF2 image for the XIAO's bootloader (firmware and model, or the model only).
+    Uf2(uf2::Uf2Args),
     /// Quantise a trained run into an int8 blob (`models/NAME.vscq`) and its model card.
     Quantise(quantise::QuantiseArgs),
     /// Fit the activity head on a blob's own sparse codes and store it in the blob (format 4).
@@ -58,9 +65,10 @@ enum BenchCmd {
     Encode(onnx::bench::BenchEncodeArgs),
 }
 
-/// The firmware golden check `cargo xtask test` ends with.
+/// The firmware checks `cargo xtask test` ends with: the QEMU golden test, then every
+/// nRF board's release build against its size budget.
 pub fn firmware_golden_check() -> anyhow::Result<()> {
-    firmware::golden_check(&firmware::FirmwareArgs {
+    firmware::ci_check(&firmware::FirmwareArgs {
         run: true,
         golden: true,
         data: None,
@@ -75,6 +83,8 @@ fn main() -> anyhow::Result<()> {
         Cmd::Data(args) => data::run(&args),
         Cmd::Test(args) => test::run(&args),
         Cmd::Firmware(args) => firmware::run(&args),
+        Cmd::Flash(args) => flash::run(&args),
+        Cmd::Uf2(args) => uf2::run(&args),
         Cmd::Ffi(args) => ffi::run(&args),
         Cmd::Quantise(args) => quantise::quantise(&args).map(|_| ()),
         Cmd::ActivityHead(args) => activity::run(&args),

@@ -820,40 +820,9 @@ pub fn input_description(p: &QuantParams) -> String {
     }
 }
 
-/// `card` with its [`CARD_SECTION`] replaced by `section` (up to the next `## ` heading),
-/// or, without one, `section` inserted before `## Reproduce` (or appended).
+/// `card` with its [`CARD_SECTION`] replaced by `section` (see [`crate::card::with_section`]).
 pub fn with_card_section(card: &str, section: &str) -> String {
-    let section = format!("{}\n\n", section.trim_end());
-    let heading_at = |heading: &str| {
-        let line = format!("\n{heading}\n");
-        card.find(&line)
-            .map(|i| i + 1)
-            .or_else(|| card.starts_with(&line[1..]).then_some(0))
-    };
-    let (start, end) = match heading_at(CARD_SECTION) {
-        Some(start) => {
-            let rest = &card[start + CARD_SECTION.len()..];
-            let end = rest
-                .find("\n## ")
-                .map_or(card.len(), |i| start + CARD_SECTION.len() + i + 1);
-            (start, end)
-        }
-        None => {
-            let at = heading_at("## Reproduce").unwrap_or(card.len());
-            (at, at)
-        }
-    };
-    let mut before = card[..start].to_string();
-    if !before.is_empty() && !before.ends_with("\n\n") {
-        before.push_str(if before.ends_with('\n') { "\n" } else { "\n\n" });
-    }
-    let after = &card[end..];
-    let mut out = before + &section + after;
-    if after.is_empty() {
-        out.truncate(out.trim_end().len());
-        out.push('\n');
-    }
-    out
+    crate::card::with_section(card, CARD_SECTION, section)
 }
 
 /// Serialised protobuf bytes of a model.

@@ -66,20 +66,7 @@ pub struct ExportOnnxArgs {
     pub transitions: bool,
 }
 
-/// Writes `bytes` to `path` via a temporary file in the same directory and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let file_name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = path.with_file_name(format!(".{}.tmp", file_name.to_string_lossy()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-}
+use xtask::write_atomic;
 
 fn spinner(msg: &str) -> ProgressBar {
     let pb = ProgressBar::new_spinner();
@@ -507,7 +494,7 @@ pub fn quantise(args: &QuantiseArgs) -> Result<QuantiseReport> {
         f32_onnx_max_diff: f32_diff,
     });
     let card = match &head {
-        Some((_, report)) => activity::with_section(
+        Some((_, report)) => xtask::card::with_section(
             &card,
             "## Activity head",
             &report.card_section(&format!(

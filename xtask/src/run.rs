@@ -521,7 +521,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
         })
     })?;
 
-    let onnx_prefix = run_dir.join(PRESET);
+    // Beside the blob (models/edge.{f32,int8}.onnx for the committed model), so the
+    // committed ONNX files and the card's ONNX section always belong to the committed blob.
+    let onnx_prefix = model_path.with_extension("");
     let onnx_bytes = stages.run("export ONNX (f32 + int8)", "onnx", || {
         quantise::export_onnx(&ExportOnnxArgs {
             source: run_dir.clone(),
@@ -531,7 +533,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             transitions: false,
         })?;
         let size = |suffix: &str| -> Result<u64> {
-            let p = run_dir.join(format!("{PRESET}.{suffix}.onnx"));
+            let p = onnx_prefix.with_extension(format!("{suffix}.onnx"));
             Ok(std::fs::metadata(&p)
                 .with_context(|| p.display().to_string())?
                 .len())
@@ -568,7 +570,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         times: &stages.times,
     });
     println!("\n=== summary ===\n{table}");
-    quantise::write_atomic(&run_dir.join("summary.txt"), table.as_bytes())?;
+    xtask::write_atomic(&run_dir.join("summary.txt"), table.as_bytes())?;
     println!(
         "main job done in {:.0} s; summary in {}",
         job_started.elapsed().as_secs_f64(),

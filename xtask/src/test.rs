@@ -27,16 +27,7 @@ pub struct TestArgs {
     pub cargo_test_args: Vec<String>,
 }
 
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
-}
-
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+pub use xtask::{in_ci, workspace_root};
 
 /// Runs a command in the workspace root, echoing it, and fails with the step's name.
 pub fn run_step(step: &str, cmd: &mut Command) -> Result<()> {
@@ -58,7 +49,7 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -153,6 +144,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         "fmt firmware",
         cargo().args([
             "fmt",
+            "--all",
             "--manifest-path",
             "firmware-example/Cargo.toml",
             "--",

@@ -19,9 +19,9 @@ use host_trainer::data::is_test_subject;
 use host_trainer::serve::{Server, Site, default_model, default_web_dir};
 use serde_json::json;
 
-use crate::quantise::write_atomic;
 use crate::test::{run_step, workspace_root};
 use replay::{PageFrame, ReplayConfig};
+use xtask::write_atomic;
 
 /// The wasm-bindgen-cli that matches the `wasm-bindgen` crate pinned in
 /// edge-runtime/wasm/Cargo.toml (the two must be the same version).

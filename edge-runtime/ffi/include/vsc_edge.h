@@ -173,6 +173,14 @@ enum VscStatus
    */
   VSC_STATUS_BLOB_SHIFT_OUT_OF_RANGE = 118,
   /**
+   * The blob's activity-class count is 1 or above the limit.
+   */
+  VSC_STATUS_BLOB_BAD_CLASS_COUNT = 119,
+  /**
+   * A class id of the blob's activity head is 0 or repeated.
+   */
+  VSC_STATUS_BLOB_BAD_CLASS_ID = 120,
+  /**
    * The blob is invalid for a reason this version of the C ABI has no code for (the
    * message says which).
    */
@@ -231,6 +239,15 @@ typedef struct VscModelInfo {
    * J, latent dimensions.
    */
   uint16_t latent_dim;
+  /**
+   * Classes of the blob's activity head (6 for HAR); 0 when it has none, and then
+   * `VscFrame::activity` is always 0.
+   */
+  uint16_t activity_classes;
+  /**
+   * Always 0.
+   */
+  uint16_t reserved;
 } VscModelInfo;
 
 /**

@@ -118,6 +118,10 @@ pub enum VscStatus {
     BlobNegativeMultiplier = 117,
     /// A requantisation shift of the blob is out of range.
     BlobShiftOutOfRange = 118,
+    /// The blob's activity-class count is 1 or above the limit.
+    BlobBadClassCount = 119,
+    /// A class id of the blob's activity head is 0 or repeated.
+    BlobBadClassId = 120,
     /// The blob is invalid for a reason this version of the C ABI has no code for (the
     /// message says which).
     BlobInvalid = 199,
@@ -130,7 +134,7 @@ pub enum VscStatus {
 
 impl VscStatus {
     /// Every status, for the message table and its tests.
-    const ALL: [VscStatus; 26] = [
+    const ALL: [VscStatus; 28] = [
         VscStatus::Ok,
         VscStatus::NullPointer,
         VscStatus::Internal,
@@ -154,6 +158,8 @@ impl VscStatus {
         VscStatus::BlobBiasOutOfRange,
         VscStatus::BlobNegativeMultiplier,
         VscStatus::BlobShiftOutOfRange,
+        VscStatus::BlobBadClassCount,
+        VscStatus::BlobBadClassId,
         VscStatus::BlobInvalid,
         VscStatus::SampleNonFinite,
         VscStatus::SampleNonMonotonic,
@@ -191,6 +197,8 @@ impl VscStatus {
                 c"model blob: negative requantisation multiplier"
             }
             VscStatus::BlobShiftOutOfRange => c"model blob: requantisation shift out of range",
+            VscStatus::BlobBadClassCount => c"model blob: invalid activity-class count",
+            VscStatus::BlobBadClassId => c"model blob: activity class id 0 or repeated",
             VscStatus::BlobInvalid => c"model blob: invalid",
             VscStatus::SampleNonFinite => c"sample has a NaN or infinite value; dropped",
             VscStatus::SampleNonMonotonic => {
@@ -222,6 +230,8 @@ impl From<&BlobError> for VscStatus {
             BlobError::BiasOutOfRange { .. } => VscStatus::BlobBiasOutOfRange,
             BlobError::NegativeMultiplier { .. } => VscStatus::BlobNegativeMultiplier,
             BlobError::ShiftOutOfRange { .. } => VscStatus::BlobShiftOutOfRange,
+            BlobError::BadClassCount { .. } => VscStatus::BlobBadClassCount,
+            BlobError::BadClassId { .. } => VscStatus::BlobBadClassId,
             // A kind added to edge-runtime after this ABI version still gets a code (and
             // its full message), without breaking the build of this crate.
             #[allow(unreachable_patterns)]
@@ -346,6 +356,11 @@ pub struct VscModelInfo {
     pub hidden_dim: u16,
     /// J, latent dimensions.
     pub latent_dim: u16,
+    /// Classes of the blob's activity head (6 for HAR); 0 when it has none, and then
+    /// `VscFrame::activity` is always 0.
+    pub activity_classes: u16,
+    /// Always 0.
+    pub reserved: u16,
 }
 
 /// An open model and its stream state. Opaque: create with `vsc_edge_open`, free with
@@ -398,6 +413,10 @@ impl VscEdge {
             input_dim: model.input_dim() as u16,
             hidden_dim: model.hidden_dim() as u16,
             latent_dim: model.latent_dim() as u16,
+            activity_classes: model
+                .activity_head()
+                .map_or(0, |head| head.classes() as u16),
+            reserved: 0,
         };
         let pipeline = TimedPipeline::new(model.channels(), Encoder::new(model));
         Ok(Box::new(VscEdge {

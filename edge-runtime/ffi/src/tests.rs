@@ -5,7 +5,7 @@ use std::ffi::CStr;
 
 use edge_runtime::F32Encoder;
 use edge_runtime::preprocess::{ChannelSet, HOP_LEN, WINDOW_LEN, windows_of_recording};
-use edge_runtime::quant::quantise;
+use edge_runtime::quant::QuantParams;
 
 use super::*;
 
@@ -28,7 +28,13 @@ fn signal(k: usize) -> ImuSample {
     }
 }
 
-/// A random-weight J 16 model quantised on the synthetic recording.
+const TEST_HIDDEN: usize = 48;
+const TEST_LATENT: usize = 16;
+/// Class ids of the test model's activity head.
+const TEST_CLASSES: [u8; 3] = [2, 5, 6];
+
+/// A random-weight J 16 model quantised on the synthetic recording, with a 3-class
+/// activity head (fixed pseudo-random weights).
 fn test_blob() -> Vec<u8> {
     let samples: Vec<ImuSample> = (0..1000).map(signal).collect();
     let mut windows = Vec::new();
@@ -36,8 +42,21 @@ fn test_blob() -> Vec<u8> {
         windows.push(w.as_slice().to_vec())
     })
     .unwrap();
-    let f32_encoder = F32Encoder::random(ChannelSet::ALL, WINDOW_LEN, 48, 16, 11);
-    quantise(&f32_encoder, &windows).unwrap()
+    let f32_encoder = F32Encoder::random(ChannelSet::ALL, WINDOW_LEN, TEST_HIDDEN, TEST_LATENT, 11);
+    let mut params = QuantParams::calibrate(&f32_encoder, &windows).unwrap();
+    let weights: Vec<f32> = (0..TEST_CLASSES.len() * TEST_LATENT)
+        .map(|i| ((i * 37 % 23) as f32 - 11.0) / 11.0)
+        .collect();
+    params
+        .set_activity_head(&TEST_CLASSES, &weights, &[0.1, -0.2, 0.05])
+        .unwrap();
+    params.to_blob().unwrap()
+}
+
+/// Byte offset of the activity head's class ids (right after the γ head).
+fn class_ids_offset() -> usize {
+    edge_runtime::blob::blob_len(9, 9 * WINDOW_LEN, TEST_HIDDEN, TEST_LATENT)
+        - edge_runtime::blob::CRC_LEN
 }
 
 fn open(blob: &[u8]) -> (VscStatus, *mut VscEdge, String) {
@@ -114,8 +133,10 @@ fn frames_through_the_c_abi_equal_edge_runtime_frames() {
             blob_len: blob.len() as u32,
             channel_bits: ChannelSet::ALL.bits(),
             input_dim: (9 * WINDOW_LEN) as u16,
-            hidden_dim: 48,
-            latent_dim: 16,
+            hidden_dim: TEST_HIDDEN as u16,
+            latent_dim: TEST_LATENT as u16,
+            activity_classes: TEST_CLASSES.len() as u16,
+            reserved: 0,
         }
     );
 
@@ -142,6 +163,11 @@ fn frames_through_the_c_abi_equal_edge_runtime_frames() {
         want.iter().any(|f| f.spike_bits != 0),
         "the test model codes something"
     );
+    assert!(
+        want.iter()
+            .all(|f| TEST_CLASSES.contains(&f.activity) || f.flags & VSC_FLAG_NO_CODE != 0),
+        "every coded frame predicts a class of the head"
+    );
     for (c, r) in got.iter().zip(&want) {
         let mut expected = VscFrame::ZERO;
         expected.fill_from(r);
@@ -150,6 +176,10 @@ fn frames_through_the_c_abi_equal_edge_runtime_frames() {
         assert_eq!(
             (c.sequence, c.timestamp_ms, c.flags, c.spike_bits),
             (r.sequence, r.timestamp_ms, r.flags, r.spike_bits)
+        );
+        assert_eq!(
+            (c.activity, c.activity_score),
+            (r.activity, r.activity_score)
         );
         assert_eq!(u32::from(c.n_active), r.spike_bits.count_ones());
         let n = usize::from(c.n_active);
@@ -257,6 +287,11 @@ fn invalid_blobs_give_their_code_and_the_full_message() {
     version[4] = 99;
     let mut reserved = good.clone();
     reserved[44] = 1;
+    let mut one_class = good.clone();
+    one_class[42..44].copy_from_slice(&1u16.to_le_bytes());
+    let mut class_zero = good.clone();
+    class_zero[class_ids_offset() + 1] = 0;
+    assert_eq!(good[class_ids_offset()..][..3], TEST_CLASSES);
     let cases = [
         (good[..20].to_vec(), VscStatus::BlobTooShort),
         (good[..good.len() - 1].to_vec(), VscStatus::BlobTotalLength),
@@ -264,6 +299,8 @@ fn invalid_blobs_give_their_code_and_the_full_message() {
         (magic, VscStatus::BlobBadMagic),
         (with_crc(version), VscStatus::BlobUnsupportedVersion),
         (with_crc(reserved), VscStatus::BlobReserved),
+        (with_crc(one_class), VscStatus::BlobBadClassCount),
+        (with_crc(class_zero), VscStatus::BlobBadClassId),
     ];
     for (bytes, want) in cases {
         let (status, edge, message) = open(&bytes);

@@ -76,7 +76,8 @@ fn dot_rows<const R: usize>(x: &[u8], rows: [&[u8]; R]) -> Option<[i32; R]> {
 }
 
 /// The SIMD part of [`dot_rows`]: the sums over the first `done` columns, where `done`
-/// is the common length of `x` and every row rounded down to a multiple of [`BLOCK`].
+/// is the common length of `x` and every row rounded down to a multiple of [`BLOCK`], or
+/// all of `x` when every row is as long and `x` has at least one whole block.
 #[target_feature(enable = "avx2")]
 fn dot_blocks<const R: usize>(x: &[u8], rows: [&[u8]; R]) -> ([i32; R], usize) {
     let xs = x.as_chunks::<BLOCK>().0;
@@ -100,11 +101,43 @@ fn dot_blocks<const R: usize>(x: &[u8], rows: [&[u8]; R]) -> ([i32; R], usize) {
             *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xv, wv));
         }
     }
+    let mut done = blocks * BLOCK;
+    // The last partial block (a layer whose width is not a multiple of 16, e.g. 297
+    // inputs) as one more block: the 16 bytes that end at `x`'s end, with the columns
+    // already summed zeroed in `x`, so the weights read again there add nothing. Only
+    // when every row is at least as long as `x` and the blocks reached its last 16.
+    let n = x.len();
+    if done < n
+        && n - done < BLOCK
+        && rows.iter().all(|w| w.len() >= n)
+        && let Some(x_last) = x
+            .get(n.saturating_sub(BLOCK)..)
+            .and_then(|t| <&[u8; BLOCK]>::try_from(t).ok())
+    {
+        let keep = n - done;
+        let mut masked = *x_last;
+        for (i, v) in masked.iter_mut().enumerate() {
+            if i < BLOCK - keep {
+                *v = 0;
+            }
+        }
+        let xv = _mm256_cvtepu8_epi16(load16(&masked));
+        for (a, w) in acc.iter_mut().zip(rows) {
+            if let Some(w_last) = w
+                .get(n - BLOCK..n)
+                .and_then(|t| <&[u8; BLOCK]>::try_from(t).ok())
+            {
+                let wv = _mm256_cvtepi8_epi16(load16(w_last));
+                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xv, wv));
+            }
+        }
+        done = n;
+    }
     let mut sums = [0i32; R];
     for (s, a) in sums.iter_mut().zip(acc) {
         *s = horizontal_sum(a);
     }
-    (sums, blocks * BLOCK)
+    (sums, done)
 }
 
 /// The 16 bytes as a vector register value (any alignment).

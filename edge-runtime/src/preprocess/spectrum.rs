@@ -16,6 +16,13 @@ use super::{PreprocessError, SAMPLE_RATE_HZ, WINDOW_LEN};
 use crate::preprocess::ChannelSet;
 use crate::preprocess::filter::sin_cos;
 
+mod fft;
+#[cfg(any(test, feature = "std"))]
+mod reference;
+mod sqrt;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
 /// Amplitude bands per channel.
 pub const SPECTRUM_BANDS: usize = 32;
 /// Values per channel of [`InputFeatures::BandSpectrum`]: the mean, then the bands.
@@ -93,6 +100,53 @@ impl InputFeatures {
         }
     }
 
+    /// The band spectrum of every whole channel of a channel-major `window` (`n × 128`
+    /// samples, a trailing partial channel ignored), passed to `sink` channel by channel in
+    /// order. On x86-64 channels run in SIMD batches side by side (`x86.rs`); the values
+    /// are the same either way.
+    pub(crate) fn band_spectra(
+        window: &[f32],
+        mut sink: impl FnMut(&[f32; SPECTRUM_VALUES_PER_CHANNEL]),
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        let window = x86::band_spectra(window, &mut sink);
+        let mut out = [0.0f32; SPECTRUM_VALUES_PER_CHANNEL];
+        let mut scratch = fft::scratch();
+        for x in window.as_chunks::<WINDOW_LEN>().0 {
+            fft::band_spectrum(x, &mut scratch, &mut out);
+            sink(&out);
+        }
+    }
+
+    /// [`InputFeatures::compute`] for [`InputFeatures::BandSpectrum`] with the
+    /// straightforward radix-2 transform that defines it, which the fast kernel must
+    /// match bit for bit (see `spectrum/fft.rs`): the oracle of the parity tests on real
+    /// data outside this crate. Host only (`std`).
+    #[cfg(feature = "std")]
+    #[doc(hidden)]
+    pub fn band_spectrum_reference(window: &[f32], out: &mut [f32]) -> Result<(), PreprocessError> {
+        if !window.len().is_multiple_of(WINDOW_LEN) {
+            return Err(PreprocessError::Length {
+                expected: (window.len() / WINDOW_LEN + 1) * WINDOW_LEN,
+                got: window.len(),
+            });
+        }
+        let expected = window.len() / WINDOW_LEN * SPECTRUM_VALUES_PER_CHANNEL;
+        if out.len() != expected {
+            return Err(PreprocessError::Length {
+                expected,
+                got: out.len(),
+            });
+        }
+        for (x, o) in window
+            .chunks_exact(WINDOW_LEN)
+            .zip(out.chunks_exact_mut(SPECTRUM_VALUES_PER_CHANNEL))
+        {
+            reference::band_spectrum(x, o);
+        }
+        Ok(())
+    }
+
     /// Writes the model input of a channel-major window (`n × 128` values) into `out`
     /// (`n × values_per_channel()` values), in physical units (before scaling).
     pub fn compute(self, window: &[f32], out: &mut [f32]) -> Result<(), PreprocessError> {
@@ -112,19 +166,29 @@ impl InputFeatures {
         match self {
             InputFeatures::Waveform => out.copy_from_slice(window),
             InputFeatures::BandSpectrum => {
-                for (x, o) in window
-                    .chunks_exact(WINDOW_LEN)
-                    .zip(out.chunks_exact_mut(SPECTRUM_VALUES_PER_CHANNEL))
-                {
-                    band_spectrum(x, o);
-                }
+                let mut outs = out.chunks_exact_mut(SPECTRUM_VALUES_PER_CHANNEL);
+                Self::band_spectra(window, |values| {
+                    if let Some(o) = outs.next() {
+                        o.copy_from_slice(values);
+                    }
+                });
             }
         }
         Ok(())
     }
 }
 
-/// `(cos, sin)` of `−2πk/128` for `k < 64`, computed at compile time.
+/// The band amplitudes' square root (correctly rounded; the hardware instruction where
+/// there is one, see `spectrum/sqrt.rs`), for device checks that hold it to the host's
+/// `f32::sqrt` (the QEMU board does on every boot).
+#[doc(hidden)]
+pub fn band_sqrt(x: f32) -> f32 {
+    sqrt::sqrt_f32(x)
+}
+
+/// `(cos, sin)` of `−2πk/128` for `k < 64`, computed at compile time; the cosine of
+/// `π/2` is exactly 0 (the series gives 6e-17), so the twiddle of bin 32 is exactly
+/// `(0, −1)` and the fast kernel can skip its products (see `spectrum/fft.rs`).
 const TWIDDLES: [(f32, f32); WINDOW_LEN / 2] = twiddles();
 
 const fn twiddles() -> [(f32, f32); WINDOW_LEN / 2] {
@@ -136,102 +200,31 @@ const fn twiddles() -> [(f32, f32); WINDOW_LEN / 2] {
         let folded = if k <= quarter { k } else { WINDOW_LEN / 2 - k };
         let angle = 2.0 * core::f64::consts::PI * folded as f64 / WINDOW_LEN as f64;
         let (s, c) = sin_cos(angle);
-        let c = if k <= quarter { c } else { -c };
+        let c = if k == quarter {
+            0.0
+        } else if k < quarter {
+            c
+        } else {
+            -c
+        };
         t[k] = (c as f32, -s as f32);
         k += 1;
     }
     t
 }
 
-/// Square root as `x · rsqrt(x)`, the reciprocal root by Newton steps that only
-/// multiply. Plain IEEE multiplications and subtractions give the same bits on the host
-/// and the device (so do their features); `core` has no `f32::sqrt` without `std`, Rust
-/// cannot name the Cortex-M4F's single-precision VSQRT in `asm!`, and libm's exact
-/// software root costs 700 bytes of flash the budget does not have.
-#[inline]
-fn sqrt_f32(x: f32) -> f32 {
-    if x <= 0.0 || !x.is_finite() {
-        return if x == 0.0 || x.is_nan() || x > 0.0 {
-            x
-        } else {
-            f32::NAN
-        };
-    }
-    // The exponent trick starts within 3.5 %; each step squares the relative error
-    // (3.5e-2 → 1.8e-3 → 5e-6 → 4e-11), so three reach f32 rounding.
-    let mut r = f32::from_bits(0x5f37_5a86 - (x.to_bits() >> 1));
-    let half_x = 0.5 * x;
-    for _ in 0..3 {
-        r *= 1.5 - half_x * r * r;
-    }
-    x * r
-}
-
-/// Points of the complex FFT: a real window of 128 samples is transformed as 64 complex
-/// samples `z[n] = x[2n] + i·x[2n+1]` and split afterwards (half the work of a complex
-/// 128-point transform).
-const HALF: usize = WINDOW_LEN / 2;
-
-/// One channel: `x` has 128 samples, `out` gets 33 values (see the module docs).
-fn band_spectrum(x: &[f32], out: &mut [f32]) {
-    let mut re = [0.0f32; HALF];
-    let mut im = [0.0f32; HALF];
-    // Radix-2 decimation in time: load in bit-reversed order, then log2(64) = 6 stages.
-    let bits = HALF.trailing_zeros();
-    for (n, pair) in x.chunks_exact(2).enumerate() {
-        let r = n.reverse_bits() >> (usize::BITS - bits);
-        re[r] = pair[0];
-        im[r] = pair[1];
-    }
-    let mut half = 1;
-    while half < HALF {
-        // Twiddle j of this stage is e^{−2πi·j/(2·half)} = TWIDDLES[j · 128/(2·half)].
-        let step = WINDOW_LEN / (2 * half);
-        for (block_re, block_im) in re
-            .chunks_exact_mut(2 * half)
-            .zip(im.chunks_exact_mut(2 * half))
-        {
-            let (a_re, b_re) = block_re.split_at_mut(half);
-            let (a_im, b_im) = block_im.split_at_mut(half);
-            let pairs = a_re.iter_mut().zip(a_im.iter_mut());
-            let others = b_re.iter_mut().zip(b_im.iter_mut());
-            let twiddles = TWIDDLES.iter().step_by(step);
-            for (((ar, ai), (br, bi)), &(c, s)) in pairs.zip(others).zip(twiddles) {
-                let tr = *br * c - *bi * s;
-                let ti = *br * s + *bi * c;
-                *br = *ar - tr;
-                *bi = *ai - ti;
-                *ar += tr;
-                *ai += ti;
-            }
-        }
-        half *= 2;
-    }
-    // X[k] = E[k] + e^{−2πik/128}·O[k], with E and O the transforms of the even and odd
-    // samples: E[k] = (Z[k] + conj Z[64−k]) / 2, O[k] = (Z[k] − conj Z[64−k]) / 2i.
-    // Bins 0 and 64 only need Z[0]: X[0] = Re Z[0] + Im Z[0], X[64] = Re Z[0] − Im Z[0].
-    let mut amplitude = [0.0f32; HALF + 1];
-    amplitude[HALF] = (re[0] - im[0]).abs();
-    for k in 1..HALF {
-        let (zr, zi) = (re[k], im[k]);
-        let (cr, ci) = (re[HALF - k], -im[HALF - k]);
-        let (er, ei) = (0.5 * (zr + cr), 0.5 * (zi + ci));
-        let (or, oi) = (0.5 * (zi - ci), -0.5 * (zr - cr));
-        let (c, s) = TWIDDLES[k];
-        let xr = er + c * or - s * oi;
-        let xi = ei + c * oi + s * or;
-        amplitude[k] = sqrt_f32(xr * xr + xi * xi);
-    }
-    let n = WINDOW_LEN as f32;
-    out[0] = (re[0] + im[0]) / n;
-    for (o, pair) in out[1..].iter_mut().zip(amplitude[1..].chunks_exact(2)) {
-        *o = (pair[0] + pair[1]) / n;
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
     use super::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// One channel through the public path.
+    fn band_spectrum(x: &[f32], out: &mut [f32]) {
+        InputFeatures::BandSpectrum.compute(x, out).unwrap();
+    }
 
     fn tone(freq_hz: f64, amplitude: f64, phase: f64, dc: f64) -> [f32; WINDOW_LEN] {
         let mut x = [0.0f32; WINDOW_LEN];
@@ -306,19 +299,144 @@ mod tests {
         }
     }
 
-    #[test]
-    fn sqrt_is_exact_to_an_ulp() {
-        for x in [1e-30f32, 1e-6, 0.25, 2.0, 3.0, 1234.5, 1e30] {
-            let want = (f64::from(x)).sqrt();
-            let got = f64::from(sqrt_f32(x));
+    /// xorshift32 in [0, 1).
+    struct Rng(u32);
+
+    impl Rng {
+        fn next_u32(&mut self) -> u32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 17;
+            self.0 ^= self.0 << 5;
+            self.0
+        }
+        fn unit(&mut self) -> f32 {
+            (self.next_u32() >> 8) as f32 / (1u32 << 24) as f32
+        }
+    }
+
+    /// One channel of a test window: `shape` picks the signal, `scale` its magnitude.
+    fn channel(rng: &mut Rng, shape: u32, scale: f32) -> [f32; WINDOW_LEN] {
+        let dc = (rng.unit() - 0.5) * 2.0 * scale;
+        let mut walk = dc;
+        core::array::from_fn(|t| match shape % 8 {
+            0 => (rng.unit() - 0.5) * scale,
+            1 => {
+                walk += (rng.unit() - 0.5) * 0.1 * scale;
+                walk
+            }
+            2 => dc + scale * (0.37 * t as f32).sin(),
+            3 => dc,
+            4 => {
+                if t == (shape as usize / 8) % WINDOW_LEN {
+                    scale
+                } else {
+                    0.0
+                }
+            }
+            5 => {
+                if t % 2 == 0 {
+                    scale
+                } else {
+                    -scale
+                }
+            }
+            6 => {
+                if rng.unit() < 0.1 {
+                    (rng.unit() - 0.5) * scale
+                } else {
+                    0.0
+                }
+            }
+            // Few distinct values: many equal intermediates and exact zeros.
+            _ => [0.0, scale, -scale, 0.5 * scale][rng.next_u32() as usize % 4],
+        })
+    }
+
+    /// The fast path (every batching of `channels`, through `compute`) gives the oracle's
+    /// bits: bands exactly, the mean as a value (a zero may differ in sign, see
+    /// `fft`'s docs).
+    fn assert_same_as_oracle(window: &[f32]) {
+        let channels = window.len() / WINDOW_LEN;
+        let mut want = vec![0.0f32; channels * SPECTRUM_VALUES_PER_CHANNEL];
+        for (x, o) in window
+            .chunks_exact(WINDOW_LEN)
+            .zip(want.chunks_exact_mut(SPECTRUM_VALUES_PER_CHANNEL))
+        {
+            reference::band_spectrum(x, o);
+        }
+        let mut got = vec![f32::NAN; want.len()];
+        InputFeatures::BandSpectrum
+            .compute(window, &mut got)
+            .unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let same = if i % SPECTRUM_VALUES_PER_CHANNEL == 0 {
+                g == w || g.to_bits() == w.to_bits()
+            } else {
+                g.to_bits() == w.to_bits()
+            };
             assert!(
-                (got - want).abs() <= want * 2.0 * f64::from(f32::EPSILON),
-                "{x}"
+                same,
+                "channel {} value {}: {g:e} vs oracle {w:e} ({channels} channels)",
+                i / SPECTRUM_VALUES_PER_CHANNEL,
+                i % SPECTRUM_VALUES_PER_CHANNEL
             );
         }
-        assert_eq!(sqrt_f32(0.0), 0.0);
-        assert!(sqrt_f32(-1.0).is_nan());
-        assert!(sqrt_f32(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn fast_spectrum_is_the_oracle_bit_for_bit_at_every_magnitude() {
+        let mut rng = Rng(0x9e37_79b9);
+        let scales = [
+            0.0, 1e-38, 3e-30, 1e-12, 1e-3, 0.05, 1.0, 9.81, 35.0, 2e3, 1e9, 1e20, 1e33,
+        ];
+        for round in 0..400u32 {
+            // 1..=13 channels: batches of 8 and 4 and single channels, in every mix.
+            let channels = 1 + round as usize % 13;
+            let window: Vec<f32> = (0..channels)
+                .flat_map(|_| {
+                    let scale = scales[rng.next_u32() as usize % scales.len()];
+                    let shape = rng.next_u32() % 1024;
+                    channel(&mut rng, shape, scale)
+                })
+                .collect();
+            assert_same_as_oracle(&window);
+        }
+    }
+
+    #[test]
+    fn no_panic_and_no_lane_crosstalk_on_non_finite_input() {
+        let specials = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MAX,
+            -f32::MAX,
+        ];
+        for (i, &bad) in specials.iter().enumerate() {
+            // Nine channels (a batch of 8 and one alone); channel i gets the bad value.
+            let mut window: Vec<f32> = (0..9 * WINDOW_LEN)
+                .map(|t| (t % WINDOW_LEN % 7) as f32)
+                .collect();
+            window[i * WINDOW_LEN + 5 + i] = bad;
+            let mut out = vec![0.0f32; 9 * SPECTRUM_VALUES_PER_CHANNEL];
+            InputFeatures::BandSpectrum
+                .compute(&window, &mut out)
+                .unwrap();
+            // The other channels are untouched by the bad lane.
+            let clean: Vec<f32> = (0..WINDOW_LEN).map(|t| (t % 7) as f32).collect();
+            let mut want = vec![0.0f32; SPECTRUM_VALUES_PER_CHANNEL];
+            reference::band_spectrum(&clean, &mut want);
+            for c in (0..9).filter(|&c| c != i) {
+                let got = &out[c * SPECTRUM_VALUES_PER_CHANNEL..][..SPECTRUM_VALUES_PER_CHANNEL];
+                assert_eq!(got, &want[..], "channel {c} with {bad} in channel {i}");
+            }
+            // A non-finite sample makes the mean non-finite (the encoder relies on it).
+            assert_eq!(
+                out[i * SPECTRUM_VALUES_PER_CHANNEL].is_finite(),
+                bad.is_finite(),
+                "mean of channel {i} with {bad}"
+            );
+        }
     }
 
     #[test]

@@ -45,7 +45,13 @@ pub struct PhoneSession {
     /// Events with an unusable timestamp before any sample was accepted: there is no
     /// frame yet to flag, so they are only counted.
     dropped_before_start: u64,
+    /// Running mean of the acceleration in training axes (g), for the page's wearing hint.
+    gravity_g: Option<[f32; 3]>,
 }
+
+/// Weight of each new event in [`PhoneSession::gravity_g`]: about a second's memory at
+/// 50–100 Hz.
+const GRAVITY_SMOOTHING: f32 = 0.02;
 
 impl PhoneSession {
     /// Validates `blob` (the error says what is wrong with it) and starts a stream.
@@ -64,6 +70,7 @@ impl PhoneSession {
             last_accepted_us: None,
             events: 0,
             dropped_before_start: 0,
+            gravity_g: None,
         })
     }
 
@@ -79,6 +86,12 @@ impl PhoneSession {
     /// CRC-32 of the blob (its trailer), to tell models apart.
     pub fn blob_crc(&self) -> u32 {
         self.blob_crc
+    }
+
+    /// The acceleration in training axes averaged over about the last second (g): worn
+    /// as chosen and upright, x ≈ +1. `None` before the first finite event.
+    pub fn gravity_g(&self) -> Option<[f32; 3]> {
+        self.gravity_g
     }
 
     /// Events pushed so far.
@@ -113,6 +126,13 @@ impl PhoneSession {
                 return;
             }
         };
+        if finite {
+            let acc = converted.sample.acc_g;
+            let mean = self.gravity_g.get_or_insert(acc);
+            for (m, a) in mean.iter_mut().zip(acc) {
+                *m += (a - *m) * GRAVITY_SMOOTHING;
+            }
+        }
         if finite && self.last_accepted_us.is_none_or(|previous| t_us > previous) {
             self.last_accepted_us = Some(t_us);
         }
@@ -170,6 +190,11 @@ mod tests {
             assert_eq!(f.latent_dim, session.latent_dim());
             assert!(f.spike_bits != 0, "a real model codes standing");
         }
+        let g = session.gravity_g().unwrap();
+        assert!(
+            (g[0] - 1.0).abs() < 0.01 && (g[1] + 0.2).abs() < 0.03,
+            "{g:?}"
+        );
     }
 
     #[test]

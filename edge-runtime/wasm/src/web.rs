@@ -80,6 +80,13 @@ impl Session {
         self.inner.mount().name().to_owned()
     }
 
+    /// Acceleration in training axes over about the last second, g (`[x, y, z]`, empty
+    /// before the first event): upright and worn as chosen, x ≈ +1.
+    #[wasm_bindgen(getter)]
+    pub fn gravity_g(&self) -> Vec<f32> {
+        self.inner.gravity_g().map(Vec::from).unwrap_or_default()
+    }
+
     /// Events with an unusable timestamp before the first good sample (not flagged).
     #[wasm_bindgen(getter)]
     pub fn dropped_before_start(&self) -> f64 {

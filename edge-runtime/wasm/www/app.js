@@ -10,7 +10,7 @@ const RASTER_COLUMN_PX = 8;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  start: $('start'), stop: $('stop'), csv: $('csv'), mount: $('mount'),
+  start: $('start'), stop: $('stop'), csv: $('csv'), mount: $('mount'), invertAcc: $('invert-acc'),
   modelFile: $('model-file'), servedModel: $('served-model'), modelInfo: $('model-info'),
   status: $('status'), activity: $('activity'), activityScore: $('activity-score'),
   raster: $('raster'), gamma: $('gamma'), stats: $('stats'),
@@ -131,6 +131,7 @@ function listen() {
   ui.start.disabled = true;
   ui.stop.disabled = false;
   ui.mount.disabled = true;
+  ui.invertAcc.disabled = true;
   say(`Listening (${ui.mount.selectedOptions[0].textContent}); the first code comes after 2.56 s.`);
   clearTimeout(watchdog);
   watchdog = setTimeout(noSensorCheck, NO_SENSOR_AFTER_MS);
@@ -147,6 +148,7 @@ function stop() {
   ui.start.disabled = !state.blob;
   ui.stop.disabled = true;
   ui.mount.disabled = false;
+  ui.invertAcc.disabled = false;
   say(`Stopped after ${state.frames.length} frames.`);
 }
 
@@ -164,9 +166,12 @@ function onMotion(event) {
   state.events += 1;
   state.firstEventMs ??= event.timeStamp;
   state.lastEventMs = event.timeStamp;
+  // The W3C spec reads +9.8 m/s² on the axis pointing up; a browser that reports the
+  // opposite sign is corrected by the checkbox.
+  const sign = ui.invertAcc.checked ? -1 : 1;
   const before = performance.now();
   const ready = state.session.push(
-    event.timeStamp, num(acc.x), num(acc.y), num(acc.z),
+    event.timeStamp, sign * num(acc.x), sign * num(acc.y), sign * num(acc.z),
     num(rate?.alpha), num(rate?.beta), num(rate?.gamma));
   const elapsedMs = performance.now() - before;
   if (ready > 0) {
@@ -245,8 +250,15 @@ function show(record) {
   const meanMs = state.encodeMs.reduce((a, b) => a + b, 0) / Math.max(state.encodeMs.length, 1);
   const flags = record.flags ? `; last frame flagged: ${flagText(record.flags)}` : '';
   const gyro = state.eventsWithoutGyro > 0 ? `; ${state.eventsWithoutGyro} events had no gyroscope values` : '';
+  const g = Array.from(state.session.gravity_g);
+  const signed = (v) => `${v >= 0 ? '+' : '−'}${Math.abs(v).toFixed(2)}`;
+  let worn = g.length ? `; gravity x ${signed(g[0])} y ${signed(g[1])} z ${signed(g[2])} g (upright: x ≈ +1)` : '';
+  if (g.length && g[0] < -0.5) {
+    worn += ' — x reads negative: the phone is upside down for this mount, or the browser ' +
+      'reports acceleration with the opposite sign (try the invert option)';
+  }
   ui.stats.textContent = `${state.frames.length} frames from ${state.events} events (${rate.toFixed(1)} Hz); ` +
-    `encode ${meanMs.toFixed(2)} ms per window${flags}${gyro}`;
+    `encode ${meanMs.toFixed(2)} ms per window${flags}${gyro}${worn}`;
   ui.csv.disabled = false;
 }
 

@@ -34,6 +34,8 @@ enum Command {
     Sweep(cli::eval::SweepArgs),
     /// One self-contained HTML page from run directories (figures inlined, metrics tables).
     Report(cli::eval::ReportArgs),
+    /// Smiley ablation: train a plan's steps over seeds; table and figure of dims and E2 gap.
+    Ablation(cli::ablation::AblationArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => cli::eval::eval(&args),
         Command::Sweep(args) => cli::eval::sweep(&args),
         Command::Report(args) => cli::eval::report(&args),
+        Command::Ablation(args) => cli::ablation::run(&args),
         Command::Serve(args) => host_trainer::serve::run(&args),
         Command::Listen(args) => host_trainer::listen::run(&args)
             .map(|_| ())

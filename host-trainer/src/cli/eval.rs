@@ -82,8 +82,31 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             100.0 * p.train_accuracy
         );
     }
+    if let Some(c) = &m.controlled {
+        let top = |dim: Option<usize>, ranked: &[(usize, f64)]| match (dim, ranked.first()) {
+            (Some(d), Some(&(_, change))) => {
+                format!(
+                    "z{d} (‖Δ‖ {change:.3}, largest of {} candidates)",
+                    ranked.len()
+                )
+            }
+            _ => "none".into(),
+        };
+        println!(
+            "E5 (test rows {} and {}): traversed {}; toggled {}",
+            c.examples[0],
+            c.examples[1],
+            top(c.traversed_dim, &c.traversal_changes),
+            top(c.toggled_dim, &c.toggle_changes)
+        );
+    }
     if let Some(d) = &m.disentanglement {
         println!("E2: top1−top2 |corr| gap {:.3} ({})", d.top_gap, d.latents);
+        if let Some(g) = d.top_gap_magnitudes {
+            println!(
+                "E2: the same gap between magnitudes |S ⊙ V| and |latent| (authors' notebook): {g:.3}"
+            );
+        }
         if let Some(contrast) = &d.spike_group_contrast {
             println!("{}", spikes_by_group(contrast));
         }
@@ -150,16 +173,20 @@ pub struct SmileyArgs {
     pub n_test: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Store the images in MATLAB's column-major pixel order (the authors' `.mat` files);
+    /// default: row-major, upright in any NPY viewer.
+    #[arg(long)]
+    pub column_major: bool,
 }
 
 /// Runs `vsc data smiley`.
 pub fn data_smiley(args: &SmileyArgs) -> anyhow::Result<()> {
-    use crate::smiley::{SMILEY_PIXELS, SMILEY_SIDE_PX, generate, write_set};
+    use crate::smiley::{SMILEY_PIXELS, SMILEY_SIDE_PX, generate, write_set_with};
     // Train and test from separate streams of the same seed.
     let train = generate(args.n_train, args.seed.wrapping_mul(2));
     let test = generate(args.n_test, args.seed.wrapping_mul(2).wrapping_add(1));
-    write_set(&args.out, "train", &train)?;
-    write_set(&args.out, "test", &test)?;
+    write_set_with(&args.out, "train", &train, args.column_major)?;
+    write_set_with(&args.out, "test", &test, args.column_major)?;
     let k = args.n_test.min(32);
     if k > 0 {
         crate::plot::image_grid(

@@ -2,6 +2,7 @@
 //! They live in the library so that xtask (`cargo xtask run`) can call them too.
 //! `anyhow` is used here only: this is the command-line edge.
 
+pub mod ablation;
 pub mod data;
 pub mod eval;
 pub mod matrix;

@@ -131,6 +131,7 @@ pub fn override_steps(cfg: &mut TrainConfig, steps: u64) {
     cfg.warmup_iters = scale(cfg.warmup_iters);
     cfg.ramp_iters = scale(cfg.ramp_iters);
     cfg.main_iters = steps.saturating_sub(cfg.warmup_iters + cfg.ramp_iters);
+    cfg.lr_drop_step = cfg.lr_drop_step.map(scale);
     cfg.checkpoint_every = cfg.checkpoint_every.min(steps.max(1));
 }
 

@@ -85,6 +85,39 @@ pub fn resolve_data_dir(cli: Option<&Path>) -> Result<PathBuf, DataError> {
     Ok(dir)
 }
 
+/// Whether this is a CI run (`CI` is `true` or `1`): there a missing data set is a
+/// failure, never a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The real data folder for tests and checks: `$VSC_DATA_DIR`, else `../shared/data`
+/// beside the checkout. `None` (after a note naming `what` is skipped) when that folder
+/// does not exist; in CI ([`in_ci`]) that panics with the fix instead, so no real-data
+/// test is ever skipped there.
+pub fn real_data_dir_or_skip(what: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os(DATA_DIR_ENV)
+        .filter(|d| !d.is_empty())
+        .map_or_else(
+            // Every crate of the workspace sits one level below its root.
+            || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")),
+            PathBuf::from,
+        );
+    if dir.exists() {
+        return Some(dir);
+    }
+    assert!(
+        !in_ci(),
+        "CI=true but the data folder {} is missing: set VSC_DATA_DIR to the folder holding HAPT_RawData.zip",
+        dir.display()
+    );
+    eprintln!(
+        "note: skipping {what}: no data at {} (set VSC_DATA_DIR)",
+        dir.display()
+    );
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

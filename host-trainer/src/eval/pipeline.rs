@@ -16,6 +16,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
+use super::controlled::{
+    Sensitivity, rank_by_change, toggle_pairs, traversal_codes, traversal_pairs,
+};
 use super::metrics::{
     ActiveDims, ElboTerms, SPIKE_ON_THRESHOLD, abs_correlation, active_dims, group_latent_order,
     mean_gamma_per_class, sparse_code, spike_contrast, top_gap,
@@ -27,7 +30,9 @@ use crate::data::{
 use crate::matrix::{MatrixError, read_matrix};
 use crate::model::{ModelConfig, ModelKind, PriorKind};
 use crate::plot::{self, Heatmap, PlotError, SignalPanel, Trace, XAxis};
-use crate::smiley::{FEATURES, N_SOURCES, SMILEY_PIXELS, SMILEY_SIDE_PX, SmileyGroup};
+use crate::smiley::{
+    FEATURES, N_SOURCES, SMILEY_PIXELS, SMILEY_SIDE_PX, SmileyGroup, present_values,
+};
 use crate::train::{InputScaling, TrainError, TrainedModel};
 
 /// Errors of the evaluation pipeline.
@@ -98,14 +103,32 @@ pub struct Disentanglement {
     pub abs_corr: Vec<Vec<f64>>,
     /// Mean over sources of (largest − second-largest |corr|).
     pub top_gap: f64,
+    /// The same gap between magnitudes, |corr(|S ⊙ V|, |latent|)|, as the authors'
+    /// Smiley notebook computes its matrix (absent in older metrics.json).
+    #[serde(default)]
+    pub top_gap_magnitudes: Option<f64>,
     /// VSC only: P(on | group drawn) − P(on | not drawn) per latent (model order) and
-    /// group (eyes, mouth, hat, bow tie); see [`spike_contrast`].
+    /// group (in [`SmileyGroup::ALL`] order); see [`spike_contrast`].
     #[serde(default)]
     pub spike_group_contrast: Option<Vec<Vec<f64>>>,
     /// Column order used in the figure (latents grouped by their best source).
     pub latent_order: Vec<usize>,
     /// What was correlated: "sparse code μ⊙1[γ>0.5]" (VSC) or "μ" (Gaussian baselines).
     pub latents: String,
+}
+
+/// E5: which dims were traversed and toggled, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ControlledGeneration {
+    /// Test rows: the edited example and the one whose active dims are toggled in.
+    pub examples: [usize; 2],
+    pub traversed_dim: Option<usize>,
+    /// (dim, L2 change of the decoded output between the dim at −2 and +2 about its
+    /// value), the candidates ranked, largest first.
+    pub traversal_changes: Vec<(usize, f64)>,
+    pub toggled_dim: Option<usize>,
+    /// (dim, L2 change of the decoded output when the dim is switched), largest first.
+    pub toggle_changes: Vec<(usize, f64)>,
 }
 
 /// Everything `vsc eval` writes to metrics.json.
@@ -129,6 +152,9 @@ pub struct EvalMetrics {
     /// E3: mean γ per (latent dim, class) on the test set.
     pub per_class_gamma: Option<Vec<Vec<f64>>>,
     pub disentanglement: Option<Disentanglement>,
+    /// E5: the examples and the dims picked by the decoder's sensitivity.
+    #[serde(default)]
+    pub controlled: Option<ControlledGeneration>,
     /// Figure file → caption (read by `vsc report`).
     pub figures: BTreeMap<String, String>,
 }
@@ -227,6 +253,7 @@ fn base_metrics(model: &TrainedModel, run_dir: &Path, data: &str) -> EvalMetrics
         class_names: Vec::new(),
         per_class_gamma: None,
         disentanglement: None,
+        controlled: None,
         figures: BTreeMap::new(),
     }
 }
@@ -578,49 +605,172 @@ fn generation_figures(
         .position(|&l| l == 6)
         .or(test.labels.iter().position(|&l| l != test.labels[i0]));
     let Some(i1) = i1 else { return Ok(()) };
-    let a1 = active(i1);
-    let shared: Vec<usize> = a0.iter().copied().filter(|d| a1.contains(d)).collect();
-    let only1: Vec<usize> = a1.iter().copied().filter(|d| !a0.contains(d)).collect();
-    let z0 = code(i0);
-    let z1 = code(i1);
-    let mut zs: Vec<f32> = Vec::new();
-    let mut titles: Vec<String> = Vec::new();
-    if let Some(&d) = shared.first() {
-        for k in [-2.0f32, -1.0, 0.0, 1.0, 2.0] {
-            let mut z = z0.clone();
-            z[d] += k;
-            zs.extend(&z);
-            titles.push(format!("shared dim z{d} {:+}", k));
-        }
+    let (z0, z1) = (code(i0), code(i1));
+    let picked = pick_controlled(model, [i0, i1], [&z0, &z1], codes, dim)?;
+    let name = |i: usize| ACTIVITY_NAMES[usize::from(test.labels[i]) - 1];
+    // Per channel: the band amplitudes (or samples) in raw units of one decoded row.
+    let channel_values = |x01: &[f32]| -> Vec<Vec<f32>> { panel(String::new(), x01).1 };
+    let diff = |a: &[Vec<f32>], b: &[Vec<f32>]| -> Vec<Vec<f32>> {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| x.iter().zip(y).map(|(p, q)| q - p).collect())
+            .collect()
+    };
+    let mut rows_data: Vec<E5Row> = Vec::new();
+    let mut deltas: Vec<NamedChannels> = Vec::new();
+    if let Some(d) = picked.traversed_dim {
+        let offsets = [-2.0f32, -1.0, 0.0, 1.0, 2.0];
+        let (dec, _) = model.decode(&traversal_codes(&z0, d, &offsets), offsets.len())?;
+        let traces: Vec<NamedChannels> = offsets
+            .iter()
+            .enumerate()
+            .map(|(r, k)| {
+                (
+                    format!("z{d} = {:.2}", z0[d] + k),
+                    channel_values(&dec[r * dim..(r + 1) * dim]),
+                )
+            })
+            .collect();
+        deltas.push((
+            format!("traversal: (z{d} +2) − (z{d} −2)"),
+            diff(&traces[0].1, &traces[offsets.len() - 1].1),
+        ));
+        rows_data.push((
+            format!(
+                "traverse z{d} (‖Δ‖ {:.2}, top of {})",
+                picked.traversal_changes[0].1,
+                picked.traversal_changes.len()
+            ),
+            true,
+            y_label.to_string(),
+            traces,
+        ));
     }
-    if let Some(&d) = only1.first() {
-        let mut z = z0.clone();
-        z[d] = z1[d];
-        zs.extend(&z);
-        titles.push(format!("toggle on z{d} (active in window {i1})"));
+    if let Some(t) = picked.toggled_dim {
+        let mut after = z0.clone();
+        let switched_on = z0[t] == 0.0;
+        after[t] = if switched_on { z1[t] } else { 0.0 };
+        let mut both = z0.clone();
+        both.extend(&after);
+        both.extend(&z1);
+        let (dec, _) = model.decode(&both, 3)?;
+        let before = channel_values(&dec[..dim]);
+        let after_v = channel_values(&dec[dim..2 * dim]);
+        let what = if switched_on {
+            format!("z{t} on = {:.2} (window {i1}'s value)", z1[t])
+        } else {
+            format!("z{t} off")
+        };
+        deltas.push((
+            format!("toggle: after − before ({what})"),
+            diff(&before, &after_v),
+        ));
+        rows_data.push((
+            format!(
+                "toggle z{t} {} (‖Δ‖ {:.2}, top of {})",
+                if switched_on { "on" } else { "off" },
+                picked.toggle_changes[0].1,
+                picked.toggle_changes.len()
+            ),
+            false,
+            y_label.to_string(),
+            vec![
+                (format!("before: window {i0} ({})", name(i0)), before),
+                (format!("after: {what}"), after_v),
+                (
+                    format!("window {i1} ({}) reconstruction", name(i1)),
+                    channel_values(&dec[2 * dim..3 * dim]),
+                ),
+            ],
+        ));
     }
-    zs.extend(&z1);
-    titles.push(format!(
-        "window {i1} ({}) reconstruction",
-        ACTIVITY_NAMES[usize::from(test.labels[i1]) - 1]
-    ));
-    let rows = titles.len();
-    let (dec, _) = model.decode(&zs, rows)?;
-    let mut panels = vec![panel(format!("window {i0} reconstruction"), &recon)];
-    for (r, t) in titles.into_iter().enumerate() {
-        panels.push(panel(t, &dec[r * dim..(r + 1) * dim]));
+    if !deltas.is_empty() {
+        rows_data.push(("difference".into(), false, format!("Δ {y_label}"), deltas));
     }
-    draw(
-        "e5_controlled_generation.png",
-        "E5: controlled generation (traverse a shared dim, toggle a dim)",
-        &panels,
-    )?;
-    m.figures.insert(
-        "e5_controlled_generation.png".into(),
-        "E5: traversal of a shared active dim and toggling a dim active only in the second window"
-            .into(),
-    );
+    if !rows_data.is_empty() {
+        let rows: Vec<plot::SignalRow> = rows_data
+            .iter()
+            .map(|(title, gradient, y, traces)| plot::SignalRow {
+                panels: names
+                    .iter()
+                    .enumerate()
+                    .map(|(c, ch)| SignalPanel {
+                        title: format!("{title}: {ch}"),
+                        traces: traces
+                            .iter()
+                            .map(|(n, per_channel)| Trace {
+                                name: n,
+                                values: &per_channel[c],
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                y_label: y,
+                gradient: *gradient,
+            })
+            .collect();
+        plot::signal_rows(
+            &out_dir.join("e5_controlled_generation.png"),
+            &format!(
+                "E5: window {i0} ({}) with the dims the decoder responds to most",
+                name(i0)
+            ),
+            &rows,
+            x_axis,
+        )?;
+        m.figures.insert(
+            "e5_controlled_generation.png".into(),
+            "E5: traversal of the active dim and toggle of the dim active in only one of two \
+             windows that change the decoded spectra most (‖Δ‖: L2 change of the decoded \
+             [0, 1]-scaled input); rows: traversal, toggle before/after, differences"
+                .into(),
+        );
+    }
+    m.controlled = Some(picked);
     Ok(())
+}
+
+/// A legend entry and its values per shown channel.
+type NamedChannels = (String, Vec<Vec<f32>>);
+/// One row of the HAR E5 figure: title, gradient colours, y label, traces.
+type E5Row = (String, bool, String, Vec<NamedChannels>);
+
+/// Picks E5's traversed dim (among the dims on in the first example) and toggled dim (on in
+/// exactly one of the two) by the decoder's sensitivity ([`rank_by_change`]).
+fn pick_controlled(
+    model: &TrainedModel,
+    examples: [usize; 2],
+    sparse: [&[f32]; 2],
+    codes: &crate::train::Codes,
+    out_dim: usize,
+) -> Result<ControlledGeneration, EvalError> {
+    let j = codes.latent_dim;
+    let on = |i: usize| -> Vec<bool> {
+        (0..j)
+            .map(|d| codes.gamma[i * j + d] > SPIKE_ON_THRESHOLD)
+            .collect()
+    };
+    let (on0, on1) = (on(examples[0]), on(examples[1]));
+    let candidates: Vec<usize> = (0..j).filter(|&d| on0[d]).collect();
+    let decode = |z: &[f32], rows: usize| model.decode(z, rows).map(|(mean, _)| mean);
+    let traversal = rank_by_change(
+        &traversal_pairs(sparse[0], &candidates, 2.0),
+        out_dim,
+        decode,
+    )?;
+    let toggle = rank_by_change(
+        &toggle_pairs(sparse[0], sparse[1], &on0, &on1),
+        out_dim,
+        decode,
+    )?;
+    let pairs = |r: &[Sensitivity]| r.iter().map(|s| (s.dim, s.change)).collect::<Vec<_>>();
+    Ok(ControlledGeneration {
+        examples,
+        traversed_dim: traversal.first().map(|s| s.dim),
+        traversal_changes: pairs(&traversal),
+        toggled_dim: toggle.first().map(|s| s.dim),
+        toggle_changes: pairs(&toggle),
+    })
 }
 
 fn evaluate_smiley(
@@ -632,14 +782,23 @@ fn evaluate_smiley(
 ) -> Result<EvalMetrics, EvalError> {
     let images = read_matrix(&dir.join("test_images.npy"))?;
     let values = read_matrix(&dir.join("test_values.npy"))?;
-    if images.cols != SMILEY_PIXELS || values.cols != N_SOURCES || images.rows != values.rows {
+    let presence = read_matrix(&dir.join("test_presence.npy"))?;
+    if images.cols != SMILEY_PIXELS
+        || values.cols != N_SOURCES
+        || presence.cols != N_SOURCES
+        || images.rows != values.rows
+        || images.rows != presence.rows
+    {
         return Err(EvalError::Input(format!(
-            "{}: expected test_images n×{SMILEY_PIXELS} and test_values n×{N_SOURCES}, got {}×{} and {}×{}",
+            "{}: expected test_images n×{SMILEY_PIXELS}, test_values and test_presence n×{N_SOURCES}, \
+             got {}×{}, {}×{} and {}×{}",
             dir.display(),
             images.rows,
             images.cols,
             values.rows,
-            values.cols
+            values.cols,
+            presence.rows,
+            presence.cols
         )));
     }
     let n = opts
@@ -648,7 +807,11 @@ fn evaluate_smiley(
     let x01 = model
         .scaling()
         .apply(&images.data[..n * SMILEY_PIXELS], SMILEY_PIXELS);
-    let v = &values.data[..n * N_SOURCES];
+    // The sources are S ⊙ V (the authors' V holds draws of absent groups too).
+    let v = present_values(
+        &presence.data[..n * N_SOURCES],
+        &values.data[..n * N_SOURCES],
+    );
     let mut m = base_metrics(model, run_dir, "smiley");
     m.n_test = n;
     m.test_elbo = elbo(model, &x01, n, opts.seed)?;
@@ -661,18 +824,17 @@ fn evaluate_smiley(
     } else {
         codes.mu.clone()
     };
-    let abs_corr = abs_correlation(v, N_SOURCES, &latents, j);
+    let abs_corr = abs_correlation(&v, N_SOURCES, &latents, j);
+    // The authors' notebook correlates magnitudes: |S ⊙ V| with |z|.
+    let magnitude = |x: &[f32]| x.iter().map(|a| a.abs()).collect::<Vec<f32>>();
+    let top_gap_magnitudes = top_gap(&abs_correlation(
+        &magnitude(&v),
+        N_SOURCES,
+        &magnitude(&latents),
+        j,
+    ));
     let order = group_latent_order(&abs_corr, 0.2);
     let spike_group_contrast = if is_vsc {
-        let presence = read_matrix(&dir.join("test_presence.npy"))?;
-        if presence.cols != N_SOURCES || presence.rows < n {
-            return Err(EvalError::Input(format!(
-                "{}: expected test_presence n×{N_SOURCES} beside test_images, got {}×{}",
-                dir.display(),
-                presence.rows,
-                presence.cols
-            )));
-        }
         let masks: Vec<Vec<bool>> = SmileyGroup::ALL
             .iter()
             .map(|g| {
@@ -690,6 +852,7 @@ fn evaluate_smiley(
         spike_group_contrast,
         source_names: FEATURES.iter().map(|f| f.name.to_string()).collect(),
         top_gap: top_gap(&abs_corr),
+        top_gap_magnitudes: Some(top_gap_magnitudes),
         latent_order: order.clone(),
         abs_corr,
         latents: if is_vsc {
@@ -777,9 +940,161 @@ fn evaluate_smiley(
             "smiley_reconstructions.png".into(),
             "Smiley test images (top) and their decoded codes (bottom)".into(),
         );
+        if let Some((i0, i1)) = smiley_pair(&presence.data, n) {
+            let label = |i: usize| {
+                let g: Vec<&str> = groups_of(&presence.data, i)
+                    .iter()
+                    .map(|g| g.name())
+                    .collect();
+                g.join(", ")
+            };
+            let e5 = smiley_controlled(
+                model,
+                &images.data,
+                &latents,
+                &codes,
+                (i0, i1),
+                [label(i0), label(i1)],
+                out_dir,
+            )?;
+            m.figures.insert(
+                "e5_controlled_generation.png".into(),
+                "E5 on Smiley: traversal and toggle of the dims the decoder responds to most, \
+                 with difference images (red: more ink, blue: less)"
+                    .into(),
+            );
+            m.controlled = Some(e5);
+        }
     }
     m.disentanglement = Some(d);
     Ok(m)
+}
+
+/// Groups drawn in Smiley test row `i`.
+fn groups_of(presence: &[f32], i: usize) -> Vec<SmileyGroup> {
+    SmileyGroup::ALL
+        .into_iter()
+        .filter(|g| presence[i * N_SOURCES + g.sources().start] > 0.5)
+        .collect()
+}
+
+/// E5's Smiley pair: the first test image with exactly two groups and the first with the
+/// other two (else any image with other groups), so toggled dims can add or remove parts.
+fn smiley_pair(presence: &[f32], n: usize) -> Option<(usize, usize)> {
+    let i0 = (0..n).find(|&i| groups_of(presence, i).len() == 2)?;
+    let g0 = groups_of(presence, i0);
+    let complement = |i: usize| {
+        let g = groups_of(presence, i);
+        g.len() == 2 && g.iter().all(|x| !g0.contains(x))
+    };
+    let i1 = (0..n)
+        .find(|&i| complement(i))
+        .or_else(|| (0..n).find(|&i| groups_of(presence, i) != g0))?;
+    Some((i0, i1))
+}
+
+/// E5 on Smiley: picks the dims by decoder sensitivity and draws the examples, the
+/// traversal and the toggle with difference images.
+fn smiley_controlled(
+    model: &TrainedModel,
+    images: &[f32],
+    latents: &[f32],
+    codes: &crate::train::Codes,
+    (i0, i1): (usize, usize),
+    labels: [String; 2],
+    out_dir: &Path,
+) -> Result<ControlledGeneration, EvalError> {
+    use crate::plot::{ImageRow, Shade, Tile};
+    let j = codes.latent_dim;
+    let (z0, z1) = (
+        latents[i0 * j..(i0 + 1) * j].to_vec(),
+        latents[i1 * j..(i1 + 1) * j].to_vec(),
+    );
+    let picked = pick_controlled(model, [i0, i1], [&z0, &z1], codes, SMILEY_PIXELS)?;
+    let px = |x01: &[f32]| model.scaling().invert(x01, SMILEY_PIXELS);
+    let image = |i: usize| images[i * SMILEY_PIXELS..(i + 1) * SMILEY_PIXELS].to_vec();
+    let ink = |caption: String, pixels: Vec<f32>| Tile {
+        caption,
+        pixels,
+        shade: Shade::Ink,
+    };
+    let signed = |caption: String, a: &[f32], b: &[f32]| Tile {
+        caption,
+        pixels: a.iter().zip(b).map(|(x, y)| y - x).collect(),
+        shade: Shade::Signed,
+    };
+    let mut both = z0.clone();
+    both.extend(&z1);
+    let (rec, _) = model.decode(&both, 2)?;
+    let mut rows = vec![ImageRow {
+        caption: format!("examples\n(test rows {i0}, {i1})"),
+        tiles: vec![
+            ink(format!("image {i0}\n{}", labels[0]), image(i0)),
+            ink("decoded".into(), px(&rec[..SMILEY_PIXELS])),
+            ink(format!("image {i1}\n{}", labels[1]), image(i1)),
+            ink("decoded".into(), px(&rec[SMILEY_PIXELS..])),
+        ],
+    }];
+    if let Some(d) = picked.traversed_dim {
+        let offsets = [-2.0f32, -1.0, 0.0, 1.0, 2.0];
+        let (dec, _) = model.decode(&traversal_codes(&z0, d, &offsets), offsets.len())?;
+        let tiles_px: Vec<Vec<f32>> = dec.chunks_exact(SMILEY_PIXELS).map(&px).collect();
+        let mut tiles: Vec<Tile> = offsets
+            .iter()
+            .zip(&tiles_px)
+            .map(|(k, p)| ink(format!("z{d} = {:.2}", z0[d] + k), p.clone()))
+            .collect();
+        tiles.push(signed(
+            format!("(+2) − (−2)\n‖Δ‖ {:.2}", picked.traversal_changes[0].1),
+            &tiles_px[0],
+            &tiles_px[offsets.len() - 1],
+        ));
+        rows.push(ImageRow {
+            caption: format!(
+                "traverse z{d}\ntop of {} active dims",
+                picked.traversal_changes.len()
+            ),
+            tiles,
+        });
+    }
+    if let Some(t) = picked.toggled_dim {
+        let mut after = z0.clone();
+        let on = z0[t] == 0.0;
+        after[t] = if on { z1[t] } else { 0.0 };
+        let (dec, _) = model.decode(&after, 1)?;
+        let (before_px, after_px) = (px(&rec[..SMILEY_PIXELS]), px(&dec));
+        rows.push(ImageRow {
+            caption: format!(
+                "toggle z{t} {}\ntop of {} unshared dims",
+                if on { "on" } else { "off" },
+                picked.toggle_changes.len()
+            ),
+            tiles: vec![
+                ink("before".into(), before_px.clone()),
+                ink(
+                    if on {
+                        format!("z{t} = {:.2}", z1[t])
+                    } else {
+                        format!("z{t} = 0")
+                    },
+                    after_px.clone(),
+                ),
+                signed(
+                    format!("after − before\n‖Δ‖ {:.2}", picked.toggle_changes[0].1),
+                    &before_px,
+                    &after_px,
+                ),
+            ],
+        });
+    }
+    plot::image_rows(
+        &out_dir.join("e5_controlled_generation.png"),
+        "E5: dims picked by the decoder's sensitivity (red: more ink, blue: less)",
+        &rows,
+        SMILEY_SIDE_PX,
+        4,
+    )?;
+    Ok(picked)
 }
 
 #[cfg(test)]

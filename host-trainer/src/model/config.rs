@@ -55,6 +55,37 @@ pub enum PriorKind {
     Fixed,
 }
 
+/// Whose spike probabilities the sparsity term J·KL(γ̄‖α) charges.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SparsityTarget {
+    /// γ̄ = mean over J of the selected pseudo-input prior's γ (the paper, VSC.md §1). A
+    /// prior that switches on the same α·J dims for every example meets it exactly.
+    #[default]
+    Prior,
+    /// γ̄ = mean over J of the example's own posterior γ: every example pays for the dims it
+    /// switches on, and the prior follows the posteriors through the KL term.
+    Posterior,
+    /// Both terms added.
+    Both,
+    /// The posterior term only where the example's mean γ exceeds α (J·KL(max(γ̄, α)‖α)):
+    /// an example with fewer than α·J dims on pays nothing, so none is pushed to switch on
+    /// dims it does not need.
+    PosteriorExcess,
+    /// Each example pays ln((1 − α)/α) nats for every dim it switches on (Σ_j γ_j times
+    /// that): the cross-entropy of its spikes under Bernoulli(α), less that of all spikes
+    /// off. Unlike a KL to Bernoulli(α) it is lowest with the dim off, not at γ = α, and
+    /// unlike the mean-γ terms every example pays for every dim whatever the others do.
+    PosteriorCount,
+}
+
+impl SparsityTarget {
+    /// The paper's setting (omitted from written configs, so older files stay the same).
+    pub fn is_paper(&self) -> bool {
+        *self == SparsityTarget::Prior
+    }
+}
+
 /// How the spike head's output v becomes log γ (shared with the device encoder, which
 /// stores it in the model blob): the paper's `−ReLU(−v)` or `log sigmoid(v)`.
 pub use edge_runtime::spike::SpikeHead;
@@ -100,6 +131,14 @@ pub struct ModelConfig {
     /// Prior of the KL term; older configs without it use the paper's pseudo-inputs.
     #[serde(default)]
     pub prior: PriorKind,
+    /// Initial bias of the slab-mean head μ (all dims). Away from 0, an active dim's value
+    /// starts distinct from the 0 of an inactive one, so "off" can mean "absent" to the
+    /// decoder; `None` keeps the random initialisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slab_mean_bias_init: Option<f32>,
+    /// Spike probabilities the sparsity term charges (pseudo-input prior only).
+    #[serde(default, skip_serializing_if = "SparsityTarget::is_paper")]
+    pub sparsity: SparsityTarget,
 }
 
 /// Optimisation schedule (paper Algorithm 1 / supplement D.1).
@@ -119,6 +158,10 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Adam step size after the ramp (the learning-rate drop).
     pub lr_after: f64,
+    /// Step at which the step size drops to `lr_after`, instead of the ramp's end: lets a
+    /// schedule without warm-up keep the paper's two step sizes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_drop_step: Option<u64>,
     pub c_schedule: CSchedule,
     pub seed: u64,
     /// Steps between checkpoints (0 = only at the end).
@@ -144,9 +187,13 @@ impl TrainConfig {
         }
     }
 
-    /// Learning rate at `step`: `lr` until the ramp ends, then `lr_after`.
+    /// Learning rate at `step`: `lr` until the ramp ends (or `lr_drop_step`), then `lr_after`.
     pub fn lr_at(&self, step: u64) -> f64 {
-        if step < self.warmup_iters + self.ramp_iters {
+        if step
+            < self
+                .lr_drop_step
+                .unwrap_or(self.warmup_iters + self.ramp_iters)
+        {
             self.lr
         } else {
             self.lr_after
@@ -195,6 +242,8 @@ impl TrainConfig {
                 spike_bias_init: None,
                 spike_head: SpikeHead::Paper,
                 prior: PriorKind::PseudoInputs,
+                sparsity: SparsityTarget::Prior,
+                slab_mean_bias_init: None,
             },
             batch_size: 500,
             warmup_iters: 15_000,
@@ -202,6 +251,7 @@ impl TrainConfig {
             main_iters: 50_000,
             lr: 1e-3,
             lr_after: 1e-4,
+            lr_drop_step: None,
             c_schedule: CSchedule::Anneal {
                 start: 50.0,
                 end: 200.0,
@@ -241,6 +291,8 @@ impl TrainConfig {
                 spike_bias_init: Some(-3.0),
                 spike_head: SpikeHead::Sigmoid,
                 prior: PriorKind::PseudoInputs,
+                sparsity: SparsityTarget::Prior,
+                slab_mean_bias_init: None,
             },
             batch_size: 128,
             // 20k steps ≈ 8–9 min at the measured ~40 steps/s on flex (2 cores).
@@ -249,6 +301,7 @@ impl TrainConfig {
             main_iters: 13_500,
             lr: 1e-3,
             lr_after: 1e-4,
+            lr_drop_step: None,
             c_schedule: CSchedule::Anneal {
                 start: 50.0,
                 end: 200.0,
@@ -278,6 +331,8 @@ impl TrainConfig {
                 spike_bias_init: None,
                 spike_head: SpikeHead::Paper,
                 prior: PriorKind::PseudoInputs,
+                sparsity: SparsityTarget::Prior,
+                slab_mean_bias_init: None,
             },
             batch_size: 16,
             warmup_iters: 40,
@@ -285,6 +340,7 @@ impl TrainConfig {
             main_iters: 120,
             lr: 3e-3,
             lr_after: 1e-3,
+            lr_drop_step: None,
             c_schedule: CSchedule::Anneal {
                 start: 50.0,
                 end: 200.0,
@@ -330,6 +386,28 @@ mod tests {
         assert_eq!(cfg.lr_at(20_000), 1e-4);
         assert_eq!(cfg.c_at(0), 50.0);
         assert_eq!(cfg.c_at(cfg.total_iters()), 200.0);
+        let mut no_warmup = cfg.clone();
+        (no_warmup.warmup_iters, no_warmup.ramp_iters) = (0, 0);
+        assert_eq!(no_warmup.lr_at(0), 1e-4, "without warm-up: one step size");
+        no_warmup.lr_drop_step = Some(3_000);
+        assert_eq!(no_warmup.lr_at(2_999), 1e-3);
+        assert_eq!(no_warmup.lr_at(3_000), 1e-4);
+    }
+
+    #[test]
+    fn older_configs_load_with_the_papers_sparsity_and_schedule() {
+        let cfg = TrainConfig::tiny(10);
+        let text = toml::to_string(&cfg).unwrap();
+        assert!(!text.contains("sparsity") && !text.contains("lr_drop_step"));
+        let back: TrainConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back.model.sparsity, SparsityTarget::Prior);
+        assert_eq!(back.lr_drop_step, None);
+        let mut cfg = cfg;
+        cfg.model.sparsity = SparsityTarget::Posterior;
+        cfg.lr_drop_step = Some(7);
+        let text = toml::to_string(&cfg).unwrap();
+        assert!(text.contains("sparsity = \"posterior\""), "{text}");
+        assert_eq!(toml::from_str::<TrainConfig>(&text).unwrap(), cfg);
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod kl;
 pub mod vsc;
 
 pub use config::{
-    CSchedule, Likelihood, ModelConfig, ModelKind, PriorKind, SelectorKind, SpikeHead, TrainConfig,
-    int8_encoder_weight_bytes,
+    CSchedule, Likelihood, ModelConfig, ModelKind, PriorKind, SelectorKind, SparsityTarget,
+    SpikeHead, TrainConfig, int8_encoder_weight_bytes,
 };
 pub use vsc::{DecoderOut, Dense, LossParts, Posterior, StepNoise, VscNet};

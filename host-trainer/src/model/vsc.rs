@@ -8,7 +8,9 @@ use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 
-use super::config::{Likelihood, ModelConfig, ModelKind, PriorKind, SelectorKind, SpikeHead};
+use super::config::{
+    Likelihood, ModelConfig, ModelKind, PriorKind, SelectorKind, SparsityTarget, SpikeHead,
+};
 use super::fused::{FusedLikelihood, try_fused_nll};
 use super::kl::{bernoulli_kl, spike_slab_kl, spike_slab_kl_pairs};
 
@@ -236,7 +238,13 @@ impl VscNet {
         let vsc = matches!(cfg.kind, ModelKind::Vsc);
         let encoder = Encoder {
             hidden: Dense::new(m, h, rng, device),
-            mu: Dense::new(h, j, rng, device),
+            mu: {
+                let mut d = Dense::new(h, j, rng, device);
+                if let Some(b) = cfg.slab_mean_bias_init {
+                    d.bias = Param::from_data(TensorData::new(vec![b; j], [j]), device);
+                }
+                d
+            },
             logvar: Dense::new(h, j, rng, device),
             spike: vsc.then(|| {
                 let mut d = Dense::new(h, j, rng, device);
@@ -408,6 +416,24 @@ impl VscNet {
             .clone()
             .expect("VSC encoder has a spike head")
             .exp();
+        let n_dims = cfg.latent_dim as f32;
+        // J·KL(γ̄‖α) on the example's own mean γ (SparsityTarget::Posterior / Both).
+        let own_sparsity = match cfg.sparsity {
+            SparsityTarget::Prior => None,
+            SparsityTarget::Posterior | SparsityTarget::Both => {
+                Some(bernoulli_kl(gamma_i.clone().mean_dim(1), cfg.alpha).mul_scalar(n_dims))
+            }
+            SparsityTarget::PosteriorCount => Some(
+                gamma_i
+                    .clone()
+                    .sum_dim(1)
+                    .mul_scalar(((1.0 - cfg.alpha) / cfg.alpha).ln()),
+            ),
+            SparsityTarget::PosteriorExcess => Some(
+                bernoulli_kl(gamma_i.clone().mean_dim(1).clamp_min(cfg.alpha), cfg.alpha)
+                    .mul_scalar(n_dims),
+            ),
+        };
         if cfg.prior == PriorKind::Fixed {
             let zeros = post.mu.zeros_like();
             let kl = spike_slab_kl(
@@ -418,7 +444,7 @@ impl VscNet {
                 zeros.clone(),
                 zeros.clone().add_scalar(cfg.alpha),
             );
-            let sparsity = kl.zeros_like();
+            let sparsity = own_sparsity.unwrap_or_else(|| kl.zeros_like());
             return (kl, sparsity);
         }
         let prior = self
@@ -438,7 +464,17 @@ impl VscNet {
         let kl = (w.clone() * kl_bu).sum_dim(1);
         // γ̄(x): selector-weighted mean over u of the prior's mean spike probability.
         let gamma_bar = w.matmul(prior.gamma.mean_dim(1));
-        let sparsity = bernoulli_kl(gamma_bar, cfg.alpha).mul_scalar(j as f32);
+        let prior_sparsity = bernoulli_kl(gamma_bar, cfg.alpha).mul_scalar(j as f32);
+        let sparsity = match (cfg.sparsity, own_sparsity) {
+            (
+                SparsityTarget::Posterior
+                | SparsityTarget::PosteriorExcess
+                | SparsityTarget::PosteriorCount,
+                Some(own),
+            ) => own,
+            (SparsityTarget::Both, Some(own)) => prior_sparsity + own,
+            _ => prior_sparsity,
+        };
         (kl, sparsity)
     }
 }

@@ -5,29 +5,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The real data folder: `$VSC_DATA_DIR`, else `../shared/data` next to the checkout.
-/// `None` (with a note) when it is missing, unless `CI=true`, where that is a failure.
+/// The real data folder, or `None` when it is missing outside CI (see
+/// [`host_trainer::data::real_data_dir_or_skip`]).
 pub fn real_data_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("VSC_DATA_DIR")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data"))
-        });
-    if dir.exists() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "CI=true but the data folder {} is missing (set VSC_DATA_DIR)",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "note: {} not found (set VSC_DATA_DIR); skipping this test",
-        dir.display()
-    );
-    None
+    host_trainer::data::real_data_dir_or_skip("this real-data test")
 }
 
 /// Writes `files` (relative name → content) under `dir`, creating folders.

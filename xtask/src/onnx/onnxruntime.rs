@@ -45,16 +45,7 @@ const SCRIPT: &str = "xtask/onnxruntime_check.py";
 /// Windows also run one at a time (batch 1, as an app streams them).
 const SINGLE_WINDOW_RUNS: usize = 64;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+use crate::{in_ci, workspace_root};
 
 /// Options of `cargo xtask onnxruntime-check`.
 #[derive(Debug, clap::Args)]
@@ -361,10 +352,7 @@ fn npy_bytes<T: NpyElement>(rows: usize, cols: usize, values: &[T]) -> Vec<u8> {
 
 /// Writes a `.npy` file atomically (temporary file + rename).
 fn write_npy<T: NpyElement>(path: &Path, rows: usize, cols: usize, values: &[T]) -> Result<()> {
-    let tmp = path.with_extension("npy.tmp");
-    std::fs::write(&tmp, npy_bytes(rows, cols, values))
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+    crate::write_atomic(path, &npy_bytes(rows, cols, values))
 }
 
 /// Makes sure `python3` can import the pinned onnxruntime and numpy from

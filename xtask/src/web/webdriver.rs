@@ -21,7 +21,7 @@ pub const CHROMIUM_SWITCHES: [&str; 9] = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--window-size=720,1000",
+    "--window-size=720,1200",
 ];
 
 /// A running chromedriver; killed on drop.

@@ -220,9 +220,9 @@ int main(int argc, char **argv) {
     VscModelInfo info;
     CHECK(vsc_edge_model_info(edge, &info) == VSC_STATUS_OK, "model_info");
     printf("model %s: %" PRIu32 " bytes, crc32 0x%08" PRIx32 ", channels 0x%03x, "
-           "input %u, hidden %u, latent %u\n",
+           "input %u, hidden %u, latent %u, activity classes %u\n",
            argv[1], info.blob_len, info.blob_crc32, info.channel_bits, info.input_dim,
-           info.hidden_dim, info.latent_dim);
+           info.hidden_dim, info.latent_dim, info.activity_classes);
     CHECK(vsc_edge_poll(edge, NULL) == -VSC_STATUS_NULL_POINTER, "poll(edge, NULL)");
     CHECK(vsc_edge_model_info(edge, NULL) == VSC_STATUS_NULL_POINTER, "model_info(edge, NULL)");
 
