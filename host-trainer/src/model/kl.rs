@@ -43,10 +43,12 @@ pub fn spike_slab_kl<const D: usize>(
 /// (μ_i − μ_u)² splits every term into a product of a posterior-only and a prior-only factor,
 /// so the `B × U × J` work becomes one `[B, 4J] × [4J, U]` matmul:
 ///
-///     KL = Σ_j g_i (log g_i − ½ log σ_i² − ½) + (1 − g_i) log(1 − g_i)         (row i only)
-///        + Σ_j g_i · (½ log σ_u² + μ_u² / 2σ_u² − log g_u)
-///            + g_i (σ_i² + μ_i²) · 1 / 2σ_u²  +  g_i μ_i · (−μ_u / σ_u²)
-///            + (1 − g_i) · (−log(1 − g_u))
+/// ```text
+/// KL = Σ_j g_i (log g_i − ½ log σ_i² − ½) + (1 − g_i) log(1 − g_i)         (row i only)
+///   + Σ_j g_i · (½ log σ_u² + μ_u² / 2σ_u² − log g_u)
+///       + g_i (σ_i² + μ_i²) · 1 / 2σ_u²  +  g_i μ_i · (−μ_u / σ_u²)
+///       + (1 − g_i) · (−log(1 − g_u))
+/// ```
 ///
 /// The expanded square cancels: its terms grow like μ² / σ_u² while the KL may be small, so
 /// where the device has f64 the whole computation runs in f64 (the features and the matmul
