@@ -435,3 +435,76 @@ fn slab_mean_bias_init_sets_every_mu_bias_and_nothing_else() {
         tensor_to_vec(plain.decoder.hidden.weight.val())
     );
 }
+
+#[test]
+fn spike_code_length_is_slab_kl_plus_bernoulli_kl_and_spike_entropy() {
+    use host_trainer::model::SparsityTarget;
+    use host_trainer::model::vsc::selector_weights;
+    let d = Device::flex();
+    let mut cfg = TrainConfig::tiny(12);
+    cfg.model.spike_head = SpikeHead::Sigmoid;
+    cfg.model.sparsity = SparsityTarget::SpikeCodeLength;
+    cfg.model.alpha = 0.3;
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let net = VscNet::new(&cfg.model, &mut rng, &d, None);
+    let (b, m, j, u) = (4, 12, cfg.model.latent_dim, cfg.model.pseudo_inputs);
+    let x: Vec<f32> = (0..b * m).map(|_| rng.random()).collect();
+    let post = net.encoder.forward(t2(x.clone(), b, m, &d));
+    let (kl, sparsity) = net.prior_terms(&cfg.model, t2(x.clone(), b, m, &d), &post, 100.0);
+    let (mu, lv) = (
+        tensor_to_vec(post.mu.clone()),
+        tensor_to_vec(post.logvar.clone()),
+    );
+    let g = tensor_to_vec(post.log_gamma.clone().unwrap().exp());
+    let prior = net.prior_slabs(&cfg.model, 100.0).unwrap();
+    let (pm, plv) = (tensor_to_vec(prior.mu), tensor_to_vec(prior.logvar));
+    let w = tensor_to_vec(selector_weights(
+        net.selector.as_ref().unwrap(),
+        cfg.model.selector,
+        t2(x, b, m, &d),
+    ));
+    let alpha = 0.3f64;
+    for r in 0..b {
+        let (mut slab_part, mut bern_kl, mut entropy) = (0.0, 0.0, 0.0);
+        for k in 0..j {
+            let i = r * j + k;
+            let (mi, vi, gi) = (f64::from(mu[i]), f64::from(lv[i]).exp(), f64::from(g[i]));
+            for p in 0..u {
+                let slab = spike_slab_kl_scalar(
+                    (mi, vi, gi),
+                    (
+                        f64::from(pm[p * j + k]),
+                        f64::from(plv[p * j + k]).exp(),
+                        gi,
+                    ),
+                );
+                slab_part += f64::from(w[r * u + p]) * slab;
+            }
+            bern_kl += gi * (gi / alpha).ln() + (1.0 - gi) * ((1.0 - gi) / (1.0 - alpha)).ln();
+            entropy -= gi * gi.ln() + (1.0 - gi) * (1.0 - gi).ln();
+        }
+        let want_kl = slab_part + bern_kl;
+        let got_kl = f64::from(tensor_to_vec(kl.clone())[r]);
+        let got_s = f64::from(tensor_to_vec(sparsity.clone())[r]);
+        assert!(
+            (got_kl - want_kl).abs() < 1e-3 * want_kl.abs().max(1.0),
+            "row {r}: KL {got_kl} vs {want_kl}"
+        );
+        assert!(
+            (got_s - entropy).abs() < 1e-3 * entropy.max(1.0),
+            "row {r}: H {got_s} vs {entropy}"
+        );
+        // Their spike parts add up to the code length Σ_j CE(γ_j, α).
+        let ce: f64 = (r * j..(r + 1) * j)
+            .map(|i| {
+                let gi = f64::from(g[i]);
+                gi * (1.0 / alpha).ln() + (1.0 - gi) * (1.0 / (1.0 - alpha)).ln()
+            })
+            .sum();
+        let total = got_kl + got_s - slab_part;
+        assert!(
+            (total - ce).abs() < 1e-3 * ce.max(1.0),
+            "row {r}: {total} vs code length {ce}"
+        );
+    }
+}

@@ -77,6 +77,14 @@ pub enum SparsityTarget {
     /// off. Unlike a KL to Bernoulli(α) it is lowest with the dim off, not at γ = α, and
     /// unlike the mean-γ terms every example pays for every dim whatever the others do.
     PosteriorCount,
+    /// Spike probability α for every dim in the prior, the pseudo-inputs giving only the
+    /// slabs: the KL term is the slab KL to the selected pseudo-input plus
+    /// Σ_j KL(γ_j‖α), and the sparsity term is the spikes' entropy Σ_j H(γ_j), so their sum
+    /// is the code length of the spike pattern under Bernoulli(α): ln((1 − α)/α) nats per
+    /// active dim beyond the all-off pattern, lowest with unneeded dims fully off. No
+    /// learned prior γ_u, whose saturation at 1 otherwise makes switching a dim off cost
+    /// up to ln(1/ε) nats.
+    SpikeCodeLength,
 }
 
 impl SparsityTarget {

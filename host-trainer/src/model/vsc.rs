@@ -12,7 +12,7 @@ use super::config::{
     Likelihood, ModelConfig, ModelKind, PriorKind, SelectorKind, SparsityTarget, SpikeHead,
 };
 use super::fused::{FusedLikelihood, try_fused_nll};
-use super::kl::{bernoulli_kl, spike_slab_kl, spike_slab_kl_pairs};
+use super::kl::{GAMMA_EPS, bernoulli_kl, spike_slab_kl, spike_slab_kl_pairs};
 
 /// ln(2π), used by Gaussian log densities.
 pub const LN_2PI: f32 = 1.837_877_1;
@@ -423,6 +423,12 @@ impl VscNet {
             SparsityTarget::Posterior | SparsityTarget::Both => {
                 Some(bernoulli_kl(gamma_i.clone().mean_dim(1), cfg.alpha).mul_scalar(n_dims))
             }
+            SparsityTarget::SpikeCodeLength => {
+                // Entropy of the spikes, clamped as in the KL.
+                let g = gamma_i.clone().clamp(GAMMA_EPS, 1.0 - GAMMA_EPS);
+                let q = g.clone().neg().add_scalar(1.0);
+                Some((g.clone() * g.log() + q.clone() * q.log()).sum_dim(1).neg())
+            }
             SparsityTarget::PosteriorCount => Some(
                 gamma_i
                     .clone()
@@ -452,16 +458,34 @@ impl VscNet {
             .expect("VSC model has pseudo-inputs");
         let selector = self.selector.as_ref().expect("VSC model has a selector");
         let w = selector_weights(selector, cfg.selector, x);
-        let j = post.mu.dims()[1];
-        let kl_bu = spike_slab_kl_pairs(
-            post.mu.clone(),
-            post.logvar.clone(),
-            gamma_i,
-            prior.mu,
-            prior.logvar,
-            prior.gamma.clone(),
-        );
-        let kl = (w.clone() * kl_bu).sum_dim(1);
+        let [b, j] = post.mu.dims();
+        let kl = if cfg.sparsity == SparsityTarget::SpikeCodeLength {
+            // With a fixed spike probability the prior's γ_u is the posterior's own, which
+            // zeroes the spike part and leaves the slab KL; the spike part against α follows.
+            let u = cfg.pseudo_inputs;
+            let rows = |t: Tensor<2>| t.unsqueeze_dim::<3>(1).expand([b, u, j]);
+            let cols = |t: Tensor<2>| t.unsqueeze_dim::<3>(0).expand([b, u, j]);
+            let kl_bu = spike_slab_kl(
+                rows(post.mu.clone()),
+                rows(post.logvar.clone()),
+                rows(gamma_i.clone()),
+                cols(prior.mu),
+                cols(prior.logvar),
+                rows(gamma_i.clone()),
+            )
+            .reshape([b, u]);
+            (w.clone() * kl_bu).sum_dim(1) + bernoulli_kl(gamma_i, cfg.alpha).sum_dim(1)
+        } else {
+            let kl_bu = spike_slab_kl_pairs(
+                post.mu.clone(),
+                post.logvar.clone(),
+                gamma_i,
+                prior.mu,
+                prior.logvar,
+                prior.gamma.clone(),
+            );
+            (w.clone() * kl_bu).sum_dim(1)
+        };
         // γ̄(x): selector-weighted mean over u of the prior's mean spike probability.
         let gamma_bar = w.matmul(prior.gamma.mean_dim(1));
         let prior_sparsity = bernoulli_kl(gamma_bar, cfg.alpha).mul_scalar(j as f32);
@@ -469,7 +493,8 @@ impl VscNet {
             (
                 SparsityTarget::Posterior
                 | SparsityTarget::PosteriorExcess
-                | SparsityTarget::PosteriorCount,
+                | SparsityTarget::PosteriorCount
+                | SparsityTarget::SpikeCodeLength,
                 Some(own),
             ) => own,
             (SparsityTarget::Both, Some(own)) => prior_sparsity + own,
