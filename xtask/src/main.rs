@@ -28,7 +28,9 @@ enum Cmd {
     Run(run::RunArgs),
     /// Download the official UCI HAR (id 240) and HAPT (id 341) zips, verifying sha256.
     Data(data::DataArgs),
-    /// Every check CI runs: fmt, clippy, tests, thumb build, firmware golden test in QEMU.
+    /// Every check CI runs: fmt, clippy, GPU compile, tests, web app in Chromium, ONNX in
+    /// onnxruntime, thumb build, C ABI and JNI, firmware golden test in QEMU, nRF board
+    /// builds and size budgets.
     Test(test::TestArgs),
     /// Build one board's firmware (size report vs budget); `--run` runs the qemu board.
     Firmware(firmware::FirmwareCmd),

@@ -1,9 +1,25 @@
 //! `cargo xtask test`: the project's one test entry point (CI calls it through `.ci/run`).
 //!
 //! It installs what it can (rustup target and components, Debian's qemu-system-arm when
-//! root), then runs, in order: format check, clippy with `-D warnings`, a compile of the
-//! GPU feature, every workspace test, the thumbv7em build of edge-runtime, and the firmware
-//! golden test under QEMU. It stops at the first failure and names the step.
+//! root; the web, ONNX and C ABI steps install their own tools), checks that the HAPT data
+//! is there (a failure in CI), then runs, in order:
+//!
+//! 1. `cargo fmt --check` of the workspace and of `firmware-example/`;
+//! 2. clippy on the workspace with `-D warnings`;
+//! 3. a compile of host-trainer's `wgpu` feature (unless `--skip-gpu-check`);
+//! 4. every workspace test;
+//! 5. the phone web app: wasm build, then the headless-Chromium replay whose frames must
+//!    equal the host's (`cargo xtask web --check`);
+//! 6. the committed ONNX encoders in onnxruntime against edge-runtime
+//!    (`cargo xtask onnxruntime-check`);
+//! 7. the thumbv7em build of edge-runtime;
+//! 8. the C ABI: header up to date, C golden test against the static and shared library,
+//!    the JNI bindings under the host JVM, the Android static library (`cargo xtask ffi`);
+//! 9. unless `--skip-firmware`: the firmware golden test under QEMU with its size and
+//!    stack budgets, then a release build of every nRF board checked against its flash,
+//!    RAM and stack budgets (`firmware-example/size-budget.toml`).
+//!
+//! It stops at the first failure and names the step.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
