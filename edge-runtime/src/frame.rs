@@ -81,8 +81,9 @@ pub struct Frame {
     /// Predicted activity class (the model's class id, 1..=6 for HAR), from the blob's
     /// activity head; 0 when the model has no head or the frame no code.
     pub activity: u8,
-    /// Score of the predicted class: its logit in units of the head's `score_scale`,
-    /// saturated to int8.
+    /// Confidence of the prediction: the margin of the predicted class's logit over the
+    /// runner-up's, in units of [`crate::blob::SCORE_SCALE`] nats, saturated to 0..=127
+    /// (see [`crate::blob::ActivityHead`]); 0 when `activity` is 0.
     pub activity_score: i8,
 }
 
