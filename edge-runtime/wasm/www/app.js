@@ -262,21 +262,34 @@ function show(record) {
   ui.csv.disabled = false;
 }
 
-// The columns of `vsc listen --csv`, then the predicted activity.
+// γ and μ are f32 in the wasm: print the shortest decimal that reads back as the same f32,
+// as Rust does in `vsc listen`, not the longer digits of the f64 JavaScript holds (same
+// text for every f32 of magnitude ≥ 1e-6; below, JavaScript writes an exponent).
+function f32Text(x) {
+  for (let digits = 1; digits <= 9; digits++) {
+    const shorter = Number(x.toPrecision(digits));
+    if (Math.fround(shorter) === x) return String(shorter);
+  }
+  return String(x);
+}
+
+// Exactly the columns of `vsc listen --csv` (host-trainer/src/listen.rs), in its order, so
+// one reader takes both files: activity (class id, 0 without a head) and activity_score
+// right after the spike bits, then dense γ and μ (0 for inactive dims).
 function downloadCsv() {
   const dims = state.latentDim;
-  const header = ['sequence', 'timestamp_ms', 'flags', 'latent_dim', 'active', 'spike_bits'];
+  const header = ['sequence', 'timestamp_ms', 'flags', 'latent_dim', 'active', 'spike_bits',
+    'activity', 'activity_score'];
   for (let j = 0; j < dims; j++) header.push(`gamma_${j}`);
   for (let j = 0; j < dims; j++) header.push(`mu_${j}`);
-  header.push('activity', 'activity_name', 'activity_score');
   const lines = [header.join(',')];
   for (const f of state.frames) {
     const gamma = new Array(dims).fill(0);
     const mu = new Array(dims).fill(0);
     f.active_dims.forEach((j, k) => { gamma[j] = f.gamma[k]; mu[j] = f.mu[k]; });
     lines.push([f.sequence, f.timestamp_ms, f.flags, f.latent_dim, f.active_dims.length,
-      `0x${BigInt(f.spike_bits).toString(16)}`, ...gamma, ...mu,
-      f.activity, ACTIVITY_NAMES[f.activity] ?? '', f.activity_score].join(','));
+      `0x${BigInt(f.spike_bits).toString(16)}`, f.activity, f.activity_score,
+      ...gamma.map(f32Text), ...mu.map(f32Text)].join(','));
   }
   const url = URL.createObjectURL(new Blob([lines.join('\n') + '\n'], { type: 'text/csv' }));
   const a = document.createElement('a');
