@@ -50,7 +50,7 @@ struct TrainWrapper {
 }
 
 fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    crate::train::checkpoint::write_atomic(path, text.as_bytes())
+    crate::fsio::write_atomic(path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }
 

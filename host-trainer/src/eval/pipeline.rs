@@ -229,9 +229,7 @@ pub fn evaluate_run(run_dir: &Path, opts: &EvalOptions) -> Result<EvalMetrics, E
     let path = out_dir.join("metrics.json");
     let text =
         serde_json::to_string_pretty(&metrics).map_err(|e| EvalError::Input(e.to_string()))?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, &path))
+    crate::fsio::write_atomic(&path, text.as_bytes())
         .map_err(|source| EvalError::Io { path, source })?;
     Ok(metrics)
 }

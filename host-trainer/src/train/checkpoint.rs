@@ -79,14 +79,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     }
 }
 
-/// Writes `bytes` to `path` atomically (temp file in the same directory + rename).
+/// [`crate::fsio::write_atomic`] with the trainer's error type.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))
+    crate::fsio::write_atomic(path, bytes).map_err(io_err(path))
 }
 
 /// Writes one checkpoint. `write_tensors` stores the model and optimiser files into the
