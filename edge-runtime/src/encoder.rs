@@ -347,7 +347,6 @@ impl LayerInput<'_> {
         let sink = core::hint::black_box(sink);
         let keep_row = |r: usize| r >= 64 || keep >> r & 1 != 0;
         let [bias_bytes, ..] = layer.row_constant_bytes();
-        let biases = bias_bytes.as_chunks::<4>().0;
         match self {
             LayerInput::Bytes(x, _) if !cfg!(target_arch = "x86_64") => {
                 // Only x86-64 has a four-row kernel, and `Avx2` is `Portable` elsewhere:
@@ -393,6 +392,8 @@ impl LayerInput<'_> {
                     2 => 2,
                     _ => 4,
                 };
+                // The accumulators of a chunk of rows (written before they are read).
+                let mut acc = [0i32; ROW_CHUNK];
                 for r0 in 0..classes.min(rows) {
                     // Row r0's phase, and its phase-aligned start in `blob`; rows r0 + k·g
                     // follow g · cols bytes apart.
@@ -407,19 +408,23 @@ impl LayerInput<'_> {
                     let stride = classes * cols;
                     let class_rows = (rows - r0).div_ceil(classes);
                     if keep == u64::MAX {
-                        // Every row: a chunk of rows at a time through the assembly loop.
-                        let mut acc = [0i32; ROW_CHUNK];
+                        // Every row: a chunk of rows at a time through the assembly loop,
+                        // which also loads the biases (rows `classes` apart: 4 · classes
+                        // bytes).
                         for c0 in (0..class_rows).step_by(ROW_CHUNK) {
                             let n = ROW_CHUNK.min(class_rows - c0);
                             let chunk = acc.get_mut(..n).unwrap_or(&mut []);
-                            let rows_at = |k: usize| r0 + (c0 + k) * classes;
-                            let mut r = rows_at(0);
-                            for a in chunk.iter_mut() {
-                                *a = biases.get(r).map_or(0, |&b| i32::from_le_bytes(b));
-                                r += classes;
-                            }
-                            packed.dot_rows(blob, first + c0 * stride, stride, chunk);
-                            sink.rows(rows_at(0), classes, chunk);
+                            let r = r0 + c0 * classes;
+                            let bias = bias_bytes.get(4 * r..).unwrap_or(&[]);
+                            packed.dot_rows(
+                                blob,
+                                first + c0 * stride,
+                                stride,
+                                bias,
+                                4 * classes,
+                                chunk,
+                            );
+                            sink.rows(r, classes, chunk);
                         }
                         continue;
                     }
@@ -437,17 +442,19 @@ impl LayerInput<'_> {
                         match pending.take() {
                             Some((a, at)) => {
                                 // A "layer" of two rows `start − at` bytes apart.
-                                let mut pair = [layer.bias(a), layer.bias(r)];
-                                packed.dot_rows(blob, at, start - at, &mut pair);
+                                let mut pair = [0; 2];
+                                let bias = bias_bytes.get(4 * a..).unwrap_or(&[]);
+                                packed.dot_rows(blob, at, start - at, bias, 4 * (r - a), &mut pair);
                                 sink.rows(a, r - a, &pair);
                             }
                             None => pending = Some((r, start)),
                         }
                     }
                     if let Some((a, at)) = pending {
-                        let mut acc = [layer.bias(a)];
-                        packed.dot_rows(blob, at, 0, &mut acc);
-                        sink.rows(a, 1, &acc);
+                        let mut one = [0];
+                        let bias = bias_bytes.get(4 * a..).unwrap_or(&[]);
+                        packed.dot_rows(blob, at, 0, bias, 0, &mut one);
+                        sink.rows(a, 1, &one);
                     }
                 }
             }

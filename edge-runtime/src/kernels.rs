@@ -16,12 +16,13 @@
 //! layer input is packed once (per row phase) into 16-bit lane pairs, so per 4 weights
 //! only the weight word is split, and two rows share every input load. With `dsp` on
 //! `target_arch = "arm"` the whole row loop is assembly (`smlad_pairs`: pairs of rows a
-//! fixed stride apart, without returning to Rust): per 8 columns one `LDM` of inputs, per
-//! row one `LDRD` of weights, 2 `SXTB16`, 2 `SXTB16 … ROR #8` and 4 `SMLAD`, i.e.
-//! 19 instructions per 16 MACs (1.19 per MAC) plus a marker test per 32 columns. Its result is checked
-//! on the host against the same packing in plain Rust only indirectly (the host cannot
-//! run it): `cargo xtask firmware --golden` compares the device's frames with the
-//! host's.
+//! fixed stride apart, biases loaded there too, without returning to Rust): per 8 columns
+//! one `LDM` of inputs, per row one `LDRD` of weights, 2 `SXTB16`, 2 `SXTB16 … ROR #8`
+//! and 4 `SMLAD`, i.e. 19 instructions per 16 MACs (1.19 per MAC), unrolled 8 steps deep
+//! (a counter test per 64 columns; a row enters the first iteration part-way, so there is
+//! no tail loop). Its result is checked on the host against the same packing in plain
+//! Rust only indirectly (the host cannot run it): `cargo xtask firmware --golden` compares
+//! the device's frames with the host's.
 //!
 //! [`Kernel::Avx2`] (`kernels/x86.rs`) is the x86-64 kernel: 16 columns per step
 //! widened to 16-bit lanes and multiplied with `vpmaddwd` (exact), four rows sharing each
@@ -241,48 +242,46 @@ pub fn dot_packed(x: &[u8], w: &[u8]) -> i32 {
     acc.wrapping_add(dot_portable(xs.remainder(), ws.remainder()))
 }
 
-/// Columns per iteration of the grouped two-row loop ([`Packed::dot2`]).
-pub const GROUP_COLS: usize = 32;
-/// Columns per step of the tail loop after the groups.
-const TAIL_COLS: usize = 8;
-/// Words of one marker block: the end marker and three words that the loops'
-/// look-ahead `LDM` reads with it.
-const MARK_WORDS: usize = 4;
-/// The end marker (all bits set); no packed word equals it (lanes hold 0..=255).
-const END_MARK: i32 = -1;
+/// Columns per step of the assembly loop: one `LDM` of 4 packed input words shared by
+/// both rows, per row one `LDRD` of 8 weight bytes.
+const STEP_COLS: usize = 8;
+/// Steps per iteration of the unrolled assembly loop; a row of `n` steps enters the
+/// first iteration `(UNROLL − n mod UNROLL) mod UNROLL` steps in, so the loop needs no
+/// tail and tests its counter once per `UNROLL` steps.
+#[cfg_attr(not(all(target_arch = "arm", feature = "dsp")), allow(dead_code))]
+const UNROLL: usize = 8;
+/// Code bytes of one step of the assembly loop: 19 instructions, all 32-bit encodings
+/// (checked by the assembler).
+#[cfg_attr(not(all(target_arch = "arm", feature = "dsp")), allow(dead_code))]
+const STEP_CODE_BYTES: usize = 76;
 /// Leading zero columns a [`Packed::with_phase`] input may have.
 pub const MAX_PHASE: usize = 3;
 
 /// Words of a [`Packed`] buffer for up to `cols` inputs at any phase (0..=[`MAX_PHASE`]):
-/// 4 words per 8 columns (zero-padded) plus two marker blocks.
+/// 4 words per 8 columns, zero-padded.
 pub const fn packed_words(cols: usize) -> usize {
-    (cols + MAX_PHASE).div_ceil(TAIL_COLS) * 4 + 2 * MARK_WORDS
+    (cols + MAX_PHASE).div_ceil(STEP_COLS) * (STEP_COLS / 2)
 }
 
 /// An input vector `x` (u8) laid out for `SMLAD`, optionally behind `phase` zero columns
 /// (the sequence `s = [0; phase] ++ x`, `n = phase + x.len()` columns): every group of
 /// four columns `(s0, s1, s2, s3)` becomes the two words `s0 | s2 << 16` and
 /// `s1 | s3 << 16`, the 16-bit lanes that `SXTB16` and `SXTB16 … ROR #8` make of four
-/// weight bytes. Word order: the first `GROUP_COLS · ⌊n / GROUP_COLS⌋` columns, a marker
-/// block (the end marker and three zero words: it stops the grouped assembly loop without
-/// a counter register), the remaining columns zero-padded to a multiple of
-/// `TAIL_COLS`, and a second marker block (it stops the tail loop). Packed once per layer
-/// input (and phase) and shared by every row.
+/// weight bytes, in column order and zero-padded to a multiple of 8 columns
+/// ([`Packed::padded_cols`]). Packed once per layer input (and phase) and shared by every
+/// row.
 ///
 /// The phase lets rows that do not start on a word boundary (a layer with `cols % 4 ≠ 0`
 /// has rows at every byte offset) be read from the word boundary below their start with
 /// aligned `LDRD`s: the bytes before the row meet the leading zero columns.
 #[derive(Clone, Copy, Debug)]
 pub struct Packed<'a> {
-    /// Lane words as `i32` bit patterns (so a caller's buffer can also hold accumulators).
+    /// Lane words as `i32` bit patterns (so a caller's buffer can also hold accumulators);
+    /// at least `padded_cols / 2` of them ([`Packed::fit`]).
     words: &'a [i32],
     /// `phase + x.len()`: columns of the sequence `s`, leading zeros included.
     cols: usize,
     phase: usize,
-    /// Both marker blocks are in place ([`Packed::markers_in_place`]): the assembly
-    /// loop's precondition (read only there and in the host tests).
-    #[cfg_attr(not(all(target_arch = "arm", feature = "dsp")), allow(dead_code))]
-    marked: bool,
 }
 
 /// Little-endian word of up to four bytes (missing high bytes 0).
@@ -302,6 +301,13 @@ fn lanes(s: u32) -> [i32; 2] {
     [uxtb16(s) as i32, uxtb16(s.rotate_right(8)) as i32]
 }
 
+/// The little-endian `i32` at byte `at` of `bytes` (0 where it does not fit).
+#[inline(always)]
+fn le_i32_at(bytes: &[u8], at: Option<usize>) -> i32 {
+    at.and_then(|at| bytes.get(at..)?.first_chunk::<4>())
+        .map_or(0, |b| i32::from_le_bytes(*b))
+}
+
 impl<'a> Packed<'a> {
     /// Packs `x` into `buf`; inputs beyond the capacity of `buf` are dropped.
     pub fn new(x: &[u8], buf: &'a mut [i32]) -> Packed<'a> {
@@ -314,11 +320,10 @@ impl<'a> Packed<'a> {
     pub fn with_phase(x: &[u8], phase: usize, buf: &'a mut [i32]) -> Packed<'a> {
         let (phase, cols) = Self::fit(x.len(), phase, buf.len());
         let x = x.get(..cols - phase).unwrap_or(&[]);
-        let grouped_words = cols / GROUP_COLS * GROUP_COLS / 2;
-        let padded_words = cols.div_ceil(TAIL_COLS) * TAIL_COLS / 2;
-        // All lane words first, contiguously (one word of `s` per loop step, read as one
-        // little-endian load): the leading word with the phase zeros, the whole words of
-        // `x`, the last partial word, zeros up to the padding.
+        let padded_words = cols.div_ceil(STEP_COLS) * STEP_COLS / 2;
+        // One word of `s` per loop step, read as one little-endian load: the leading word
+        // with the phase zeros, the whole words of `x`, the last partial word, zeros up to
+        // the padding.
         let (lane_words, _) = buf.split_at_mut(padded_words.min(buf.len()));
         let lane_pairs = lane_words.as_chunks_mut::<2>().0;
         let (first, rest) = x.split_at(((4 - phase) % 4).min(x.len()));
@@ -349,80 +354,34 @@ impl<'a> Packed<'a> {
             *pair = lanes(last);
             last = 0;
         }
-        // Then the marker blocks: after the grouped words (the tail words move up to
-        // make room) and after the tail (the buffer always has room for both, see the
-        // capacity clamp above).
-        if padded_words + 2 * MARK_WORDS <= buf.len() {
-            // Tail words move up by one block, a block at a time from the end (a
-            // whole number of blocks: TAIL_COLS columns are MARK_WORDS words), so no
-            // copy overlaps and no `memmove` is linked.
-            let mut end = padded_words;
-            while end > grouped_words {
-                if let Some((below, above)) = buf.split_at_mut_checked(end)
-                    && let (Some(from), Some(to)) =
-                        (below.last_chunk::<MARK_WORDS>(), above.first_chunk_mut())
-                {
-                    *to = *from;
-                }
-                end -= MARK_WORDS;
-            }
-            let mark = [END_MARK, 0, 0, 0];
-            for at in [grouped_words, padded_words + MARK_WORDS] {
-                if let Some(block) = buf.get_mut(at..at + MARK_WORDS) {
-                    block.copy_from_slice(&mark);
-                }
-            }
-        }
-        let packed = Packed {
+        Packed {
             words: buf,
             cols,
             phase,
-            marked: false,
-        };
-        Packed {
-            marked: packed.markers_in_place(),
-            ..packed
         }
     }
 
     /// The view of a buffer that [`Packed::with_phase`] filled with an input of `x_len`
     /// columns at `phase` and that nobody wrote since: the same input without packing it
-    /// again (the two heads read one packing). The markers are checked again, so a
-    /// buffer that does not hold such a packing can give wrong sums but never lets the
-    /// assembly loop run past it.
+    /// again (the two heads read one packing). A buffer that does not hold such a packing
+    /// gives wrong sums, but the assembly loop still reads only inside it.
     pub fn reuse(x_len: usize, phase: usize, buf: &'a [i32]) -> Packed<'a> {
         let (phase, cols) = Self::fit(x_len, phase, buf.len());
-        let packed = Packed {
+        Packed {
             words: buf,
             cols,
             phase,
-            marked: false,
-        };
-        Packed {
-            marked: packed.markers_in_place(),
-            ..packed
         }
     }
 
     /// `(phase, cols)` of an input of `x_len` columns at `phase` in a buffer of
     /// `buf_words` words: the phase clamped to [`MAX_PHASE`], inputs beyond the buffer's
-    /// capacity dropped.
+    /// capacity dropped, so that the padded columns' words fit in the buffer.
     fn fit(x_len: usize, phase: usize, buf_words: usize) -> (usize, usize) {
         // Largest n with packed_words-style size ≤ buf_words.
-        let capacity = buf_words.saturating_sub(2 * MARK_WORDS) / 4 * TAIL_COLS;
+        let capacity = buf_words / (STEP_COLS / 2) * STEP_COLS;
         let phase = phase.min(MAX_PHASE).min(capacity);
         (phase, phase + x_len.min(capacity - phase))
-    }
-
-    /// Whether both marker blocks sit where the assembly loop expects them (always, for a
-    /// buffer that [`Packed::with_phase`] filled): checked once per packing, so the loop
-    /// need not check it per call.
-    fn markers_in_place(&self) -> bool {
-        let first = self.cols / GROUP_COLS * GROUP_COLS / 2;
-        let second = first + MARK_WORDS + (self.padded_cols() - 2 * first) / 2;
-        self.words.len() >= second + MARK_WORDS
-            && self.words.get(first) == Some(&END_MARK)
-            && self.words.get(second) == Some(&END_MARK)
     }
 
     /// Columns of the packed sequence, the `phase` leading zeros included.
@@ -438,15 +397,9 @@ impl<'a> Packed<'a> {
     /// The two words of 4-column block `block` (zero past the end).
     #[inline(always)]
     fn block(&self, block: usize) -> (u32, u32) {
-        let grouped_blocks = self.cols / GROUP_COLS * (GROUP_COLS / 4);
-        let at = if block < grouped_blocks {
-            2 * block
-        } else {
-            2 * block + MARK_WORDS
-        };
         (
-            self.words.get(at).copied().unwrap_or(0) as u32,
-            self.words.get(at + 1).copied().unwrap_or(0) as u32,
+            self.words.get(2 * block).copied().unwrap_or(0) as u32,
+            self.words.get(2 * block + 1).copied().unwrap_or(0) as u32,
         )
     }
 
@@ -478,10 +431,10 @@ impl<'a> Packed<'a> {
     }
 
     /// Weight bytes per row that the assembly loop reads: every column of `s` rounded up
-    /// to the tail step. Rows at least this long (the bytes past `cols` meet zero
+    /// to the loop's step. Rows at least this long (the bytes past `cols` meet zero
     /// columns, so they do not change the sum) and word-aligned take the fast path.
     pub fn padded_cols(&self) -> usize {
-        self.cols.div_ceil(TAIL_COLS) * TAIL_COLS
+        self.cols.div_ceil(STEP_COLS) * STEP_COLS
     }
 
     /// Two rows at once: `(acc0 + s·w0, acc1 + s·w1)`, each over its common length with
@@ -491,27 +444,40 @@ impl<'a> Packed<'a> {
         (self.dot_rust(w0, acc.0), self.dot_rust(w1, acc.1))
     }
 
-    /// `out[k] += s · row_k` for the rows `row_k` that start at byte offsets
+    /// `out[k] = bias_k + s · row_k` for the rows `row_k` that start at byte offsets
     /// `start + k · stride` of `w` (phase-aligned: the first `phase` bytes of each meet the
     /// leading zero columns), each `cols` bytes long, the padding after them included
-    /// where `w` has it. On `target_arch = "arm"` with the `dsp` feature all rows run in
-    /// the assembly loop, two rows per pass over the input, when `w` holds the last row's
-    /// padding and the rows are word-aligned; otherwise in plain Rust.
-    pub fn dot_rows(&self, w: &[u8], start: usize, stride: usize, out: &mut [i32]) {
+    /// where `w` has it; `bias_k` is the little-endian `i32` at byte `k · bias_stride` of
+    /// `bias` (0 where `bias` ends before it). On `target_arch = "arm"` with the `dsp`
+    /// feature all rows run in the assembly loop, two rows per pass over the input, when
+    /// `w` holds the last row's padding, `bias` every row's bias and the rows are
+    /// word-aligned; otherwise in plain Rust.
+    pub fn dot_rows(
+        &self,
+        w: &[u8],
+        start: usize,
+        stride: usize,
+        bias: &[u8],
+        bias_stride: usize,
+        out: &mut [i32],
+    ) {
         let row_start = |k: usize| k.checked_mul(stride).and_then(|o| o.checked_add(start));
-        let last = row_start(out.len().saturating_sub(1));
+        let bias_at = |k: usize| k.checked_mul(bias_stride);
+        let last = out.len().saturating_sub(1);
         let (pairs, odd) = out.split_at_mut(out.len() / 2 * 2);
-        if !smlad_pairs(self, w, start, stride, stride.wrapping_mul(2), pairs) {
+        if !smlad_pairs(self, w, start, stride, bias, bias_stride, pairs) {
             for (k, acc) in pairs.iter_mut().enumerate() {
-                *acc = self.dot_at(w, row_start(k), *acc);
+                *acc = self.dot_at(w, row_start(k), le_i32_at(bias, bias_at(k)));
             }
         }
         if let [acc] = odd {
             // The odd row out runs as a pair with itself (still the fast loop).
-            let mut pair = [*acc, 0];
-            *acc = match last {
-                Some(at) if smlad_pairs(self, w, at, 0, 0, &mut pair) => pair[0],
-                _ => self.dot_at(w, last, *acc),
+            let (at, bias_last) = (row_start(last), bias_at(last));
+            let bias_rest = bias_last.and_then(|b| bias.get(b..)).unwrap_or(&[]);
+            let mut pair = [0; 2];
+            *acc = match at {
+                Some(at) if smlad_pairs(self, w, at, 0, bias_rest, 0, &mut pair) => pair[0],
+                _ => self.dot_at(w, at, le_i32_at(bias, bias_last)),
             };
         }
     }
@@ -522,63 +488,90 @@ impl<'a> Packed<'a> {
     }
 
     /// The assembly loop's precondition apart from alignment (used only there and in the
-    /// host tests): both marker blocks in place, and `w` holds [`Packed::padded_cols`] bytes from each row start
-    /// `start + k · step` and `start + k · step + gap`, `k < pairs` (≥ 1).
+    /// host tests): at least one step of columns, all of them in the buffer; `w` holds
+    /// [`Packed::padded_cols`] bytes from each row start `start + k · 2 · gap` and
+    /// `start + k · 2 · gap + gap`, and `bias` 4 bytes from `k · 2 · bias_gap` and
+    /// `k · 2 · bias_gap + bias_gap`, for `k < pairs` (≥ 1).
     #[cfg_attr(
         not(any(test, all(target_arch = "arm", feature = "dsp"))),
         allow(dead_code)
     )]
-    fn fits(&self, w: &[u8], start: usize, gap: usize, step: usize, pairs: usize) -> bool {
-        let end = pairs
-            .checked_sub(1)
-            .and_then(|k| k.checked_mul(step))
+    fn fits(
+        &self,
+        w: &[u8],
+        start: usize,
+        gap: usize,
+        bias: &[u8],
+        bias_gap: usize,
+        pairs: usize,
+    ) -> bool {
+        // The last pair's second row: offset `(2 · pairs − 1) · gap`.
+        let last = |gap: usize| {
+            pairs
+                .checked_mul(2)
+                .and_then(|n| n.checked_sub(1))
+                .and_then(|n| n.checked_mul(gap))
+        };
+        let rows_end = last(gap)
             .and_then(|o| o.checked_add(start))
-            .and_then(|o| o.checked_add(gap))
             .and_then(|o| o.checked_add(self.padded_cols()));
-        self.marked && end.is_some_and(|end| end <= w.len())
+        let bias_end = last(bias_gap).and_then(|o| o.checked_add(4));
+        self.cols > 0
+            && self.padded_cols() / 2 <= self.words.len()
+            && rows_end.is_some_and(|end| end <= w.len())
+            && bias_end.is_some_and(|end| end <= bias.len())
     }
 
     /// The word walk of the assembly loop in plain Rust (for the host tests), for inputs
-    /// that pass [`Packed::fits`]: pair `k` adds to `out[2k]` and `out[2k + 1]`.
+    /// that pass [`Packed::fits`]: pair `k` sets `out[2k]` and `out[2k + 1]`.
     #[cfg(test)]
-    fn pairs_walk(&self, w: &[u8], start: usize, gap: usize, step: usize, out: &mut [i32]) {
+    fn pairs_walk(
+        &self,
+        w: &[u8],
+        start: usize,
+        gap: usize,
+        bias: &[u8],
+        bias_gap: usize,
+        out: &mut [i32],
+    ) {
+        let le = |b: &[u8], at: usize| i32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+        let steps = self.padded_cols() / STEP_COLS;
+        // Entering the unrolled loop part-way only changes where the first iteration
+        // starts: every step is the same.
+        let iterations = steps.div_ceil(UNROLL);
+        let entry = (UNROLL - steps % UNROLL) % UNROLL;
+        assert_eq!(iterations * UNROLL - entry, steps);
         for (k, pair) in out.chunks_exact_mut(2).enumerate() {
-            let (mut xi, mut wi) = (0usize, start + k * step);
-            let step = |xi: &mut usize, wi: &mut usize, pair: &mut [i32]| {
-                let x: [u32; 4] = core::array::from_fn(|i| self.words[*xi + i] as u32);
-                for (a, at) in [(0, *wi), (1, *wi + gap)] {
-                    let lo = u32::from_le_bytes(w[at..at + 4].try_into().unwrap());
-                    let hi = u32::from_le_bytes(w[at + 4..at + 8].try_into().unwrap());
-                    pair[a] = smlad(sxtb16(lo), x[0], pair[a]);
-                    pair[a] = smlad(sxtb16(lo >> 8), x[1], pair[a]);
-                    pair[a] = smlad(sxtb16(hi), x[2], pair[a]);
-                    pair[a] = smlad(sxtb16(hi >> 8), x[3], pair[a]);
-                }
-                *xi += 4;
-                *wi += 8;
-            };
-            // Grouped loop: four steps, then look for the marker.
-            while self.words[xi] != END_MARK {
-                for _ in 0..GROUP_COLS / TAIL_COLS {
-                    step(&mut xi, &mut wi, pair);
+            let rows = [start + 2 * k * gap, start + 2 * k * gap + gap];
+            let b = 2 * k * bias_gap;
+            let mut acc = [le(bias, b), le(bias, b + bias_gap)];
+            for step in 0..steps {
+                let x: [u32; 4] = core::array::from_fn(|i| self.words[4 * step + i] as u32);
+                for (a, &row) in acc.iter_mut().zip(&rows) {
+                    let at = row + STEP_COLS * step;
+                    let lo = le(w, at) as u32;
+                    let hi = le(w, at + 4) as u32;
+                    *a = smlad(sxtb16(lo), x[0], *a);
+                    *a = smlad(sxtb16(lo >> 8), x[1], *a);
+                    *a = smlad(sxtb16(hi), x[2], *a);
+                    *a = smlad(sxtb16(hi >> 8), x[3], *a);
                 }
             }
-            xi += MARK_WORDS;
-            while self.words[xi] != END_MARK {
-                step(&mut xi, &mut wi, pair);
-            }
+            pair.copy_from_slice(&acc);
         }
     }
 }
 
-/// The loops of [`smlad_pairs`]: per 8 columns one `LDM` of 4 input words shared by both
-/// rows; per row one `LDRD` of 8 weight bytes, 2 `SXTB16`, 2 `SXTB16 … ROR #8` and
-/// 4 `SMLAD`. First the grouped loop (4 steps, then a marker test), then the tail loop
-/// (a marker test per step).
+/// One step of [`smlad_pairs`]: 8 columns of both rows. One `LDM` of 4 input words
+/// shared by both rows; per row one `LDRD` of 8 weight bytes, 2 `SXTB16`, 2
+/// `SXTB16 … ROR #8` and 4 `SMLAD`. 19 instructions for 16 MACs, each a 32-bit encoding
+/// (`.w` where a 16-bit one exists), so that every step is [`STEP_CODE_BYTES`] long and
+/// the loop can be entered at any step.
 #[cfg(all(target_arch = "arm", feature = "dsp"))]
 macro_rules! smlad_step_asm {
     () => {
         concat!(
+            "ldm.w r2!, {{r8-r11}}\n",
             "ldrd r5, r12, [r3], #8\n",
             "sxtb16 lr, r5\n",
             "smlad r0, lr, r8, r0\n",
@@ -597,16 +590,16 @@ macro_rules! smlad_step_asm {
             "smlad r1, lr, r10, r1\n",
             "sxtb16 r12, r12, ror #8\n",
             "smlad r1, r12, r11, r1\n",
-            "ldm r2!, {{r8-r11}}\n",
         )
     };
 }
 
 /// Pairs of rows in assembly, `out.len() / 2` of them: pair `k` is the rows at byte
-/// offsets `start + k · step` and that `+ gap` of `w`, its sums are added to `out[2k]` and
-/// `out[2k + 1]`; per pair the grouped loop and the tail loop over the whole packed
-/// input, then the next pair without returning to Rust. `false` (nothing computed) unless
-/// every row is word-aligned; the caller has checked [`Packed::fits`].
+/// offsets `start + k · 2 · gap` and that `+ gap` of `w`, with the little-endian `i32`
+/// biases at bytes `k · 2 · bias_gap` and that `+ bias_gap` of `bias`; pair `k` sets
+/// `out[2k]` and `out[2k + 1]` to bias plus dot product. Per pair the unrolled loop over
+/// the whole packed input, then the next pair without returning to Rust. `false`
+/// (nothing computed) unless [`Packed::fits`] and every row is word-aligned.
 #[cfg(all(target_arch = "arm", feature = "dsp"))]
 #[inline(never)]
 #[allow(unsafe_code)]
@@ -615,77 +608,88 @@ fn smlad_pairs(
     w: &[u8],
     start: usize,
     gap: usize,
-    step: usize,
+    bias: &[u8],
+    bias_gap: usize,
     out: &mut [i32],
 ) -> bool {
     let pairs = out.len() / 2;
     let first = w.as_ptr().wrapping_add(start);
-    if !(p.fits(w, start, gap, step, pairs) && (first as usize | gap | step).is_multiple_of(4)) {
+    if !(p.fits(w, start, gap, bias, bias_gap, pairs) && (first as usize | gap).is_multiple_of(4)) {
         return false;
     }
+    let steps = p.padded_cols() / STEP_COLS;
+    // The loop's iterations and the entry step of the first one (offset from the loop's
+    // start, with the Thumb bit).
+    let iterations = steps.div_ceil(UNROLL);
+    let entry = (UNROLL - steps % UNROLL) % UNROLL * STEP_CODE_BYTES + 1;
     // After a pair the first row's pointer has moved `padded_cols` bytes on.
-    let skip = step.wrapping_sub(p.padded_cols());
-    // SAFETY: per pair, the loops read input words from `p.words` up to and including
-    // the second marker block (`p.marked`, part of `fits`: both blocks are inside the
-    // slice where the layout puts them, checked when `p` was packed, and the slice is
-    // borrowed immutably since; no word before the markers equals END_MARK as lanes hold
-    // 0..=255, so neither loop stops early nor runs past them), and per 4 input words 8
-    // bytes of each row: `padded_cols` bytes from every row start, all inside `w`
-    // (`fits`). `p.words` is `[i32]` (word-aligned for `LDM`), the rows are word-aligned
-    // (checked) for `LDRD`. It writes `out[..2 · pairs]` (`[i32]`: word-aligned for
-    // `LDRD`/`STRD`) and 20 bytes of stack below `sp`, which it pops again; every
-    // register it changes is an operand or clobber, but r6 and r7 (which `asm!` cannot
-    // name), which it saves on that stack and restores before it ends. SXTB16 and SMLAD need the DSP
-    // extension, which the `dsp` feature promises. SMLAD may set the sticky Q flag
-    // (unreachable sums); flags are not declared preserved.
+    let skip = gap.wrapping_mul(2).wrapping_sub(p.padded_cols());
+    // SAFETY: per pair, the loop reads `padded_cols / 2` words from `p.words` (inside it:
+    // `fits`), `padded_cols` bytes from each row start (inside `w`: `fits`) and 4 bytes
+    // at each bias offset (inside `bias`: `fits`). `p.words` is `[i32]` (word-aligned for
+    // `LDM`), the rows are word-aligned (checked) for `LDRD`; the bias words may be
+    // unaligned, which `LDR` allows on ARMv7-M. `steps ≥ 1` (`fits`), so the entry is a
+    // step of the loop and the loop runs `steps` steps. It writes `out[..2 · pairs]`
+    // (`[i32]`: word-aligned for `STRD`) and 40 bytes of stack below `sp`, which it pops
+    // again; every register it changes is an operand or clobber, but r6 and r7 (which
+    // `asm!` cannot name), which it saves on that stack and restores before it ends.
+    // SXTB16 and SMLAD need the DSP extension, which the `dsp` feature promises. SMLAD
+    // may set the sticky Q flag (unreachable sums); flags are not declared preserved.
     unsafe {
         core::arch::asm!(
-            // Stack: [sp] input words, [sp, 4] gap, [sp, 8] skip, then the caller's r6
-            // and r7, which hold the out pointer and the pairs left while the loop runs.
-            "push {{r2, r4, r5, r6, r7}}",
-            "mov r6, r0",
+            // The caller's r6 and r7; r7 holds the out pointer while the loop runs. Then
+            // the per-call constants, which every pair reads from the stack (a `PUSH`
+            // stores them by register number): [sp] input words, [sp, 4] gap, [sp, 8]
+            // bias pointer (advanced per pair), [sp, 12] iterations, [sp, 16] bias gap,
+            // [sp, 20] entry address, [sp, 24] skip, [sp, 28] pairs left.
+            "push {{r6, r7}}",
             "mov r7, r1",
-            "6:",
-            "ldr r2, [sp]",
-            "ldr r4, [sp, #4]",
+            "adr.w r9, 2f",
+            "add r9, r12",
+            "push {{r0, r2, r4, r5, r8, r9, r10, r11}}",
+            "1:",
+            "ldm sp, {{r2, r4, r5, r6, r12}}",
             "add r4, r3",
-            "ldrd r0, r1, [r6]",
-            "ldm r2!, {{r8-r11}}",
-            "cmn r8, #1",
-            "beq 3f",
+            "ldr r0, [r5]",
+            "ldr r1, [r5, r12]",
+            "add r5, r5, r12, lsl #1",
+            "str r5, [sp, #8]",
+            "ldr pc, [sp, #20]",
+            ".balign 4",
             "2:",
             smlad_step_asm!(),
             smlad_step_asm!(),
             smlad_step_asm!(),
             smlad_step_asm!(),
-            "cmn r8, #1",
-            "bne 2b",
-            "3:",
-            "ldm r2!, {{r8-r11}}",
-            "cmn r8, #1",
-            "beq 5f",
-            "4:",
             smlad_step_asm!(),
-            "cmn r8, #1",
-            "bne 4b",
-            "5:",
-            "strd r0, r1, [r6], #8",
-            "ldr r5, [sp, #8]",
+            smlad_step_asm!(),
+            smlad_step_asm!(),
+            smlad_step_asm!(),
+            "3:",
+            ".if (3b - 2b) != 8 * 76",
+            ".error \"smlad_pairs: a loop step is not 76 bytes\"",
+            ".endif",
+            "subs r6, #1",
+            "bne 2b",
+            "strd r0, r1, [r7], #8",
+            "ldrd r5, r12, [sp, #24]",
             "add r3, r5",
-            "subs r7, #1",
-            "bne 6b",
-            "pop {{r2, r4, r5, r6, r7}}",
-            inout("r0") out.as_mut_ptr() => _,
-            inout("r1") pairs => _,
-            inout("r2") p.words.as_ptr() => _,
+            "subs r12, #1",
+            "str r12, [sp, #28]",
+            "bne 1b",
+            "add sp, #32",
+            "pop {{r6, r7}}",
+            inout("r0") p.words.as_ptr() => _,
+            inout("r1") out.as_mut_ptr() => _,
+            inout("r2") gap => _,
             inout("r3") first => _,
-            inout("r4") gap => _,
-            inout("r5") skip => _,
-            out("r8") _,
+            inout("r4") bias.as_ptr() => _,
+            inout("r5") iterations => _,
+            inout("r8") bias_gap => _,
             out("r9") _,
-            out("r10") _,
-            out("r11") _,
-            out("r12") _,
+            inout("r10") skip => _,
+            inout("r11") pairs => _,
+            inout("r12") entry => _,
             out("lr") _,
         );
     }
@@ -699,7 +703,8 @@ fn smlad_pairs(
     _w: &[u8],
     _start: usize,
     _gap: usize,
-    _step: usize,
+    _bias: &[u8],
+    _bias_gap: usize,
     _out: &mut [i32],
 ) -> bool {
     false
@@ -888,44 +893,106 @@ mod tests {
             }
             // The last row ends the slice, so `fits` is tight.
             layer.truncate(4 * stride + padded);
-            let mut rows = [acc.0, acc.1, acc.0, acc.1, acc.0];
-            packed.dot_rows(&layer, 0, stride, &mut rows);
+            // The biases 6 bytes apart from an odd offset (as unaligned as a blob's may
+            // be), the last one ending the slice.
+            let bias_stride = 6;
+            let mut bias = std::vec![0x3Cu8; 1 + 4 * bias_stride + 4];
+            for (k, b) in [acc.0, acc.1, acc.0, acc.1, acc.0].into_iter().enumerate() {
+                let at = 1 + k * bias_stride;
+                bias[at..at + 4].copy_from_slice(&b.to_le_bytes());
+            }
+            let bias = &bias[1..];
+            let mut rows = [0x1234_5678; 5];
+            packed.dot_rows(&layer, 0, stride, bias, bias_stride, &mut rows);
             let want_rows = [want.0, want.1, want.0, want.1, want.0];
             assert_eq!(rows, want_rows, "rows {ctx}");
             // One pair (rows 1 and 2) and one row alone (row 4).
-            let mut pair = [acc.1, acc.0];
-            packed.dot_rows(&layer, stride, stride, &mut pair);
+            let mut pair = [0; 2];
+            packed.dot_rows(
+                &layer,
+                stride,
+                stride,
+                &bias[bias_stride..],
+                bias_stride,
+                &mut pair,
+            );
             assert_eq!(pair, [want.1, want.0], "pair {ctx}");
-            let mut one = [acc.0];
-            packed.dot_rows(&layer, 4 * stride, 0, &mut one);
+            let mut one = [0];
+            packed.dot_rows(&layer, 4 * stride, 0, &bias[4 * bias_stride..], 0, &mut one);
             assert_eq!(one, [want.0], "one {ctx}");
-            assert!(packed.fits(&layer, 0, stride, 2 * stride, 2), "{ctx}");
-            assert!(
-                !packed.fits(&layer, 2 * stride, stride, 2 * stride, 2),
+            // Biases missing from the slice count as 0.
+            let mut short = [0; 3];
+            packed.dot_rows(
+                &layer,
+                0,
+                stride,
+                &bias[..2 * bias_stride + 3],
+                bias_stride,
+                &mut short,
+            );
+            assert_eq!(
+                short,
+                [want.0, want.1, want.0.wrapping_sub(acc.0)],
+                "short {ctx}"
+            );
+            // No columns: nothing for the assembly loop to do (the rows are their biases).
+            assert_eq!(
+                packed.fits(&layer, 0, stride, bias, bias_stride, 2),
+                packed.cols() > 0,
                 "{ctx}"
             );
-            let mut pairs = [acc.0, acc.1, acc.0, acc.1];
-            packed.pairs_walk(&layer, 0, stride, 2 * stride, &mut pairs);
+            assert!(
+                !packed.fits(&layer, 2 * stride, stride, bias, bias_stride, 2),
+                "{ctx}"
+            );
+            assert!(
+                !packed.fits(
+                    &layer,
+                    0,
+                    stride,
+                    &bias[..3 * bias_stride + 3],
+                    bias_stride,
+                    2
+                ),
+                "{ctx}"
+            );
+            let mut pairs = [0; 4];
+            packed.pairs_walk(&layer, 0, stride, bias, bias_stride, &mut pairs);
             assert_eq!(pairs, want_rows[..4], "walk {ctx}");
         }
     }
 
     #[test]
-    fn packed_layout_has_both_markers() {
-        let mut buf = [7i32; packed_words(100)];
+    fn packed_layout_is_lanes_in_column_order() {
         for (len, phase) in [(0, 0), (0, 3), (29, 3), (32, 0), (33, 0), (40, 0), (100, 1)] {
-            let x = vec![255u8; len];
+            // A dirty buffer: every word of the padded columns must be written.
+            let mut buf = [7i32; packed_words(100) + 4];
+            let x: std::vec::Vec<u8> = (0..len as u32).map(|i| (i * 53 + 200) as u8).collect();
             let p = Packed::with_phase(&x, phase, &mut buf);
             let n = phase + len;
-            let first = n / GROUP_COLS * GROUP_COLS / 2;
-            let second = first + MARK_WORDS + (p.padded_cols() - n / GROUP_COLS * GROUP_COLS) / 2;
-            assert_eq!(p.padded_cols() % TAIL_COLS, 0);
-            assert!(p.padded_cols() >= n && p.padded_cols() < n + TAIL_COLS);
-            let marks: std::vec::Vec<usize> = (0..second + MARK_WORDS)
-                .filter(|&i| p.words[i] == END_MARK)
-                .collect();
-            assert_eq!(marks, [first, second], "len {len} phase {phase}");
-            assert!(p.marked, "len {len} phase {phase}");
+            assert_eq!(p.padded_cols() % STEP_COLS, 0);
+            assert!(p.padded_cols() >= n && p.padded_cols() < n + STEP_COLS);
+            assert!(p.padded_cols() / 2 <= packed_words(len));
+            let s = |i: usize| -> i32 {
+                if i < phase || i >= n {
+                    0
+                } else {
+                    x[i - phase] as i32
+                }
+            };
+            for b in 0..p.padded_cols() / 4 {
+                let c = 4 * b;
+                let want = [s(c) | s(c + 2) << 16, s(c + 1) | s(c + 3) << 16];
+                assert_eq!(
+                    p.words[2 * b..2 * b + 2],
+                    want,
+                    "len {len} phase {phase} block {b}"
+                );
+            }
+            assert_eq!(
+                p.fits(&[0; 64], 0, 0, &[0; 4], 0, 1),
+                n > 0 && p.padded_cols() <= 64
+            );
         }
     }
 
