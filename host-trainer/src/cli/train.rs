@@ -10,7 +10,7 @@ use edge_runtime::preprocess::{ChannelSet, InputFeatures};
 use crate::data::{
     WindowConfig, har_training_data, load_har_windows, resolve_data_dir, scaled_inputs,
 };
-use crate::model::{Likelihood, ModelKind, PriorKind, SpikeHead, TrainConfig};
+use crate::model::{Likelihood, ModelKind, PriorKind, SparsityTarget, SpikeHead, TrainConfig};
 use crate::train::{TrainOptions, TrainedModel, device_from_name, train};
 
 /// Which objective to train.
@@ -80,6 +80,11 @@ pub struct TrainArgs {
     /// or `fixed` (spike-and-slab with N(0, 1) slabs and spike probability α everywhere).
     #[arg(long, value_parser = parse_prior)]
     pub prior: Option<PriorKind>,
+    /// Whose spikes the sparsity term charges: `prior` (the paper), `posterior`, `both`,
+    /// `posterior-excess`, `posterior-count` or `spike-code-length` (each example pays
+    /// ln((1 − α)/α) nats per dim it switches on; see the README's Smiley recipe).
+    #[arg(long, value_parser = parse_sparsity)]
+    pub sparsity: Option<SparsityTarget>,
     /// Also train on windows inside postural transitions.
     #[arg(long)]
     pub transitions: bool,
@@ -124,6 +129,29 @@ pub fn parse_prior(name: &str) -> Result<PriorKind, String> {
     }
 }
 
+/// `--sparsity NAME`: the config's `sparsity` values, with `-` for `_`.
+pub fn parse_sparsity(name: &str) -> Result<SparsityTarget, String> {
+    let all = [
+        ("prior", SparsityTarget::Prior),
+        ("posterior", SparsityTarget::Posterior),
+        ("both", SparsityTarget::Both),
+        ("posterior-excess", SparsityTarget::PosteriorExcess),
+        ("posterior-count", SparsityTarget::PosteriorCount),
+        ("spike-code-length", SparsityTarget::SpikeCodeLength),
+    ];
+    let wanted = name.replace('_', "-");
+    all.iter()
+        .find(|(n, _)| *n == wanted)
+        .map(|&(_, t)| t)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
+            format!(
+                "unknown sparsity {name:?}: expected one of {}",
+                names.join(", ")
+            )
+        })
+}
+
 /// Scales the three schedule phases so that they sum to `steps`.
 pub fn override_steps(cfg: &mut TrainConfig, steps: u64) {
     let total = cfg.total_iters().max(1);
@@ -166,6 +194,9 @@ pub fn apply_overrides(args: &TrainArgs, cfg: &mut TrainConfig) -> anyhow::Resul
     }
     if let Some(prior) = args.prior {
         cfg.model.prior = prior;
+    }
+    if let Some(sparsity) = args.sparsity {
+        cfg.model.sparsity = sparsity;
     }
     if let Some(std) = args.fixed_std {
         if std.is_nan() || std <= 0.0 {
@@ -315,6 +346,7 @@ mod tests {
             argv.extend(["--alpha", "0.2", "--fixed-std", "0.05"]);
             argv.extend(["--spike-bias-init", "-2", "--features", "spectrum"]);
             argv.extend(["--spike-head", "paper", "--prior", "fixed"]);
+            argv.extend(["--sparsity", "spike-code-length"]);
             if let Some(path) = input {
                 argv.extend(["--input", path]);
             }
@@ -332,11 +364,14 @@ mod tests {
             assert_eq!(cfg.model.spike_bias_init, Some(-2.0));
             assert_eq!(cfg.model.spike_head, SpikeHead::Paper);
             assert_eq!(cfg.model.prior, PriorKind::Fixed);
+            assert_eq!(cfg.model.sparsity, SparsityTarget::SpikeCodeLength);
         }
         let w = Wrapper::try_parse_from(["train", "--out", "r", "--fixed-std", "0"]).unwrap();
         let err = apply_overrides(&w.args, &mut TrainConfig::edge(10)).unwrap_err();
         assert!(err.to_string().contains("--fixed-std"), "{err}");
         assert!(Wrapper::try_parse_from(["train", "--out", "r", "--features", "fft"]).is_err());
         assert!(Wrapper::try_parse_from(["train", "--out", "r", "--prior", "vamp"]).is_err());
+        let bad = Wrapper::try_parse_from(["train", "--out", "r", "--sparsity", "mean"]);
+        assert!(bad.is_err_and(|e| e.to_string().contains("spike-code-length")));
     }
 }
