@@ -215,6 +215,10 @@ impl Default for IntTrace {
 pub struct Encoder<'a> {
     blob: ModelBlob<'a>,
     kernel: Kernel,
+    /// Every hidden row has a multiplier ≥ 0 and a shift in 33..=62 (what the quantiser
+    /// writes), so its requantisation needs only the product's high word
+    /// ([`requant_relu_u8_high`]): checked once here instead of per row and encode.
+    hidden_high_word: bool,
 }
 
 /// Receives a layer's accumulators: `accs[k]` is row `first + k · step`. One method,
@@ -254,6 +258,8 @@ struct HiddenSink<'s, 'a> {
     layer: &'s LayerView<'a>,
     h_q: &'s mut [u8; MAX_HIDDEN],
     trace: Option<&'s mut [i32; MAX_HIDDEN]>,
+    /// [`Encoder::hidden_high_word`].
+    high_word: bool,
 }
 
 impl RowSink for HiddenSink<'_, '_> {
@@ -267,6 +273,18 @@ impl RowSink for HiddenSink<'_, '_> {
         let multipliers = multipliers.as_chunks::<4>().0;
         let h_q = &mut *self.h_q;
         let mut r = first;
+        if self.high_word {
+            for &acc in accs {
+                let (Some(&m), Some(&s), Some(h)) =
+                    (multipliers.get(r), shifts.get(r), h_q.get_mut(r))
+                else {
+                    break;
+                };
+                *h = requant_relu_u8_high(acc, u32::from_le_bytes(m), s);
+                r += step;
+            }
+            return;
+        }
         for &acc in accs {
             let (Some(&m), Some(&s), Some(h)) = (multipliers.get(r), shifts.get(r), h_q.get_mut(r))
             else {
@@ -276,6 +294,17 @@ impl RowSink for HiddenSink<'_, '_> {
             r += step;
         }
     }
+}
+
+/// [`requant_relu_u8`] for a multiplier `m ≥ 0` (as `u32`) and a shift `s` in 33..=62
+/// (other shifts give another byte): `a = max(acc, 0)`, `high = ⌊a·m / 2³²⌋`, then
+/// `min(((high >> (s − 33)) + 1) >> 1, 255)`, which is `requant_from_high_word` with
+/// `k = s − 32` (see [`requant_relu_u8`]), without the range checks.
+#[inline(always)]
+fn requant_relu_u8_high(acc: i32, m: u32, s: u8) -> u8 {
+    let high = ((acc.max(0) as u32 as u64 * m as u64) >> 32) as u32;
+    let q = ((high >> (u32::from(s).wrapping_sub(33) & 31)) + 1) >> 1;
+    q.min(255) as u8
 }
 
 /// The μ head: requantisation to `mu_q` for active dims, the accumulator into the trace.
@@ -492,9 +521,17 @@ const _: () = assert!(HEAD_WORDS + MAX_LATENT <= PACKED_WORDS);
 impl<'a> Encoder<'a> {
     /// An encoder using the kernel for the compilation target ([`Kernel::for_target`]).
     pub fn new(blob: ModelBlob<'a>) -> Self {
+        let [_, _, multipliers, shifts] = blob.hidden().row_constant_bytes();
+        let hidden_high_word = multipliers
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .zip(shifts)
+            .all(|(&m, s)| i32::from_le_bytes(m) >= 0 && (33..=62).contains(s));
         Encoder {
             blob,
             kernel: Kernel::for_target(),
+            hidden_high_word,
         }
     }
 
@@ -664,6 +701,7 @@ impl<'a> Encoder<'a> {
             layer,
             h_q,
             trace: acc_out,
+            high_word: self.hidden_high_word,
         };
         input.accumulate(self.blob.as_bytes(), layer, rows, u64::MAX, &mut sink);
     }
@@ -815,6 +853,38 @@ mod tests {
             (0.4f32 * 255.0).round() as u8
         );
         assert_eq!(quantise_input(f32::MAX, -f32::MAX, 0.0), 0);
+    }
+
+    #[test]
+    fn high_word_requantisation_equals_the_reference() {
+        // Every shift it is used for, multipliers at both ends of [0, 2³¹), and
+        // accumulators of every sign and size (extremes and a xorshift sweep).
+        let mut state = 0x9E37_79B9u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        for s in 33..=62u8 {
+            for _ in 0..2_000 {
+                let m = [0, 1, 1 << 30, i32::MAX, (next() >> 1) as i32][next() as usize % 5];
+                let acc = [
+                    0,
+                    -1,
+                    1,
+                    i32::MIN,
+                    i32::MAX,
+                    next() as i32,
+                    (next() >> 8) as i32,
+                ][next() as usize % 7];
+                assert_eq!(
+                    requant_relu_u8_high(acc, m as u32, s),
+                    requant_relu_u8(acc, m, s),
+                    "acc {acc} m {m} s {s}"
+                );
+            }
+        }
     }
 
     #[test]
