@@ -7,11 +7,17 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use edge_runtime::preprocess::{ChannelSet, InputFeatures};
 
+use crate::api::{self, Model};
 use crate::data::{
     WindowConfig, har_training_data, load_har_windows, resolve_data_dir, scaled_inputs,
 };
+use crate::matrix::{
+    Matrix, MatrixBatches, MinMaxScaling, read_labels, read_matrix_with, write_matrix,
+};
 use crate::model::{Likelihood, ModelKind, PriorKind, SparsityTarget, SpikeHead, TrainConfig};
 use crate::train::{TrainOptions, TrainedModel, device_from_name, train};
+
+use super::matrix::{LABELS_FILE, MATRIX_INFO_FILE, MatrixTrainArgs};
 
 /// Which objective to train.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -93,7 +99,7 @@ pub struct TrainArgs {
     pub quiet: bool,
     // Added by helper MATRIX: `--input X.npy|X.csv`, `--labels`, `--csv-header` (cli::matrix).
     #[command(flatten)]
-    pub matrix: super::matrix::MatrixTrainArgs,
+    pub matrix: MatrixTrainArgs,
 }
 
 /// `--features waveform|spectrum`.
@@ -237,7 +243,7 @@ pub fn preset_input(preset: &str) -> (ChannelSet, InputFeatures) {
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     // Added by helper MATRIX: any NPY/CSV matrix instead of HAR windows.
     if args.matrix.input.is_some() {
-        return super::matrix::train_matrix(args, &args.matrix);
+        return train_matrix(args, &args.matrix);
     }
     let (preset_channels, preset_features) = preset_input(&args.preset);
     let channels = args.channels.unwrap_or(preset_channels);
@@ -324,6 +330,112 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     crate::train::checkpoint::write_atomic(
         &args.out.join("eval.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// `vsc train --input X`: [`run`] with `--input`.
+fn train_matrix(args: &TrainArgs, m: &MatrixTrainArgs) -> anyhow::Result<()> {
+    let input = m.input.as_deref().context("--input is required")?;
+    let read = m.csv_header.read_options();
+    let x = read_matrix_with(input, &read)?;
+    let names = MatrixBatches::open_with(input, 1, &read)?
+        .column_names()
+        .map(<[String]>::to_vec);
+    let labels = match &m.labels {
+        Some(p) => {
+            let y = read_labels(p)?;
+            if y.len() != x.rows {
+                bail!(
+                    "{}: {} labels, but {} has {} rows",
+                    p.display(),
+                    y.len(),
+                    input.display(),
+                    x.rows
+                );
+            }
+            Some(y)
+        }
+        None => None,
+    };
+    let mut cfg = match &args.config {
+        Some(p) => read_config(p)?,
+        None => match TrainConfig::preset(&args.preset, x.cols) {
+            Some(c) => c,
+            None => bail!(
+                "unknown preset {:?}: expected paper, edge or tiny",
+                args.preset
+            ),
+        },
+    };
+    if cfg.model.input_dim != x.cols {
+        eprintln!(
+            "note: config input_dim {} replaced by the input's width {}",
+            cfg.model.input_dim, x.cols
+        );
+        cfg.model.input_dim = x.cols;
+    }
+    apply_overrides(args, &mut cfg)?;
+    let device = device_from_name(&args.device)?;
+    let scaling = MinMaxScaling::fit(&x);
+    eprintln!(
+        "training {:?} (preset {}, hidden {}, J {}) on {} × {} from {} for {} steps, batch {}",
+        cfg.model.kind,
+        cfg.preset,
+        cfg.model.hidden_dim,
+        cfg.model.latent_dim,
+        x.rows,
+        x.cols,
+        input.display(),
+        cfg.total_iters(),
+        cfg.batch_size
+    );
+    let opts = TrainOptions {
+        device: device.clone(),
+        resume: args.resume,
+        progress: !args.quiet,
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    api::train_scaled(&x.data, x.rows, x.cols, &scaling, &cfg, &args.out, &opts)?;
+    let secs = t0.elapsed().as_secs_f64();
+
+    let model = Model::from_trained(TrainedModel::open_on(&args.out, device)?);
+    let x01 = model.scale(&x.data, x.rows)?;
+    let ev = model.trained().evaluate(&x01, x.rows, cfg.seed ^ 0x7e57)?;
+    let codes = model.encode(&x.data, x.rows)?;
+    let active_per_row = (0..x.rows)
+        .map(|r| codes.active_dims(r).len())
+        .sum::<usize>() as f64
+        / x.rows as f64;
+    println!(
+        "trained in {secs:.1} s; train ELBO {:.2} nats (recon {:.2}, KL {:.2}), mean γ {:.3}, \
+         {active_per_row:.2} of {} dims active per row",
+        ev.elbo, ev.recon_nll, ev.kl, ev.mean_gamma, cfg.model.latent_dim
+    );
+    if let Some(y) = &labels {
+        let col: Vec<f32> = y.iter().map(|v| *v as f32).collect();
+        let lm = Matrix::new(col.len(), 1, col)?;
+        write_matrix(
+            &args.out.join(LABELS_FILE),
+            Some(&["label".to_owned()]),
+            &lm,
+        )?;
+    }
+    let info = serde_json::json!({
+        "input": input.display().to_string(),
+        "rows": x.rows,
+        "cols": x.cols,
+        "column_names": names,
+        "labels": m.labels.as_ref().map(|p| p.display().to_string()),
+        "train_seconds": secs,
+        "train": { "elbo": ev.elbo, "recon_nll": ev.recon_nll, "kl": ev.kl,
+                   "sparsity": ev.sparsity, "mean_gamma": ev.mean_gamma,
+                   "active_dims_per_row": active_per_row },
+    });
+    crate::train::checkpoint::write_atomic(
+        &args.out.join(MATRIX_INFO_FILE),
+        serde_json::to_string_pretty(&info)?.as_bytes(),
     )?;
     Ok(())
 }
