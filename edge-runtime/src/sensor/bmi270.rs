@@ -57,6 +57,7 @@
 use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
 
+use super::i2c::RegisterBus;
 use super::{Imu, ImuPart, RawAxes, Reading, SensorError, le_axes};
 
 /// 7-bit I²C address with SDO low, as on the Nano 33 BLE Sense Rev2.
@@ -282,9 +283,8 @@ pub fn raw_from_registers(bytes: &[u8; DATA_LEN]) -> RawAxes {
 /// ```
 #[derive(Debug)]
 pub struct Bmi270<I2C, D> {
-    i2c: I2C,
+    bus: RegisterBus<I2C>,
     delay: D,
-    address: u8,
     config: Bmi270Config,
     config_file: &'static [u8],
 }
@@ -294,9 +294,8 @@ impl<I2C: I2c, D: DelayNs> Bmi270<I2C, D> {
     /// [`bosch_config_file`].
     pub fn new(i2c: I2C, delay: D, address: u8, config: Bmi270Config) -> Self {
         Bmi270 {
-            i2c,
+            bus: RegisterBus::new(i2c, address),
             delay,
-            address,
             config,
             config_file: bosch_config_file(),
         }
@@ -314,7 +313,7 @@ impl<I2C: I2c, D: DelayNs> Bmi270<I2C, D> {
 
     /// Gives the bus and the delay back.
     pub fn release(self) -> (I2C, D) {
-        (self.i2c, self.delay)
+        (self.bus.release(), self.delay)
     }
 
     /// Checks `CHIP_ID`, resets, uploads the configuration file and configures the
@@ -324,13 +323,7 @@ impl<I2C: I2c, D: DelayNs> Bmi270<I2C, D> {
         if len == 0 || !len.is_multiple_of(2) || len > CONFIG_FILE_MAX_BYTES {
             return Err(SensorError::ConfigFileLength { len });
         }
-        let chip_id = self.read_register(reg::CHIP_ID)?;
-        if chip_id != CHIP_ID_VALUE {
-            return Err(SensorError::WrongChipId {
-                part: ImuPart::Bmi270,
-                read: chip_id,
-            });
-        }
+        self.bus.check_chip_id(ImuPart::Bmi270, reg::CHIP_ID)?;
         self.write(&[reg::CMD, reg::SOFT_RESET], SOFT_RESET_WAIT_US)?;
         self.write(&[reg::PWR_CONF, 0x00], POWER_SAVE_EXIT_WAIT_US)?;
         self.upload_config_file()?;
@@ -378,7 +371,7 @@ impl<I2C: I2c, D: DelayNs> Bmi270<I2C, D> {
         let mut internal_status = 0;
         for _ in 0..INIT_POLLS {
             self.delay.delay_us(INIT_POLL_INTERVAL_US);
-            internal_status = self.read_register(reg::INTERNAL_STATUS)?;
+            internal_status = self.bus.read(reg::INTERNAL_STATUS)?;
             match internal_status & reg::INTERNAL_STATUS_MESSAGE {
                 reg::INIT_OK => return Ok(()),
                 0 => {} // not_init: still starting
@@ -390,41 +383,28 @@ impl<I2C: I2c, D: DelayNs> Bmi270<I2C, D> {
 
     /// Reads `STATUS`: true when both `drdy_acc` and `drdy_gyr` are set.
     pub fn data_ready(&mut self) -> Result<bool, SensorError<I2C::Error>> {
-        let status = self.read_register(reg::STATUS)?;
-        let both = reg::DRDY_ACC | reg::DRDY_GYR;
-        Ok(status & both == both)
+        self.bus
+            .flags_set(reg::STATUS, reg::DRDY_ACC | reg::DRDY_GYR)
     }
 
     /// One 12-byte burst read of `DATA_8` … `DATA_19`, without checking data-ready.
     pub fn read_raw(&mut self) -> Result<RawAxes, SensorError<I2C::Error>> {
-        let mut bytes = [0u8; DATA_LEN];
-        self.i2c
-            .write_read(self.address, &[reg::DATA_8], &mut bytes)?;
+        let bytes = self.bus.burst_read::<DATA_LEN>(reg::DATA_8)?;
         Ok(raw_from_registers(&bytes))
     }
 
     /// Reads and scales the current sample.
     pub fn read(&mut self) -> Result<Reading<RawAxes>, SensorError<I2C::Error>> {
         let raw = self.read_raw()?;
-        Ok(Reading {
-            sample: raw.scale(
-                self.config.accel_range.g_per_lsb(),
-                self.config.gyro_range.rad_s_per_lsb(),
-            ),
-            raw,
-            saturated: raw.is_saturated(),
-        })
-    }
-
-    fn read_register(&mut self, register: u8) -> Result<u8, I2C::Error> {
-        let mut value = [0u8];
-        self.i2c.write_read(self.address, &[register], &mut value)?;
-        Ok(value[0])
+        Ok(raw.reading(
+            self.config.accel_range.g_per_lsb(),
+            self.config.gyro_range.rad_s_per_lsb(),
+        ))
     }
 
     /// One write transfer (register, then data), then the idle time the part needs.
     fn write(&mut self, bytes: &[u8], idle_us: u32) -> Result<(), I2C::Error> {
-        self.i2c.write(self.address, bytes)?;
+        self.bus.write_bytes(bytes)?;
         self.delay.delay_us(idle_us);
         Ok(())
     }

@@ -45,6 +45,7 @@
 
 use embedded_hal::i2c::I2c;
 
+use super::i2c::RegisterBus;
 use super::{Imu, ImuPart, RawAxes, Reading, SensorError, le_axes};
 
 /// 7-bit I²C address with SA0 low, as on the XIAO nRF52840 Sense.
@@ -272,8 +273,7 @@ pub fn raw_from_registers(bytes: &[u8; DATA_LEN]) -> RawAxes {
 /// ```
 #[derive(Debug)]
 pub struct Lsm6ds3trc<I2C> {
-    i2c: I2C,
-    address: u8,
+    bus: RegisterBus<I2C>,
     config: Lsm6ds3trcConfig,
 }
 
@@ -281,8 +281,7 @@ impl<I2C: I2c> Lsm6ds3trc<I2C> {
     /// Takes the bus; no transfer happens until [`Lsm6ds3trc::init`].
     pub fn new(i2c: I2C, address: u8, config: Lsm6ds3trcConfig) -> Self {
         Lsm6ds3trc {
-            i2c,
-            address,
+            bus: RegisterBus::new(i2c, address),
             config,
         }
     }
@@ -293,27 +292,21 @@ impl<I2C: I2c> Lsm6ds3trc<I2C> {
 
     /// Gives the bus back.
     pub fn release(self) -> I2C {
-        self.i2c
+        self.bus.release()
     }
 
     /// Checks `WHO_AM_I`, resets the part and writes the configuration (see the module
     /// docs for the sequence).
     pub fn init(&mut self) -> Result<(), SensorError<I2C::Error>> {
-        let who_am_i = self.read_register(reg::WHO_AM_I)?;
-        if who_am_i != WHO_AM_I_VALUE {
-            return Err(SensorError::WrongChipId {
-                part: ImuPart::Lsm6ds3trc,
-                read: who_am_i,
-            });
-        }
+        self.bus.check_chip_id(ImuPart::Lsm6ds3trc, reg::WHO_AM_I)?;
         // AN5130 §5.7 reset flow: the reset must start from gyro off, accelerometer in
         // high-performance mode (our restart may find any configuration).
-        self.write_register(reg::CTRL2_G, 0)?;
-        self.write_register(reg::CTRL6_C, 0)?;
-        self.write_register(reg::CTRL3_C, reg::IF_INC | reg::SW_RESET)?;
+        self.bus.write(reg::CTRL2_G, 0)?;
+        self.bus.write(reg::CTRL6_C, 0)?;
+        self.bus.write(reg::CTRL3_C, reg::IF_INC | reg::SW_RESET)?;
         let mut reset_done = false;
         for _ in 0..RESET_POLLS {
-            if self.read_register(reg::CTRL3_C)? & reg::SW_RESET == 0 {
+            if self.bus.read(reg::CTRL3_C)? & reg::SW_RESET == 0 {
                 reset_done = true;
                 break;
             }
@@ -321,50 +314,33 @@ impl<I2C: I2c> Lsm6ds3trc<I2C> {
         if !reset_done {
             return Err(SensorError::ResetTimeout { polls: RESET_POLLS });
         }
-        self.write_register(reg::CTRL3_C, reg::BDU | reg::IF_INC)?;
-        self.write_register(reg::CTRL4_C, reg::DRDY_MASK)?;
-        self.write_register(reg::DRDY_PULSE_CFG_G, reg::DRDY_PULSED)?;
-        self.write_register(reg::INT1_CTRL, reg::INT1_DRDY_XL)?;
-        self.write_register(reg::CTRL1_XL, self.config.ctrl1_xl())?;
-        self.write_register(reg::CTRL2_G, self.config.ctrl2_g())?;
+        self.bus.write(reg::CTRL3_C, reg::BDU | reg::IF_INC)?;
+        self.bus.write(reg::CTRL4_C, reg::DRDY_MASK)?;
+        self.bus.write(reg::DRDY_PULSE_CFG_G, reg::DRDY_PULSED)?;
+        self.bus.write(reg::INT1_CTRL, reg::INT1_DRDY_XL)?;
+        self.bus.write(reg::CTRL1_XL, self.config.ctrl1_xl())?;
+        self.bus.write(reg::CTRL2_G, self.config.ctrl2_g())?;
         Ok(())
     }
 
     /// Reads `STATUS_REG`: true when both XLDA and GDA are set.
     pub fn data_ready(&mut self) -> Result<bool, SensorError<I2C::Error>> {
-        let status = self.read_register(reg::STATUS_REG)?;
-        Ok(status & (reg::XLDA | reg::GDA) == reg::XLDA | reg::GDA)
+        self.bus.flags_set(reg::STATUS_REG, reg::XLDA | reg::GDA)
     }
 
     /// One 12-byte burst read of `OUTX_L_G` … `OUTZ_H_XL`, without checking data-ready.
     pub fn read_raw(&mut self) -> Result<RawAxes, SensorError<I2C::Error>> {
-        let mut bytes = [0u8; DATA_LEN];
-        self.i2c
-            .write_read(self.address, &[reg::OUTX_L_G], &mut bytes)?;
+        let bytes = self.bus.burst_read::<DATA_LEN>(reg::OUTX_L_G)?;
         Ok(raw_from_registers(&bytes))
     }
 
     /// Reads and scales the current sample with the datasheet sensitivities.
     pub fn read(&mut self) -> Result<Reading<RawAxes>, SensorError<I2C::Error>> {
         let raw = self.read_raw()?;
-        Ok(Reading {
-            sample: raw.scale(
-                self.config.accel_range.g_per_lsb(),
-                self.config.gyro_range.rad_s_per_lsb(),
-            ),
-            raw,
-            saturated: raw.is_saturated(),
-        })
-    }
-
-    fn read_register(&mut self, register: u8) -> Result<u8, I2C::Error> {
-        let mut value = [0u8];
-        self.i2c.write_read(self.address, &[register], &mut value)?;
-        Ok(value[0])
-    }
-
-    fn write_register(&mut self, register: u8, value: u8) -> Result<(), I2C::Error> {
-        self.i2c.write(self.address, &[register, value])
+        Ok(raw.reading(
+            self.config.accel_range.g_per_lsb(),
+            self.config.gyro_range.rad_s_per_lsb(),
+        ))
     }
 }
 

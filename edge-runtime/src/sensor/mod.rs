@@ -24,6 +24,7 @@ use core::fmt;
 use crate::preprocess::ImuSample;
 
 pub mod bmi270;
+mod i2c;
 pub mod lsm6ds3trc;
 pub mod mpu6050;
 pub mod replay;
@@ -78,18 +79,37 @@ impl RawAxes {
     /// True when an axis sits at the end of the `i16` range, where the part clips: the
     /// true value may be larger.
     pub fn is_saturated(&self) -> bool {
-        self.acc
-            .iter()
-            .chain(self.gyro.iter())
-            .any(|&c| c == i16::MAX || c == i16::MIN)
+        any_clipped(&self.acc, &self.gyro)
     }
 
     /// Physical units: counts × g per count, counts × rad/s per count.
     pub fn scale(&self, g_per_lsb: f32, rad_s_per_lsb: f32) -> ImuSample {
-        ImuSample {
-            acc_g: self.acc.map(|c| f32::from(c) * g_per_lsb),
-            gyro_rad_s: self.gyro.map(|c| f32::from(c) * rad_s_per_lsb),
+        scale_counts(&self.acc, &self.gyro, g_per_lsb, rad_s_per_lsb)
+    }
+
+    /// The scaled sample with these counts and their saturation flag.
+    pub(crate) fn reading(self, g_per_lsb: f32, rad_s_per_lsb: f32) -> Reading<RawAxes> {
+        Reading {
+            sample: self.scale(g_per_lsb, rad_s_per_lsb),
+            raw: self,
+            saturated: self.is_saturated(),
         }
+    }
+}
+
+/// True when an accelerometer or gyroscope axis sits at the end of the `i16` range,
+/// where the part clips.
+fn any_clipped(acc: &[i16; 3], gyro: &[i16; 3]) -> bool {
+    acc.iter()
+        .chain(gyro.iter())
+        .any(|&c| c == i16::MAX || c == i16::MIN)
+}
+
+/// Counts × g per count and counts × rad/s per count.
+fn scale_counts(acc: &[i16; 3], gyro: &[i16; 3], g_per_lsb: f32, rad_s_per_lsb: f32) -> ImuSample {
+    ImuSample {
+        acc_g: acc.map(|c| f32::from(c) * g_per_lsb),
+        gyro_rad_s: gyro.map(|c| f32::from(c) * rad_s_per_lsb),
     }
 }
 

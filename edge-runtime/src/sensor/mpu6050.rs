@@ -12,7 +12,8 @@
 
 use embedded_hal::i2c::I2c;
 
-use super::{Imu, ImuPart, Reading, SensorError};
+use super::i2c::RegisterBus;
+use super::{Imu, ImuPart, Reading, SensorError, any_clipped, scale_counts};
 use crate::preprocess::ImuSample;
 
 /// 7-bit I²C address with the AD0 pin low (the usual breakout default).
@@ -236,20 +237,14 @@ impl RawSample {
     /// True when an accelerometer or gyroscope axis sits at the end of the `i16` range:
     /// the true value may be larger, so the sample is clipped.
     pub fn is_saturated(&self) -> bool {
-        self.acc
-            .iter()
-            .chain(self.gyro.iter())
-            .any(|&c| c == i16::MAX || c == i16::MIN)
+        any_clipped(&self.acc, &self.gyro)
     }
 
     /// Physical units for the given ranges.
     pub fn scale(&self, accel_range: AccelRange, gyro_range: GyroRange) -> ImuSample {
         let g_per_lsb = 1.0 / accel_range.lsb_per_g();
         let rad_s_per_lsb = 1.0 / gyro_range.lsb_per_rad_s();
-        ImuSample {
-            acc_g: self.acc.map(|c| f32::from(c) * g_per_lsb),
-            gyro_rad_s: self.gyro.map(|c| f32::from(c) * rad_s_per_lsb),
-        }
+        scale_counts(&self.acc, &self.gyro, g_per_lsb, rad_s_per_lsb)
     }
 
     /// Die temperature (datasheet: counts / 340 + 36.53 °C).
@@ -261,8 +256,7 @@ impl RawSample {
 /// MPU-6050 driver, generic over any embedded-hal 1.0 I²C bus.
 #[derive(Debug)]
 pub struct Mpu6050<I2C> {
-    i2c: I2C,
-    address: u8,
+    bus: RegisterBus<I2C>,
     config: Mpu6050Config,
 }
 
@@ -270,8 +264,7 @@ impl<I2C: I2c> Mpu6050<I2C> {
     /// Takes the bus; no transfer happens until [`Mpu6050::init`].
     pub fn new(i2c: I2C, address: u8, config: Mpu6050Config) -> Self {
         Mpu6050 {
-            i2c,
-            address,
+            bus: RegisterBus::new(i2c, address),
             config,
         }
     }
@@ -282,40 +275,35 @@ impl<I2C: I2c> Mpu6050<I2C> {
 
     /// Gives the bus back.
     pub fn release(self) -> I2C {
-        self.i2c
+        self.bus.release()
     }
 
     /// Checks `WHO_AM_I`, wakes the chip with the gyro PLL clock, and writes sample rate,
     /// low-pass, full-scale ranges and the data-ready interrupt enable.
     pub fn init(&mut self) -> Result<(), SensorError<I2C::Error>> {
-        let who_am_i = self.read_register(reg::WHO_AM_I)?;
-        if who_am_i != WHO_AM_I_VALUE {
-            return Err(SensorError::WrongChipId {
-                part: ImuPart::Mpu6050,
-                read: who_am_i,
-            });
-        }
+        self.bus.check_chip_id(ImuPart::Mpu6050, reg::WHO_AM_I)?;
         // Waking first: the configuration registers are writable in sleep mode, but the
         // datasheet's start-up sequence selects the clock before anything else.
-        self.write_register(reg::PWR_MGMT_1, reg::CLKSEL_PLL_XGYRO)?;
-        self.write_register(reg::SMPLRT_DIV, self.config.sample_rate_divider)?;
-        self.write_register(reg::CONFIG, self.config.dlpf as u8)?;
-        self.write_register(reg::GYRO_CONFIG, self.config.gyro_range.config_bits())?;
-        self.write_register(reg::ACCEL_CONFIG, self.config.accel_range.config_bits())?;
-        self.write_register(reg::INT_ENABLE, reg::DATA_RDY)?;
+        self.bus.write(reg::PWR_MGMT_1, reg::CLKSEL_PLL_XGYRO)?;
+        self.bus
+            .write(reg::SMPLRT_DIV, self.config.sample_rate_divider)?;
+        self.bus.write(reg::CONFIG, self.config.dlpf as u8)?;
+        self.bus
+            .write(reg::GYRO_CONFIG, self.config.gyro_range.config_bits())?;
+        self.bus
+            .write(reg::ACCEL_CONFIG, self.config.accel_range.config_bits())?;
+        self.bus.write(reg::INT_ENABLE, reg::DATA_RDY)?;
         Ok(())
     }
 
     /// Reads `INT_STATUS` (which clears it) and reports whether a new sample is ready.
     pub fn data_ready(&mut self) -> Result<bool, SensorError<I2C::Error>> {
-        Ok(self.read_register(reg::INT_STATUS)? & reg::DATA_RDY != 0)
+        self.bus.flags_set(reg::INT_STATUS, reg::DATA_RDY)
     }
 
     /// Burst-reads the data registers without waiting for data-ready.
     pub fn read_raw(&mut self) -> Result<RawSample, SensorError<I2C::Error>> {
-        let mut bytes = [0u8; DATA_LEN];
-        self.i2c
-            .write_read(self.address, &[reg::ACCEL_XOUT_H], &mut bytes)?;
+        let bytes = self.bus.burst_read::<DATA_LEN>(reg::ACCEL_XOUT_H)?;
         Ok(RawSample::from_registers(&bytes))
     }
 
@@ -331,22 +319,7 @@ impl<I2C: I2c> Mpu6050<I2C> {
 
     /// Polls `INT_STATUS` up to `max_polls` times for a new sample, then reads it.
     pub fn wait_and_read(&mut self, max_polls: u32) -> Result<Reading, SensorError<I2C::Error>> {
-        for _ in 0..max_polls {
-            if self.data_ready()? {
-                return self.read();
-            }
-        }
-        Err(SensorError::Timeout { polls: max_polls })
-    }
-
-    fn read_register(&mut self, register: u8) -> Result<u8, I2C::Error> {
-        let mut value = [0u8];
-        self.i2c.write_read(self.address, &[register], &mut value)?;
-        Ok(value[0])
-    }
-
-    fn write_register(&mut self, register: u8, value: u8) -> Result<(), I2C::Error> {
-        self.i2c.write(self.address, &[register, value])
+        Imu::wait_and_read(self, max_polls)
     }
 }
 
