@@ -2,11 +2,19 @@
 //! values and waits are spelled out from the datasheet and Bosch's Sensor API here, not
 //! taken from the driver's constants, so a wrong constant fails a test.
 
-use edge_runtime::sensor::bmi270::{AccelRange, GyroRange, INIT_POLLS, OutputDataRate};
-use edge_runtime::sensor::{BMI270_ADDRESS, Bmi270, Bmi270Config, Imu, ImuPart, SensorError};
-use embedded_hal::i2c::{ErrorKind, NoAcknowledgeSource};
+use edge_runtime::sensor::bmi270::{
+    AccelRange, GyroRange, INIT_POLLS, OutputDataRate, bosch_config_file,
+};
+use edge_runtime::sensor::{
+    BMI270_ADDRESS, Bmi270, Bmi270Config, Imu, ImuPart, RawAxes, Reading, SensorError,
+};
 use embedded_hal_mock::eh1::delay::{CheckedDelay, Transaction as Wait};
 use embedded_hal_mock::eh1::i2c::{Mock, Transaction};
+
+mod sensor_support;
+use sensor_support::{
+    DATA_NACK, assert_scaled, assert_wrong_chip_id, le_burst, on_bus_and_delay, status_polls,
+};
 
 const A: u8 = 0x68;
 const CHIP_ID: u8 = 0x00;
@@ -78,6 +86,28 @@ fn driver(i2c: &Mock, delay: &CheckedDelay, config: Bmi270Config) -> Bmi270<Mock
     Bmi270::new(i2c.clone(), delay.clone(), BMI270_ADDRESS, config)
 }
 
+/// `init` of a 50 Hz driver uploading `file`, on mocks expecting exactly `bus` and
+/// `waits`.
+fn init(
+    bus: &[Transaction],
+    waits: &[Wait],
+    file: &'static [u8],
+) -> Result<(), SensorError<embedded_hal::i2c::ErrorKind>> {
+    on_bus_and_delay(bus, waits, |i2c, delay| {
+        driver(i2c, delay, Bmi270Config::HAR_50HZ)
+            .with_config_file(file)
+            .init()
+    })
+}
+
+/// One `read` (no data-ready poll, no wait) of a burst returning `bytes`.
+fn read_once(bytes: Vec<u8>, config: Bmi270Config) -> Reading<RawAxes> {
+    let expected = [Transaction::write_read(A, vec![DATA_8], bytes)];
+    on_bus_and_delay(&expected, &[], |i2c, delay| {
+        driver(i2c, delay, config).read().unwrap()
+    })
+}
+
 /// A short stand-in configuration file: four bursts, the last one partial.
 static SMALL_FILE: [u8; 200] = {
     let mut file = [0u8; 200];
@@ -91,7 +121,7 @@ static SMALL_FILE: [u8; 200] = {
 
 #[test]
 fn init_uploads_bosch_config_file_and_configures_50_hz() {
-    let file = edge_runtime::sensor::bmi270::bosch_config_file();
+    let file = bosch_config_file();
     assert_eq!(file.len(), 8192);
     let (mut bus, mut waits) = upload(file);
     // The last burst lands at word 127 × 32 = 4064: INIT_ADDR_1 = 254.
@@ -107,14 +137,12 @@ fn init_uploads_bosch_config_file_and_configures_50_hz() {
         waits.extend(w);
     }
     configure_50hz(&mut bus, &mut waits);
-    let mut i2c = Mock::new(&bus);
-    let mut delay = CheckedDelay::new(&waits);
-    let mut imu = driver(&i2c, &delay, Bmi270Config::HAR_50HZ);
-    assert_eq!(Imu::init(&mut imu), Ok(()));
-    assert_eq!(imu.output_rate_hz(), 50.0);
-    assert_eq!(imu.part(), ImuPart::Bmi270);
-    i2c.done();
-    delay.done();
+    on_bus_and_delay(&bus, &waits, |i2c, delay| {
+        let mut imu = driver(i2c, delay, Bmi270Config::HAR_50HZ);
+        assert_eq!(Imu::init(&mut imu), Ok(()));
+        assert_eq!(imu.output_rate_hz(), 50.0);
+        assert_eq!(imu.part(), ImuPart::Bmi270);
+    });
 }
 
 #[test]
@@ -135,60 +163,45 @@ fn upload_addresses_each_burst_by_its_word_offset() {
     bus.extend(b);
     waits.extend(w);
     configure_50hz(&mut bus, &mut waits);
-    let mut i2c = Mock::new(&bus);
-    let mut delay = CheckedDelay::new(&waits);
-    let mut imu = driver(&i2c, &delay, Bmi270Config::HAR_50HZ).with_config_file(&SMALL_FILE);
-    assert_eq!(imu.init(), Ok(()));
-    i2c.done();
-    delay.done();
+    assert_eq!(init(&bus, &waits, &SMALL_FILE), Ok(()));
 }
 
 #[test]
 fn wrong_chip_id_is_reported_with_the_value_and_nothing_is_written() {
     // 0x27 is the BMI260: a plausible wrong part.
-    let mut i2c = Mock::new(&[Transaction::write_read(A, vec![CHIP_ID], vec![0x27])]);
-    let mut delay = CheckedDelay::new(&[]);
-    let mut imu = driver(&i2c, &delay, Bmi270Config::HAR_50HZ);
-    let err = imu.init().unwrap_err();
-    assert_eq!(
+    let bus = [Transaction::write_read(A, vec![CHIP_ID], vec![0x27])];
+    let err = init(&bus, &[], bosch_config_file()).unwrap_err();
+    assert_wrong_chip_id(
         err,
-        SensorError::WrongChipId {
-            part: ImuPart::Bmi270,
-            read: 0x27
-        }
+        ImuPart::Bmi270,
+        0x27,
+        "BMI270: CHIP_ID reads 0x27, expected 0x24",
     );
-    assert_eq!(err.to_string(), "BMI270: CHIP_ID reads 0x27, expected 0x24");
-    i2c.done();
-    delay.done();
 }
 
 #[test]
 fn a_nack_on_a_write_stops_init_with_the_bus_error() {
-    let nack = ErrorKind::NoAcknowledge(NoAcknowledgeSource::Data);
     // The second upload burst is not acknowledged.
     let (bus, waits) = upload(&SMALL_FILE);
     let mut bus = bus[..8].to_vec();
-    let failing = bus.pop().unwrap().with_error(nack);
+    let failing = bus.pop().unwrap().with_error(DATA_NACK);
     bus.push(failing);
-    let mut i2c = Mock::new(&bus);
     // Waits: reset, power save, INIT_CTRL, first address + burst, second address; none
     // after the failed write.
-    let mut delay = CheckedDelay::new(&waits[..6]);
-    let mut imu = driver(&i2c, &delay, Bmi270Config::HAR_50HZ).with_config_file(&SMALL_FILE);
-    assert_eq!(imu.init(), Err(SensorError::Bus(nack)));
-    i2c.done();
-    delay.done();
+    assert_eq!(
+        init(&bus, &waits[..6], &SMALL_FILE),
+        Err(SensorError::Bus(DATA_NACK))
+    );
 
     // The soft-reset command itself NACKed.
-    let mut i2c = Mock::new(&[
+    let bus = [
         Transaction::write_read(A, vec![CHIP_ID], vec![0x24]),
-        Transaction::write(A, vec![0x7E, 0xB6]).with_error(nack),
-    ]);
-    let mut delay = CheckedDelay::new(&[]);
-    let mut imu = driver(&i2c, &delay, Bmi270Config::HAR_50HZ);
-    assert_eq!(imu.init(), Err(SensorError::Bus(nack)));
-    i2c.done();
-    delay.done();
+        Transaction::write(A, vec![0x7E, 0xB6]).with_error(DATA_NACK),
+    ];
+    assert_eq!(
+        init(&bus, &[], bosch_config_file()),
+        Err(SensorError::Bus(DATA_NACK))
+    );
 }
 
 #[test]
@@ -199,15 +212,10 @@ fn init_status_that_never_reports_ok_times_out() {
         bus.extend(b);
         waits.extend(w);
     }
-    let mut i2c = Mock::new(&bus);
-    let mut delay = CheckedDelay::new(&waits);
-    let mut imu = driver(&i2c, &delay, Bmi270Config::HAR_50HZ).with_config_file(&SMALL_FILE);
     assert_eq!(
-        imu.init(),
+        init(&bus, &waits, &SMALL_FILE),
         Err(SensorError::InitFailed { internal_status: 0 })
     );
-    i2c.done();
-    delay.done();
     // At least the datasheet's 20 ms of polling (1 ms apart) before giving up.
     const { assert!(INIT_POLLS * 1000 >= 20_000) };
 }
@@ -220,17 +228,12 @@ fn an_init_error_message_stops_polling_at_once() {
         bus.extend(b);
         waits.extend(w);
     }
-    let mut i2c = Mock::new(&bus);
-    let mut delay = CheckedDelay::new(&waits);
-    let mut imu = driver(&i2c, &delay, Bmi270Config::HAR_50HZ).with_config_file(&SMALL_FILE);
-    let err = imu.init().unwrap_err();
+    let err = init(&bus, &waits, &SMALL_FILE).unwrap_err();
     assert_eq!(err, SensorError::InitFailed { internal_status: 2 });
     assert!(
         err.to_string().contains("INTERNAL_STATUS reads 0x02"),
         "{err}"
     );
-    i2c.done();
-    delay.done();
 }
 
 #[test]
@@ -238,49 +241,40 @@ fn a_config_file_of_bad_length_is_refused_before_any_transfer() {
     static ODD: [u8; 3] = [1, 2, 3];
     static TOO_LONG: [u8; 8194] = [0; 8194];
     for (file, len) in [(&ODD[..], 3), (&[][..], 0), (&TOO_LONG[..], 8194)] {
-        let mut i2c = Mock::new(&[]);
-        let mut delay = CheckedDelay::new(&[]);
-        let mut imu = driver(&i2c, &delay, Bmi270Config::HAR_50HZ).with_config_file(file);
-        assert_eq!(imu.init(), Err(SensorError::ConfigFileLength { len }));
-        i2c.done();
-        delay.done();
+        assert_eq!(
+            init(&[], &[], file),
+            Err(SensorError::ConfigFileLength { len })
+        );
     }
 }
 
 /// Accelerometer x y z then gyroscope x y z, little-endian, as DATA_8 … DATA_19.
 fn burst(acc: [i16; 3], gyro: [i16; 3]) -> Vec<u8> {
-    acc.iter()
-        .chain(gyro.iter())
-        .flat_map(|c| c.to_le_bytes())
-        .collect()
+    le_burst(acc, gyro)
 }
 
 #[test]
 fn data_ready_needs_both_flags_then_one_burst_read() {
     let acc = [8192, -4096, 1];
     let gyro = [33, -66, 99];
-    let mut i2c = Mock::new(&[
-        Transaction::write_read(A, vec![STATUS], vec![0b0001_0000]), // cmd_rdy only
-        Transaction::write_read(A, vec![STATUS], vec![0b1001_0000]), // drdy_acc
-        Transaction::write_read(A, vec![STATUS], vec![0b1101_0000]), // drdy_acc, drdy_gyr
-        Transaction::write_read(A, vec![DATA_8], burst(acc, gyro)),
-    ]);
-    let mut delay = CheckedDelay::new(&[]);
-    let mut imu = driver(&i2c, &delay, Bmi270Config::HAR_50HZ);
-    let reading = imu.wait_and_read(5).unwrap();
-    i2c.done();
-    delay.done();
+    // cmd_rdy only, drdy_acc, then drdy_acc and drdy_gyr.
+    let mut bus = status_polls(A, STATUS, &[0b0001_0000, 0b1001_0000, 0b1101_0000]);
+    bus.push(Transaction::write_read(A, vec![DATA_8], burst(acc, gyro)));
+    let reading = on_bus_and_delay(&bus, &[], |i2c, delay| {
+        driver(i2c, delay, Bmi270Config::HAR_50HZ)
+            .wait_and_read(5)
+            .unwrap()
+    });
     assert_eq!(reading.raw.acc, acc);
     assert_eq!(reading.raw.gyro, gyro);
     assert!(!reading.saturated);
 
-    let mut i2c = Mock::new(&[
-        Transaction::write_read(A, vec![STATUS], vec![0b0100_0000]), // drdy_gyr only
-        Transaction::write_read(A, vec![STATUS], vec![0b0000_0000]),
-    ]);
-    let mut imu = driver(&i2c, &delay, Bmi270Config::HAR_50HZ);
-    assert_eq!(imu.wait_and_read(2), Err(SensorError::Timeout { polls: 2 }));
-    i2c.done();
+    // drdy_gyr only, then nothing.
+    let bus = status_polls(A, STATUS, &[0b0100_0000, 0b0000_0000]);
+    let result = on_bus_and_delay(&bus, &[], |i2c, delay| {
+        driver(i2c, delay, Bmi270Config::HAR_50HZ).wait_and_read(2)
+    });
+    assert_eq!(result, Err(SensorError::Timeout { polls: 2 }));
 }
 
 #[test]
@@ -311,31 +305,16 @@ fn counts_scale_with_the_datasheet_resolution() {
             gyro_range,
             ..Bmi270Config::HAR_50HZ
         };
-        let mut i2c = Mock::new(&[Transaction::write_read(
-            A,
-            vec![DATA_8],
-            burst(acc_counts, gyro_counts),
-        )]);
-        let mut delay = CheckedDelay::new(&[]);
-        let reading = driver(&i2c, &delay, config).read().unwrap();
-        i2c.done();
-        delay.done();
+        let reading = read_once(burst(acc_counts, gyro_counts), config);
         let lsb_per_dps = 32768.0 / full_scale_dps;
-        for axis in 0..3 {
-            let want_g = f64::from(acc_counts[axis]) / lsb_per_g;
-            let got = f64::from(reading.sample.acc_g[axis]);
-            assert!(
-                (got - want_g).abs() <= 1e-6 * want_g.abs().max(1.0),
-                "{got} {want_g}"
-            );
-            let want_rad_s =
-                f64::from(gyro_counts[axis]) / lsb_per_dps * std::f64::consts::PI / 180.0;
-            let got = f64::from(reading.sample.gyro_rad_s[axis]);
-            assert!(
-                (got - want_rad_s).abs() <= 1e-6 * want_rad_s.abs().max(1.0),
-                "{gyro_range:?}: {got} {want_rad_s}"
-            );
-        }
+        assert_scaled(
+            &reading.sample,
+            acc_counts,
+            |c| c / lsb_per_g,
+            gyro_counts,
+            |c| c / lsb_per_dps * std::f64::consts::PI / 180.0,
+            &gyro_range,
+        );
     }
 }
 
@@ -368,11 +347,7 @@ fn an_axis_at_the_end_of_the_range_is_saturated() {
         ([0, 0, 0], [0, i16::MAX, 0], true),
         ([i16::MIN + 1, 0, 0], [0, i16::MAX - 1, 0], false),
     ] {
-        let mut i2c = Mock::new(&[Transaction::write_read(A, vec![DATA_8], burst(acc, gyro))]);
-        let mut delay = CheckedDelay::new(&[]);
-        let reading = driver(&i2c, &delay, Bmi270Config::HAR_50HZ).read().unwrap();
-        i2c.done();
-        delay.done();
+        let reading = read_once(burst(acc, gyro), Bmi270Config::HAR_50HZ);
         assert_eq!(reading.saturated, saturated, "{acc:?} {gyro:?}");
     }
 }

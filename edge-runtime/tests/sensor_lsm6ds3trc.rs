@@ -4,10 +4,15 @@
 
 use edge_runtime::sensor::lsm6ds3trc::{AccelRange, GyroRange, OutputDataRate, RESET_POLLS};
 use edge_runtime::sensor::{
-    Imu, ImuPart, LSM6DS3TRC_ADDRESS, Lsm6ds3trc, Lsm6ds3trcConfig, SensorError,
+    Imu, ImuPart, LSM6DS3TRC_ADDRESS, Lsm6ds3trc, Lsm6ds3trcConfig, RawAxes, Reading, SensorError,
 };
 use embedded_hal::i2c::{ErrorKind, NoAcknowledgeSource};
 use embedded_hal_mock::eh1::i2c::{Mock, Transaction};
+
+mod sensor_support;
+use sensor_support::{
+    DATA_NACK, assert_scaled, assert_wrong_chip_id, le_burst, on_bus, status_polls,
+};
 
 const A: u8 = 0x6A;
 const WHO_AM_I: u8 = 0x0F;
@@ -29,6 +34,12 @@ fn driver(i2c: &Mock, config: Lsm6ds3trcConfig) -> Lsm6ds3trc<Mock> {
     Lsm6ds3trc::new(i2c.clone(), LSM6DS3TRC_ADDRESS, config)
 }
 
+/// One `read` (no data-ready poll) of a burst returning `bytes`.
+fn read_once(bytes: Vec<u8>, config: Lsm6ds3trcConfig) -> Reading<RawAxes> {
+    let expected = [Transaction::write_read(A, vec![OUTX_L_G], bytes)];
+    on_bus(&expected, |i2c| driver(i2c, config).read().unwrap())
+}
+
 #[test]
 fn init_follows_the_datasheet_sequence_for_52_hz() {
     let mut expected = reset_writes();
@@ -45,12 +56,12 @@ fn init_follows_the_datasheet_sequence_for_52_hz() {
         // CTRL2_G: ODR_G 0011 (52 Hz), FS_G 10 (1000 dps), FS_125 0.
         Transaction::write(A, vec![0x11, 0b0011_1000]),
     ]);
-    let mut i2c = Mock::new(&expected);
-    let mut imu = driver(&i2c, Lsm6ds3trcConfig::HAR_52HZ);
-    assert_eq!(Imu::init(&mut imu), Ok(()));
-    assert_eq!(imu.output_rate_hz(), 52.0);
-    assert_eq!(imu.part(), ImuPart::Lsm6ds3trc);
-    i2c.done();
+    on_bus(&expected, |i2c| {
+        let mut imu = driver(i2c, Lsm6ds3trcConfig::HAR_52HZ);
+        assert_eq!(Imu::init(&mut imu), Ok(()));
+        assert_eq!(imu.output_rate_hz(), 52.0);
+        assert_eq!(imu.part(), ImuPart::Lsm6ds3trc);
+    });
 }
 
 #[test]
@@ -107,41 +118,36 @@ fn register_codes_match_the_datasheet_tables() {
 #[test]
 fn wrong_who_am_i_is_reported_with_the_value_and_nothing_is_written() {
     // 0x69 is the LSM6DS3 (non-TR-C) id: a plausible wrong part.
-    let mut i2c = Mock::new(&[Transaction::write_read(A, vec![WHO_AM_I], vec![0x69])]);
-    let mut imu = driver(&i2c, Lsm6ds3trcConfig::HAR_52HZ);
-    let err = imu.init().unwrap_err();
-    assert_eq!(
+    let err = on_bus(
+        &[Transaction::write_read(A, vec![WHO_AM_I], vec![0x69])],
+        |i2c| driver(i2c, Lsm6ds3trcConfig::HAR_52HZ).init().unwrap_err(),
+    );
+    assert_wrong_chip_id(
         err,
-        SensorError::WrongChipId {
-            part: ImuPart::Lsm6ds3trc,
-            read: 0x69
-        }
+        ImuPart::Lsm6ds3trc,
+        0x69,
+        "LSM6DS3TR-C: WHO_AM_I reads 0x69, expected 0x6a",
     );
-    assert_eq!(
-        err.to_string(),
-        "LSM6DS3TR-C: WHO_AM_I reads 0x69, expected 0x6a"
-    );
-    i2c.done();
 }
 
 #[test]
 fn a_nack_on_a_write_stops_init_with_the_bus_error() {
-    let nack = ErrorKind::NoAcknowledge(NoAcknowledgeSource::Data);
-    let mut i2c = Mock::new(&[
+    let expected = [
         Transaction::write_read(A, vec![WHO_AM_I], vec![0x6A]),
-        Transaction::write(A, vec![0x11, 0x00]).with_error(nack),
-    ]);
-    let mut imu = driver(&i2c, Lsm6ds3trcConfig::HAR_52HZ);
-    assert_eq!(imu.init(), Err(SensorError::Bus(nack)));
-    i2c.done();
+        Transaction::write(A, vec![0x11, 0x00]).with_error(DATA_NACK),
+    ];
+    let result = on_bus(&expected, |i2c| {
+        driver(i2c, Lsm6ds3trcConfig::HAR_52HZ).init()
+    });
+    assert_eq!(result, Err(SensorError::Bus(DATA_NACK)));
 
     // No device at all: the address NACKs on the first transfer.
     let nack = ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address);
-    let mut i2c =
-        Mock::new(&[Transaction::write_read(A, vec![WHO_AM_I], vec![0]).with_error(nack)]);
-    let mut imu = driver(&i2c, Lsm6ds3trcConfig::HAR_52HZ);
-    assert_eq!(imu.init(), Err(SensorError::Bus(nack)));
-    i2c.done();
+    let expected = [Transaction::write_read(A, vec![WHO_AM_I], vec![0]).with_error(nack)];
+    let result = on_bus(&expected, |i2c| {
+        driver(i2c, Lsm6ds3trcConfig::HAR_52HZ).init()
+    });
+    assert_eq!(result, Err(SensorError::Bus(nack)));
 }
 
 #[test]
@@ -150,36 +156,32 @@ fn a_reset_that_never_completes_is_an_error_not_a_hang() {
     for _ in 0..RESET_POLLS {
         expected.push(Transaction::write_read(A, vec![CTRL3_C], vec![0b0000_0101]));
     }
-    let mut i2c = Mock::new(&expected);
-    let mut imu = driver(&i2c, Lsm6ds3trcConfig::HAR_52HZ);
+    let result = on_bus(&expected, |i2c| {
+        driver(i2c, Lsm6ds3trcConfig::HAR_52HZ).init()
+    });
     assert_eq!(
-        imu.init(),
+        result,
         Err(SensorError::ResetTimeout { polls: RESET_POLLS })
     );
-    i2c.done();
 }
 
 /// Gyro x y z then accelerometer x y z, little-endian, as OUTX_L_G … OUTZ_H_XL.
 fn burst(gyro: [i16; 3], acc: [i16; 3]) -> Vec<u8> {
-    gyro.iter()
-        .chain(acc.iter())
-        .flat_map(|c| c.to_le_bytes())
-        .collect()
+    le_burst(gyro, acc)
 }
 
 #[test]
 fn data_ready_needs_both_flags_then_one_burst_read() {
     let gyro = [100, -200, 300];
     let acc = [8197, -4098, 1];
-    let mut i2c = Mock::new(&[
-        Transaction::write_read(A, vec![STATUS_REG], vec![0b000]),
-        Transaction::write_read(A, vec![STATUS_REG], vec![0b001]), // XLDA only
-        Transaction::write_read(A, vec![STATUS_REG], vec![0b111]), // TDA GDA XLDA
-        Transaction::write_read(A, vec![OUTX_L_G], burst(gyro, acc)),
-    ]);
-    let mut imu = driver(&i2c, Lsm6ds3trcConfig::HAR_52HZ);
-    let reading = imu.wait_and_read(4).unwrap();
-    i2c.done();
+    // Nothing, XLDA only, then TDA GDA XLDA.
+    let mut expected = status_polls(A, STATUS_REG, &[0b000, 0b001, 0b111]);
+    expected.push(Transaction::write_read(A, vec![OUTX_L_G], burst(gyro, acc)));
+    let reading = on_bus(&expected, |i2c| {
+        driver(i2c, Lsm6ds3trcConfig::HAR_52HZ)
+            .wait_and_read(4)
+            .unwrap()
+    });
     assert_eq!(reading.raw.gyro, gyro);
     assert_eq!(reading.raw.acc, acc);
     assert!(!reading.saturated);
@@ -187,14 +189,12 @@ fn data_ready_needs_both_flags_then_one_burst_read() {
 
 #[test]
 fn no_data_ready_within_the_polls_is_a_timeout() {
-    let mut i2c = Mock::new(&[
-        Transaction::write_read(A, vec![STATUS_REG], vec![0b000]),
-        Transaction::write_read(A, vec![STATUS_REG], vec![0b010]), // GDA only
-        Transaction::write_read(A, vec![STATUS_REG], vec![0b100]), // TDA only
-    ]);
-    let mut imu = driver(&i2c, Lsm6ds3trcConfig::HAR_52HZ);
-    assert_eq!(imu.wait_and_read(3), Err(SensorError::Timeout { polls: 3 }));
-    i2c.done();
+    // Nothing, GDA only, TDA only.
+    let expected = status_polls(A, STATUS_REG, &[0b000, 0b010, 0b100]);
+    let result = on_bus(&expected, |i2c| {
+        driver(i2c, Lsm6ds3trcConfig::HAR_52HZ).wait_and_read(3)
+    });
+    assert_eq!(result, Err(SensorError::Timeout { polls: 3 }));
 }
 
 #[test]
@@ -223,39 +223,22 @@ fn counts_scale_with_the_datasheet_sensitivities() {
             gyro_range,
             ..Lsm6ds3trcConfig::HAR_52HZ
         };
-        let mut i2c = Mock::new(&[Transaction::write_read(
-            A,
-            vec![OUTX_L_G],
-            burst(gyro_counts, acc_counts),
-        )]);
-        let mut imu = driver(&i2c, config);
-        let reading = imu.read().unwrap();
-        i2c.done();
-        for axis in 0..3 {
-            let want_g = f64::from(acc_counts[axis]) * mg_per_lsb / 1000.0;
-            let got = f64::from(reading.sample.acc_g[axis]);
-            assert!(
-                (got - want_g).abs() <= 1e-6 * want_g.abs().max(1.0),
-                "{got} {want_g}"
-            );
-            let want_rad_s =
-                f64::from(gyro_counts[axis]) * mdps_per_lsb / 1000.0 * std::f64::consts::PI / 180.0;
-            let got = f64::from(reading.sample.gyro_rad_s[axis]);
-            assert!(
-                (got - want_rad_s).abs() <= 1e-6 * want_rad_s.abs().max(1.0),
-                "{gyro_range:?}: {got} {want_rad_s}"
-            );
-        }
+        let reading = read_once(burst(gyro_counts, acc_counts), config);
+        assert_scaled(
+            &reading.sample,
+            acc_counts,
+            |c| c * mg_per_lsb / 1000.0,
+            gyro_counts,
+            |c| c * mdps_per_lsb / 1000.0 * std::f64::consts::PI / 180.0,
+            &gyro_range,
+        );
     }
     // The example from the issue: +1 g is 8197 counts at ±4 g (0.122 mg/LSB), 1 rad/s
     // is 1637 counts at 1000 dps (35 mdps/LSB).
-    let mut i2c = Mock::new(&[Transaction::write_read(
-        A,
-        vec![OUTX_L_G],
+    let reading = read_once(
         burst([1637, 0, 0], [0, 0, 8197]),
-    )]);
-    let reading = driver(&i2c, Lsm6ds3trcConfig::HAR_52HZ).read().unwrap();
-    i2c.done();
+        Lsm6ds3trcConfig::HAR_52HZ,
+    );
     assert!((reading.sample.acc_g[2] - 1.0).abs() < 1e-3);
     assert!((reading.sample.gyro_rad_s[0] - 1.0).abs() < 1e-3);
 }
@@ -267,9 +250,7 @@ fn an_axis_at_the_end_of_the_range_is_saturated() {
         ([i16::MIN, 0, 0], [0, 0, 0], true),
         ([i16::MAX - 1, i16::MIN + 1, 0], [-1, 1, 0], false),
     ] {
-        let mut i2c = Mock::new(&[Transaction::write_read(A, vec![OUTX_L_G], burst(gyro, acc))]);
-        let reading = driver(&i2c, Lsm6ds3trcConfig::HAR_52HZ).read().unwrap();
-        i2c.done();
+        let reading = read_once(burst(gyro, acc), Lsm6ds3trcConfig::HAR_52HZ);
         assert_eq!(reading.saturated, saturated, "{gyro:?} {acc:?}");
     }
 }
