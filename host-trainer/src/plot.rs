@@ -327,6 +327,59 @@ impl XAxis<'static> {
     }
 }
 
+/// One panel of line traces with a legend: value `i` of a trace at `x_axis.start + i ·
+/// x_axis.step`, the x range up to `x_end`; `y_axis` is the label and its area's width.
+fn trace_panel(
+    area: &DrawingArea<BitMapBackend, Shift>,
+    title: &str,
+    traces: &[Trace],
+    (x_axis, x_end): (XAxis, f64),
+    y_range: std::ops::Range<f64>,
+    (y_label, y_label_px): (&str, u32),
+    colour: impl Fn(usize) -> RGBColor,
+) -> Result<(), String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, 13))
+        .margin(6)
+        .x_label_area_size(28)
+        .y_label_area_size(y_label_px)
+        .build_cartesian_2d(x_axis.start..x_end, y_range)
+        .map_err(s)?;
+    chart
+        .configure_mesh()
+        .x_labels(6)
+        .y_labels(5)
+        .x_desc(x_axis.label)
+        .y_desc(y_label)
+        .label_style((FONT, 10))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(s)?;
+    for (k, t) in traces.iter().enumerate() {
+        let colour = colour(k);
+        let pts = t
+            .values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (x_axis.start + i as f64 * x_axis.step, f64::from(v)));
+        chart
+            .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+            .map_err(s)?
+            .label(t.name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 14, y)], colour.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font((FONT, 10))
+        .background_style(WHITE.mix(0.7))
+        .border_style(RGBColor(180, 180, 180))
+        .draw()
+        .map_err(s)
+}
+
 /// Grid of signal panels (`n_cols` per row) sharing one y range.
 pub fn signal_grid(
     path: &Path,
@@ -363,46 +416,15 @@ pub fn signal_grid(
     draw_png(path, size, |root| {
         let root = root.titled(title, (FONT, 20)).map_err(s)?;
         for (area, panel) in root.split_evenly((n_rows, n_cols)).iter().zip(panels) {
-            let mut chart = ChartBuilder::on(area)
-                .caption(&panel.title, (FONT, 13))
-                .margin(6)
-                .x_label_area_size(28)
-                .y_label_area_size(42)
-                .build_cartesian_2d(x_axis.start..x_end, (lo - pad)..(hi + pad))
-                .map_err(s)?;
-            chart
-                .configure_mesh()
-                .x_labels(6)
-                .y_labels(5)
-                .x_desc(x_axis.label)
-                .y_desc(y_label)
-                .label_style((FONT, 10))
-                .light_line_style(RGBColor(235, 235, 235))
-                .draw()
-                .map_err(s)?;
-            for (k, t) in panel.traces.iter().enumerate() {
-                let colour = TRACE_COLOURS[k % TRACE_COLOURS.len()];
-                let pts = t
-                    .values
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &v)| (x_axis.start + i as f64 * x_axis.step, f64::from(v)));
-                chart
-                    .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
-                    .map_err(s)?
-                    .label(t.name)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 14, y)], colour.stroke_width(2))
-                    });
-            }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .label_font((FONT, 10))
-                .background_style(WHITE.mix(0.7))
-                .border_style(RGBColor(180, 180, 180))
-                .draw()
-                .map_err(s)?;
+            trace_panel(
+                area,
+                &panel.title,
+                &panel.traces,
+                (x_axis, x_end),
+                (lo - pad)..(hi + pad),
+                (y_label, 42),
+                |k| TRACE_COLOURS[k % TRACE_COLOURS.len()],
+            )?;
         }
         Ok(())
     })
@@ -703,52 +725,23 @@ pub fn signal_rows(
             let pad = 0.05 * (hi - lo);
             let x_end = x_axis.start + max_len as f64 * x_axis.step;
             for (area, panel) in row_area.split_evenly((1, n_cols)).iter().zip(&row.panels) {
-                let mut chart = ChartBuilder::on(area)
-                    .caption(&panel.title, (FONT, 13))
-                    .margin(6)
-                    .x_label_area_size(28)
-                    .y_label_area_size(48)
-                    .build_cartesian_2d(x_axis.start..x_end, (lo - pad)..(hi + pad))
-                    .map_err(s)?;
-                chart
-                    .configure_mesh()
-                    .x_labels(6)
-                    .y_labels(5)
-                    .x_desc(x_axis.label)
-                    .y_desc(row.y_label)
-                    .label_style((FONT, 10))
-                    .light_line_style(RGBColor(235, 235, 235))
-                    .draw()
-                    .map_err(s)?;
                 let n = panel.traces.len();
-                for (k, t) in panel.traces.iter().enumerate() {
-                    let colour = if row.gradient {
-                        // Stop short of viridis' pale yellow end, which vanishes on white.
-                        viridis(0.85 * k as f64 / (n.max(2) - 1) as f64)
-                    } else {
-                        TRACE_COLOURS[k % TRACE_COLOURS.len()]
-                    };
-                    let pts = t
-                        .values
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &v)| (x_axis.start + i as f64 * x_axis.step, f64::from(v)));
-                    chart
-                        .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
-                        .map_err(s)?
-                        .label(t.name)
-                        .legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 14, y)], colour.stroke_width(2))
-                        });
-                }
-                chart
-                    .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperRight)
-                    .label_font((FONT, 10))
-                    .background_style(WHITE.mix(0.7))
-                    .border_style(RGBColor(180, 180, 180))
-                    .draw()
-                    .map_err(s)?;
+                trace_panel(
+                    area,
+                    &panel.title,
+                    &panel.traces,
+                    (x_axis, x_end),
+                    (lo - pad)..(hi + pad),
+                    (row.y_label, 48),
+                    |k| {
+                        if row.gradient {
+                            // Stop short of viridis' pale yellow end, which vanishes on white.
+                            viridis(0.85 * k as f64 / (n.max(2) - 1) as f64)
+                        } else {
+                            TRACE_COLOURS[k % TRACE_COLOURS.len()]
+                        }
+                    },
+                )?;
             }
         }
         Ok(())
