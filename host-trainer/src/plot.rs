@@ -327,6 +327,33 @@ impl XAxis<'static> {
     }
 }
 
+/// The y range every trace fits in (finite values, 5 % padding; ±1 around a flat or
+/// empty set) and the x end of the longest trace.
+fn shared_ranges<'t>(
+    traces: impl Iterator<Item = &'t Trace<'t>>,
+    x_axis: XAxis,
+) -> (std::ops::Range<f64>, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut max_len = 1usize;
+    for t in traces {
+        max_len = max_len.max(t.values.len());
+        for &v in t.values.iter().filter(|v| v.is_finite()) {
+            lo = lo.min(f64::from(v));
+            hi = hi.max(f64::from(v));
+        }
+    }
+    // Also catches NaN bounds (no finite values).
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
+        lo -= 1.0;
+        hi += 1.0;
+    }
+    let pad = 0.05 * (hi - lo);
+    (
+        (lo - pad)..(hi + pad),
+        x_axis.start + max_len as f64 * x_axis.step,
+    )
+}
+
 /// One panel of line traces with a legend: value `i` of a trace at `x_axis.start + i ·
 /// x_axis.step`, the x range up to `x_end`; `y_axis` is the label and its area's width.
 fn trace_panel(
@@ -396,22 +423,7 @@ pub fn signal_grid(
         });
     }
     let n_rows = panels.len().div_ceil(n_cols);
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    let mut max_len = 1usize;
-    for t in panels.iter().flat_map(|p| &p.traces) {
-        max_len = max_len.max(t.values.len());
-        for &v in t.values.iter().filter(|v| v.is_finite()) {
-            lo = lo.min(f64::from(v));
-            hi = hi.max(f64::from(v));
-        }
-    }
-    // Also catches NaN bounds (no finite values).
-    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
-        lo -= 1.0;
-        hi += 1.0;
-    }
-    let pad = 0.05 * (hi - lo);
-    let x_end = x_axis.start + max_len as f64 * x_axis.step;
+    let (y_range, x_end) = shared_ranges(panels.iter().flat_map(|p| &p.traces), x_axis);
     let size = (n_cols as u32 * 340 + 20, n_rows as u32 * 230 + 60);
     draw_png(path, size, |root| {
         let root = root.titled(title, (FONT, 20)).map_err(s)?;
@@ -421,7 +433,7 @@ pub fn signal_grid(
                 &panel.title,
                 &panel.traces,
                 (x_axis, x_end),
-                (lo - pad)..(hi + pad),
+                y_range.clone(),
                 (y_label, 42),
                 |k| TRACE_COLOURS[k % TRACE_COLOURS.len()],
             )?;
@@ -709,21 +721,7 @@ pub fn signal_rows(
     draw_png(path, size, |root| {
         let root = root.titled(title, (FONT, 18)).map_err(s)?;
         for (row_area, row) in root.split_evenly((rows.len(), 1)).iter().zip(rows) {
-            let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-            let mut max_len = 1usize;
-            for t in row.panels.iter().flat_map(|p| &p.traces) {
-                max_len = max_len.max(t.values.len());
-                for &v in t.values.iter().filter(|v| v.is_finite()) {
-                    lo = lo.min(f64::from(v));
-                    hi = hi.max(f64::from(v));
-                }
-            }
-            if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
-                lo -= 1.0;
-                hi += 1.0;
-            }
-            let pad = 0.05 * (hi - lo);
-            let x_end = x_axis.start + max_len as f64 * x_axis.step;
+            let (y_range, x_end) = shared_ranges(row.panels.iter().flat_map(|p| &p.traces), x_axis);
             for (area, panel) in row_area.split_evenly((1, n_cols)).iter().zip(&row.panels) {
                 let n = panel.traces.len();
                 trace_panel(
@@ -731,7 +729,7 @@ pub fn signal_rows(
                     &panel.title,
                     &panel.traces,
                     (x_axis, x_end),
-                    (lo - pad)..(hi + pad),
+                    y_range.clone(),
                     (row.y_label, 48),
                     |k| {
                         if row.gradient {
