@@ -55,7 +55,7 @@ mod input;
 
 use crate::blob::{LayerView, MAX_HIDDEN, MAX_INPUT, MAX_LATENT, ModelBlob, SCORE_SHIFT};
 pub use crate::fixed::{V_Q16_MIN, exp_q15, requant};
-use crate::fixed::{requant_i16, requant_relu_u8};
+use crate::fixed::{requant_i16, requant_relu_u8, requant_relu_u8_high};
 use crate::kernels::{Kernel, MAX_PHASE, Packed, dot_portable, packed_words};
 use crate::preprocess::{ChannelSet, InputFeatures, SPECTRUM_VALUES_PER_CHANNEL, Window};
 
@@ -294,17 +294,6 @@ impl RowSink for HiddenSink<'_, '_> {
             r += step;
         }
     }
-}
-
-/// [`requant_relu_u8`] for a multiplier `m ≥ 0` (as `u32`) and a shift `s` in 33..=62
-/// (other shifts give another byte): `a = max(acc, 0)`, `high = ⌊a·m / 2³²⌋`, then
-/// `min(((high >> (s − 33)) + 1) >> 1, 255)`, which is `requant_from_high_word` with
-/// `k = s − 32` (see [`requant_relu_u8`]), without the range checks.
-#[inline(always)]
-fn requant_relu_u8_high(acc: i32, m: u32, s: u8) -> u8 {
-    let high = ((acc.max(0) as u32 as u64 * m as u64) >> 32) as u32;
-    let q = ((high >> (u32::from(s).wrapping_sub(33) & 31)) + 1) >> 1;
-    q.min(255) as u8
 }
 
 /// The μ head: requantisation to `mu_q` for active dims, the accumulator into the trace.
@@ -853,38 +842,6 @@ mod tests {
             (0.4f32 * 255.0).round() as u8
         );
         assert_eq!(quantise_input(f32::MAX, -f32::MAX, 0.0), 0);
-    }
-
-    #[test]
-    fn high_word_requantisation_equals_the_reference() {
-        // Every shift it is used for, multipliers at both ends of [0, 2³¹), and
-        // accumulators of every sign and size (extremes and a xorshift sweep).
-        let mut state = 0x9E37_79B9u32;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state
-        };
-        for s in 33..=62u8 {
-            for _ in 0..2_000 {
-                let m = [0, 1, 1 << 30, i32::MAX, (next() >> 1) as i32][next() as usize % 5];
-                let acc = [
-                    0,
-                    -1,
-                    1,
-                    i32::MIN,
-                    i32::MAX,
-                    next() as i32,
-                    (next() >> 8) as i32,
-                ][next() as usize % 7];
-                assert_eq!(
-                    requant_relu_u8_high(acc, m as u32, s),
-                    requant_relu_u8(acc, m, s),
-                    "acc {acc} m {m} s {s}"
-                );
-            }
-        }
     }
 
     #[test]
