@@ -1,9 +1,12 @@
 //! The int8 model blob (`.vscq`): read in place from a `&[u8]` (e.g. in flash), no heap,
 //! no copy of the weights, every malformed input a typed [`BlobError`].
 //!
-//! # Layout (format version 4), all integers and floats little-endian, no padding
+//! # Layout (format version 5), all integers and floats little-endian
 //!
-//! Fields are read byte by byte (`from_le_bytes`), so the blob may sit at any address.
+//! Fields are read byte by byte (`from_le_bytes`), so the blob may sit at any address;
+//! the dense weights are laid out for word loads from a blob at a 4-aligned address
+//! (the Cortex-M4 kernel reads them with `LDM`; elsewhere, or from an unaligned blob, the
+//! same integers come from a plain-Rust kernel).
 //!
 //! | offset | size | field |
 //! |---|---|---|
@@ -23,7 +26,8 @@
 //! | 36 | 4 | `v_scale` `f32`: real value of one step of the requantised γ pre-activation (= [`V_SCALE`] = 2⁻¹⁶) |
 //! | 40 | 2 | spike head [`SpikeHead::code`] `u16`: 0 paper (log γ = −ReLU(−v)), 1 sigmoid; versions 1 and 2 have 0 here |
 //! | 42 | 2 | activity classes K `u16`: 0 = no activity head, else 2..=[`MAX_CLASSES`]; versions 1–3 have 0 here |
-//! | 44 | 4 | reserved, 0 |
+//! | 44 | 1 | format 5: dense layers stored in row pairs ([`WeightLayout::RowPairs`]), bit 0 hidden layer, bit 1 μ head, bit 2 γ head (the others row-major); versions 1–4 have 0 here |
+//! | 45 | 3 | reserved, 0 |
 //! | 48 | 8·S | input scaling, `offset` `f32`, `scale` `f32`: S = channels for waveforms (one per window row), S = `input_dim` for spectra (one per value) |
 //! | … | | hidden layer (rows = `hidden_dim`, cols = `input_dim`), see below |
 //! | … | | μ head (rows = `latent_dim`, cols = `hidden_dim`) |
@@ -36,8 +40,21 @@
 //! `w_scale: [f32; R]` (per-output-channel symmetric weight scale, informational: the
 //! encoder never reads it), `bias: [i32; R]` (in units of input scale × `w_scale`,
 //! |bias| ≤ [`MAX_ABS_BIAS`]), only for the γ head `threshold: [i32; R]`,
-//! `multiplier: [i32; R]` (≥ 0), `shift: [u8; R]` (1..=[`MAX_SHIFT`]),
-//! `weights: [i8; R·K]` row-major (row r = output r).
+//! `multiplier: [i32; R]` (≥ 0), `shift: [u8; R]` (1..=[`MAX_SHIFT`]), then the weights
+//! (int8, −127..=127 as the quantiser writes them; the row-major layout also allows −128):
+//! - the hidden layer, μ and γ heads that byte 44 marks ([`WeightLayout::RowPairs`]; the
+//!   quantiser marks every layer whose rows all meet the bound below): 0 to 3 zero
+//!   bytes, so that the weights start at a multiple of 4 from the blob's first byte, then
+//!   `⌈R/2⌉` row pairs of `Kp = K` rounded up to a multiple of [`PAIR_COLS_MULTIPLE`]
+//!   little-endian `i16`s each: pair p, column c holds `h = 256 · w[2p+1][c] + w[2p][c]`
+//!   (both rows' weights in one halfword: the low byte is `w[2p][c]` as a two's-complement
+//!   byte, `w[2p+1][c] = (h − w[2p][c]) / 256`). Columns `K..Kp` and, for odd R, the
+//!   second row of the last pair are 0. Every row has `255 · Σ_c |w[r][c]| < 2²³`
+//!   ([`MAX_ROW_L1`]), so the pair kernel's `Σ h·x − Σ w[2p]·x = 256 · Σ w[2p+1]·x` is
+//!   exact in `i32` (see [`crate::kernels`]).
+//! - the activity head, the other layers, and every layer of formats 1–4
+//!   ([`WeightLayout::RowMajor`]):
+//!   `weights: [i8; R·K]` row-major (row r = output r).
 //!
 //! The integer semantics of these numbers are documented in [`crate::encoder`].
 
@@ -49,9 +66,20 @@ use crate::spike::SpikeHead;
 /// First four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"VSCQ";
 /// The format version this code writes. It also reads version 1 (waveform models only,
-/// byte 22 reserved), version 2 (byte 40 reserved: the paper's spike head) and version 3
-/// (byte 42 reserved: no activity head), which differ in nothing else.
-pub const FORMAT_VERSION: u16 = 4;
+/// byte 22 reserved), version 2 (byte 40 reserved: the paper's spike head), version 3
+/// (byte 42 reserved: no activity head) and version 4 (row-major dense weights), which
+/// differ in nothing else. Version 5 can store the hidden layer and both heads in row
+/// pairs ([`WeightLayout::RowPairs`], byte 44).
+pub const FORMAT_VERSION: u16 = 5;
+/// The first format version with [`WeightLayout::RowPairs`] dense layers.
+pub const ROW_PAIRS_VERSION: u16 = 5;
+/// Header byte of the dense layers' layouts (format 5).
+pub const LAYOUT_OFFSET: usize = 44;
+/// Row pairs hold a multiple of this many columns (one step of the Cortex-M4 loop).
+pub const PAIR_COLS_MULTIPLE: usize = 8;
+/// Largest `Σ_c |w[r][c]|` of a row stored in row pairs: `255 · MAX_ROW_L1 < 2²³`, so
+/// `|Σ_c w[r][c] · x[c]| < 2²³` for every `u8` input and `256 ·` that fits `i32`.
+pub const MAX_ROW_L1: u32 = ((1 << 23) - 1) / 255;
 /// Bytes before the per-channel scaling.
 pub const HEADER_LEN: usize = 48;
 /// Bytes of the CRC trailer.
@@ -163,6 +191,20 @@ pub enum BlobError {
         row: usize,
         value: u8,
     },
+    /// Row `row` of `section` (row-pair layout) has `Σ|w| = l1` above [`MAX_ROW_L1`]: the
+    /// pair kernel could not compute its dot product exactly.
+    RowL1 {
+        section: Section,
+        row: usize,
+        l1: u32,
+    },
+    /// The row-pair halfword of row `row`, column `col` of `section` holds a weight
+    /// outside −128..=127.
+    BadPairWeight {
+        section: Section,
+        row: usize,
+        col: usize,
+    },
 }
 
 impl fmt::Display for BlobError {
@@ -265,6 +307,16 @@ impl fmt::Display for BlobError {
                 "model blob: {} row {row}: shift {value} outside 1..={MAX_SHIFT}",
                 section.name()
             ),
+            BlobError::RowL1 { section, row, l1 } => write!(
+                f,
+                "model blob: {} row {row}: sum of |weights| {l1} exceeds {MAX_ROW_L1} (255 · Σ|w| must stay below 2^23 for the row-pair kernel; re-quantise with smaller weights)",
+                section.name()
+            ),
+            BlobError::BadPairWeight { section, row, col } => write!(
+                f,
+                "model blob: {} row {row} column {col}: row-pair weight outside -128..=127",
+                section.name()
+            ),
         }
     }
 }
@@ -307,6 +359,8 @@ pub(crate) fn f32_elem(bytes: &[u8], index: usize) -> f32 {
 /// Cuts consecutive sections off a byte slice.
 struct Cursor<'a> {
     rest: &'a [u8],
+    /// Offset of `rest` from the blob's first byte.
+    pos: usize,
     needed: usize,
     actual: usize,
 }
@@ -321,8 +375,34 @@ impl<'a> Cursor<'a> {
         }
         let (head, tail) = self.rest.split_at(n);
         self.rest = tail;
+        self.pos += n;
         Ok(head)
     }
+
+    /// The zero bytes that bring the position to a multiple of 4.
+    fn align4(&mut self) -> Result<(), BlobError> {
+        let at = self.pos;
+        let pad = self.take(align4_pad(at))?;
+        match pad.iter().position(|&b| b != 0) {
+            Some(i) => Err(BlobError::Reserved { offset: at + i }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Bytes from offset `at` to the next multiple of 4.
+const fn align4_pad(at: usize) -> usize {
+    (4 - at % 4) % 4
+}
+
+/// How a layer's weights are stored (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightLayout {
+    /// `[i8; rows · cols]`, row by row.
+    RowMajor,
+    /// Row pairs of `i16` halfwords `256 · w[2p+1][c] + w[2p][c]`, columns padded to a
+    /// multiple of [`PAIR_COLS_MULTIPLE`].
+    RowPairs,
 }
 
 /// One fully connected layer of the blob, borrowed from it. `rows` outputs, `cols` inputs.
@@ -330,6 +410,7 @@ impl<'a> Cursor<'a> {
 pub struct LayerView<'a> {
     pub rows: usize,
     pub cols: usize,
+    layout: WeightLayout,
     w_scale: &'a [u8],
     bias: &'a [u8],
     threshold: &'a [u8],
@@ -359,18 +440,63 @@ impl<'a> LayerView<'a> {
     pub fn shift(&self, r: usize) -> u8 {
         self.shift.get(r).copied().unwrap_or(1)
     }
-    /// The `cols` int8 weights of row `r`, as raw two's-complement bytes.
+    /// How the weights are stored.
+    pub fn layout(&self) -> WeightLayout {
+        self.layout
+    }
+    /// The `cols` int8 weights of row `r` as raw two's-complement bytes, for the
+    /// [`WeightLayout::RowMajor`] layout (empty for row pairs: see [`LayerView::pair`]).
     pub fn row(&self, r: usize) -> &'a [u8] {
+        if self.layout != WeightLayout::RowMajor {
+            return &[];
+        }
         let start = r.saturating_mul(self.cols);
         self.weights
             .get(start..start.saturating_add(self.cols))
             .unwrap_or(&[])
     }
-    /// Weight `(r, c)` as `i8`.
-    pub fn weight(&self, r: usize, c: usize) -> i8 {
-        self.row(r).get(c).copied().unwrap_or(0) as i8
+    /// Columns of a stored row pair: `cols` rounded up to [`PAIR_COLS_MULTIPLE`].
+    pub fn pair_cols(&self) -> usize {
+        self.cols.next_multiple_of(PAIR_COLS_MULTIPLE)
     }
-    /// All `rows × cols` weight bytes, row-major.
+    /// Row pairs stored (`⌈rows / 2⌉`; 0 for the row-major layout).
+    pub fn pairs(&self) -> usize {
+        match self.layout {
+            WeightLayout::RowPairs => self.rows.div_ceil(2),
+            WeightLayout::RowMajor => 0,
+        }
+    }
+    /// The `2 · pair_cols` bytes of row pair `p` (rows `2p` and `2p + 1`) in the
+    /// [`WeightLayout::RowPairs`] layout (empty otherwise or past the last pair).
+    pub fn pair(&self, p: usize) -> &'a [u8] {
+        self.pair_run(p, 1)
+    }
+    /// The bytes of `n` consecutive row pairs from pair `p` (empty where they do not
+    /// all exist).
+    pub fn pair_run(&self, p: usize, n: usize) -> &'a [u8] {
+        if self.layout != WeightLayout::RowPairs || p.saturating_add(n) > self.pairs() {
+            return &[];
+        }
+        let bytes = 2 * self.pair_cols();
+        self.weights.get(p * bytes..(p + n) * bytes).unwrap_or(&[])
+    }
+    /// Weight `(r, c)` as `i8` (0 outside the layer), in either layout.
+    pub fn weight(&self, r: usize, c: usize) -> i8 {
+        if r >= self.rows || c >= self.cols {
+            return 0;
+        }
+        match self.layout {
+            WeightLayout::RowMajor => self.row(r).get(c).copied().unwrap_or(0) as i8,
+            WeightLayout::RowPairs => {
+                let h = match self.pair(r / 2).get(2 * c..2 * c + 2) {
+                    Some(&[lo, hi]) => i16::from_le_bytes([lo, hi]),
+                    _ => 0,
+                };
+                pair_weights(h)[r % 2]
+            }
+        }
+    }
+    /// The weight bytes as stored (row-major, or row pairs with their padding).
     pub fn weight_bytes(&self) -> &'a [u8] {
         self.weights
     }
@@ -387,6 +513,7 @@ impl<'a> LayerView<'a> {
         rows: usize,
         cols: usize,
         with_threshold: bool,
+        layout: WeightLayout,
     ) -> Result<Self, BlobError> {
         let w_scale = cur.take(4 * rows)?;
         let bias = cur.take(4 * rows)?;
@@ -397,10 +524,20 @@ impl<'a> LayerView<'a> {
         };
         let multiplier = cur.take(4 * rows)?;
         let shift = cur.take(rows)?;
-        let weights = cur.take(rows * cols)?;
+        let weights = match layout {
+            WeightLayout::RowMajor => cur.take(rows * cols)?,
+            WeightLayout::RowPairs => {
+                cur.align4()?;
+                let at = cur.pos;
+                let weights = cur.take(weights_len(layout, rows, cols))?;
+                check_row_pairs(weights, section, rows, cols, at)?;
+                weights
+            }
+        };
         let layer = LayerView {
             rows,
             cols,
+            layout,
             w_scale,
             bias,
             threshold,
@@ -442,14 +579,93 @@ impl<'a> LayerView<'a> {
     }
 }
 
-/// Size in bytes of a layer section.
-const fn layer_len(rows: usize, cols: usize, with_threshold: bool) -> usize {
+/// The two weights `(w[2p][c], w[2p+1][c])` of a row-pair halfword `h`.
+#[inline(always)]
+pub const fn pair_weights(h: i16) -> [i8; 2] {
+    let a = h as u8 as i8;
+    [a, ((h as i32 - a as i32) >> 8) as i8]
+}
+
+/// The halfword of the weights `(a, b)` of rows `2p`, `2p + 1` at one column; the
+/// inverse of [`pair_weights`] for `b > −128` (and for `b = −128` with `a ≥ 0`).
+#[inline(always)]
+pub const fn pair_halfword(a: i8, b: i8) -> i16 {
+    (256 * b as i32 + a as i32) as i16
+}
+
+/// Every row's `Σ|w|` at most [`MAX_ROW_L1`], the padding columns and the missing row of
+/// an odd layer 0 (`at`: the weights' offset in the blob, for the error).
+fn check_row_pairs(
+    weights: &[u8],
+    section: Section,
+    rows: usize,
+    cols: usize,
+    at: usize,
+) -> Result<(), BlobError> {
+    let pair_bytes = 2 * cols.next_multiple_of(PAIR_COLS_MULTIPLE);
+    for (p, pair) in weights.chunks_exact(pair_bytes.max(2)).enumerate() {
+        let mut l1 = [0u32; 2];
+        for (c, h) in pair.as_chunks::<2>().0.iter().enumerate() {
+            let h = i16::from_le_bytes(*h);
+            let w = pair_weights(h);
+            let second_row = 2 * p + 1 < rows;
+            // A halfword whose second weight is not an i8 (`(h − a) / 256` = 128 or −129):
+            // the kernels would sum it as such, the decoded weight would differ.
+            if (h as i32 - w[0] as i32) >> 8 != w[1] as i32 {
+                return Err(BlobError::BadPairWeight {
+                    section,
+                    row: 2 * p + 1,
+                    col: c,
+                });
+            }
+            if h != 0 && (c >= cols || !second_row && w[1] != 0) {
+                return Err(BlobError::Reserved {
+                    offset: at + p * pair_bytes + 2 * c,
+                });
+            }
+            l1[0] += w[0].unsigned_abs() as u32;
+            l1[1] += w[1].unsigned_abs() as u32;
+        }
+        for (k, &l1) in l1.iter().enumerate() {
+            if l1 > MAX_ROW_L1 {
+                return Err(BlobError::RowL1 {
+                    section,
+                    row: 2 * p + k,
+                    l1,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of a layer's weights in `layout` (without the alignment padding before them).
+const fn weights_len(layout: WeightLayout, rows: usize, cols: usize) -> usize {
+    match layout {
+        WeightLayout::RowMajor => rows * cols,
+        WeightLayout::RowPairs => rows.div_ceil(2) * 2 * cols.next_multiple_of(PAIR_COLS_MULTIPLE),
+    }
+}
+
+/// Offset after a layer section that starts at offset `at`.
+const fn layer_end(
+    at: usize,
+    rows: usize,
+    cols: usize,
+    with_threshold: bool,
+    layout: WeightLayout,
+) -> usize {
     let per_row = if with_threshold { 4 * 4 + 1 } else { 3 * 4 + 1 };
-    rows * per_row + rows * cols
+    let at = at + rows * per_row;
+    let at = match layout {
+        WeightLayout::RowMajor => at,
+        WeightLayout::RowPairs => at + align4_pad(at),
+    };
+    at + weights_len(layout, rows, cols)
 }
 
 /// Total blob size for the given dimensions (`n_scaling` input-scaling entries) without
-/// an activity head.
+/// an activity head, in the current format with every dense layer in row pairs.
 pub const fn blob_len(
     n_scaling: usize,
     input_dim: usize,
@@ -459,7 +675,8 @@ pub const fn blob_len(
     blob_len_with_head(n_scaling, input_dim, hidden_dim, latent_dim, 0)
 }
 
-/// Total blob size with an activity head of `classes` rows (0: none).
+/// Total blob size with an activity head of `classes` rows (0: none), in the current
+/// format with every dense layer in row pairs.
 pub const fn blob_len_with_head(
     n_scaling: usize,
     input_dim: usize,
@@ -467,18 +684,62 @@ pub const fn blob_len_with_head(
     latent_dim: usize,
     classes: usize,
 ) -> usize {
-    let head = if classes == 0 {
-        0
+    blob_len_of_layouts(
+        [WeightLayout::RowPairs; 3],
+        n_scaling,
+        input_dim,
+        hidden_dim,
+        latent_dim,
+        classes,
+    )
+}
+
+/// The layouts of the hidden layer, μ and γ heads for the layout byte `bits` (byte 44).
+pub fn dense_layouts(bits: u8) -> [WeightLayout; 3] {
+    [1u8, 2, 4].map(|bit| {
+        if bits & bit != 0 {
+            WeightLayout::RowPairs
+        } else {
+            WeightLayout::RowMajor
+        }
+    })
+}
+
+/// The layout byte (byte 44) of the layouts of the hidden layer, μ and γ heads.
+pub fn layout_bits(layouts: [WeightLayout; 3]) -> u8 {
+    layouts
+        .iter()
+        .zip([1u8, 2, 4])
+        .filter(|(l, _)| **l == WeightLayout::RowPairs)
+        .fold(0, |bits, (_, bit)| bits | bit)
+}
+
+/// Total blob size with the dense layers in `dense` (hidden, μ, γ; formats 1–4: all
+/// row-major, formats 1–3: no activity head, `classes` 0).
+pub const fn blob_len_of_layouts(
+    dense: [WeightLayout; 3],
+    n_scaling: usize,
+    input_dim: usize,
+    hidden_dim: usize,
+    latent_dim: usize,
+    classes: usize,
+) -> usize {
+    let at = HEADER_LEN + 8 * n_scaling;
+    let at = layer_end(at, hidden_dim, input_dim, false, dense[0]);
+    let at = layer_end(at, latent_dim, hidden_dim, false, dense[1]);
+    let at = layer_end(at, latent_dim, hidden_dim, true, dense[2]);
+    let at = if classes == 0 {
+        at
     } else {
-        classes + layer_len(classes, latent_dim, false)
+        layer_end(
+            at + classes,
+            classes,
+            latent_dim,
+            false,
+            WeightLayout::RowMajor,
+        )
     };
-    HEADER_LEN
-        + 8 * n_scaling
-        + layer_len(hidden_dim, input_dim, false)
-        + layer_len(latent_dim, hidden_dim, false)
-        + layer_len(latent_dim, hidden_dim, true)
-        + head
-        + CRC_LEN
+    at + CRC_LEN
 }
 
 /// The optional activity head: a linear classifier on the sparse code, K rows of int8
@@ -627,14 +888,22 @@ impl<'a> ModelBlob<'a> {
             return Err(BlobError::BadClassCount { count: classes });
         }
         let classes = classes as usize;
-        let expected = blob_len_with_head(n_scaling, input_dim, hidden_dim, latent_dim, classes);
+        let layout_byte = bytes.get(LAYOUT_OFFSET).copied().unwrap_or(0);
+        if version < ROW_PAIRS_VERSION && layout_byte != 0 || layout_byte > 7 {
+            return Err(BlobError::Reserved {
+                offset: LAYOUT_OFFSET,
+            });
+        }
+        let dense = dense_layouts(layout_byte);
+        let expected =
+            blob_len_of_layouts(dense, n_scaling, input_dim, hidden_dim, latent_dim, classes);
         if expected != len {
             return Err(BlobError::Length {
                 expected,
                 actual: len,
             });
         }
-        if let Some(offset) = (44..HEADER_LEN).find(|&i| bytes.get(i) != Some(&0)) {
+        if let Some(offset) = (LAYOUT_OFFSET + 1..HEADER_LEN).find(|&i| bytes.get(i) != Some(&0)) {
             return Err(BlobError::Reserved { offset });
         }
         let spike_code = le_u16_at(bytes, 40);
@@ -664,6 +933,7 @@ impl<'a> ModelBlob<'a> {
 
         let mut cur = Cursor {
             rest: content.get(HEADER_LEN..).unwrap_or(&[]),
+            pos: HEADER_LEN,
             needed: expected,
             actual: len,
         };
@@ -675,9 +945,31 @@ impl<'a> ModelBlob<'a> {
                 return Err(BlobError::BadChannelScaling { index });
             }
         }
-        let hidden = LayerView::parse(&mut cur, Section::Hidden, hidden_dim, input_dim, false)?;
-        let mu = LayerView::parse(&mut cur, Section::Mu, latent_dim, hidden_dim, false)?;
-        let gamma = LayerView::parse(&mut cur, Section::Gamma, latent_dim, hidden_dim, true)?;
+        let [hidden_layout, mu_layout, gamma_layout] = dense;
+        let hidden = LayerView::parse(
+            &mut cur,
+            Section::Hidden,
+            hidden_dim,
+            input_dim,
+            false,
+            hidden_layout,
+        )?;
+        let mu = LayerView::parse(
+            &mut cur,
+            Section::Mu,
+            latent_dim,
+            hidden_dim,
+            false,
+            mu_layout,
+        )?;
+        let gamma = LayerView::parse(
+            &mut cur,
+            Section::Gamma,
+            latent_dim,
+            hidden_dim,
+            true,
+            gamma_layout,
+        )?;
         let activity = if classes == 0 {
             None
         } else {
@@ -687,7 +979,14 @@ impl<'a> ModelBlob<'a> {
                     return Err(BlobError::BadClassId { row, class_id });
                 }
             }
-            let layer = LayerView::parse(&mut cur, Section::Activity, classes, latent_dim, false)?;
+            let layer = LayerView::parse(
+                &mut cur,
+                Section::Activity,
+                classes,
+                latent_dim,
+                false,
+                WeightLayout::RowMajor,
+            )?;
             Some(ActivityHead { class_ids, layer })
         };
         if !cur.rest.is_empty() {
@@ -795,7 +1094,12 @@ impl<'a> ModelBlob<'a> {
     pub fn activity_head(&self) -> Option<&ActivityHead<'a>> {
         self.activity.as_ref()
     }
-    /// Bytes of int8 weights (all layers, the activity head included).
+    /// The blob's format version.
+    pub fn version(&self) -> u16 {
+        le_u16_at(self.bytes, 4)
+    }
+    /// Bytes of int8 weights as stored (all layers, the activity head included; row
+    /// pairs with their padding columns and rows).
     pub fn weight_bytes(&self) -> usize {
         self.hidden.weights.len()
             + self.mu.weights.len()

@@ -77,6 +77,8 @@ pub const fn blob_error_reason(error: &BlobError) -> &'static str {
         BlobError::BiasOutOfRange { .. } => "bias out of range",
         BlobError::NegativeMultiplier { .. } => "negative requantisation multiplier",
         BlobError::ShiftOutOfRange { .. } => "requantisation shift out of range",
+        BlobError::RowL1 { .. } => "a weight row is too large for the row-pair kernel",
+        BlobError::BadPairWeight { .. } => "a row-pair weight is out of range",
     }
 }
 

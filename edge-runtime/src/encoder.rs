@@ -45,7 +45,7 @@
 //!
 //! # Stack
 //! `encode` keeps `x_q: [u8; MAX_INPUT]` (1152 B), `h_q: [u8; MAX_HIDDEN]` (512 B) and one
-//! buffer for the SMLAD layout of either layer input ([`Packed`], 2352 B, used only by
+//! buffer for the SMLAD layout of either layer input ([`PairInput`], 2304 B, used only by
 //! [`Kernel::Packed`]) on the stack, plus a few scalars; no recursion. `encode_traced`
 //! writes into a caller's [`IntTrace`] (4224 B) instead of `x_q`/`h_q`.
 
@@ -53,10 +53,11 @@ use core::fmt;
 
 mod input;
 
+use crate::blob::WeightLayout;
 use crate::blob::{LayerView, MAX_HIDDEN, MAX_INPUT, MAX_LATENT, ModelBlob, SCORE_SHIFT};
 pub use crate::fixed::{V_Q16_MIN, exp_q15, requant};
 use crate::fixed::{requant_i16, requant_relu_u8, requant_relu_u8_high};
-use crate::kernels::{Kernel, MAX_PHASE, Packed, dot_portable, packed_words};
+use crate::kernels::{Kernel, PairInput, dot_portable, pair_input_words};
 use crate::preprocess::{ChannelSet, InputFeatures, SPECTRUM_VALUES_PER_CHANNEL, Window};
 
 /// Rounds a finite `t` in `[0, 2²²]` to the nearest integer, ties to even (the IEEE
@@ -330,31 +331,29 @@ impl RowSink for MuSink<'_, '_> {
 enum LayerInput<'x> {
     /// The bytes themselves, for `Portable` and `Avx2`.
     Bytes(&'x [u8], Kernel),
-    /// The bytes and a buffer for their SMLAD layout ([`Packed`], packed once per row
-    /// phase), and the phase the buffer holds them at (the two heads share a packing).
-    Packed(&'x [u8], &'x mut [i32], Option<usize>),
+    /// The bytes and a buffer for their row-pair layout ([`PairInput`]), and whether the
+    /// buffer holds them already (the two heads share a packing).
+    Packed(&'x [u8], &'x mut [i32], bool),
 }
 
 impl LayerInput<'_> {
-    /// Calls `sink.row(r, acc_r)` for every row `r < rows` that `keep` selects (bit `r` of
+    /// Calls `sink.rows(..)` for every row `r < rows` that `keep` selects (bit `r` of
     /// `keep` for `r < 64`; rows from 64 on always run: only the heads, J ≤ 64, select
-    /// rows), `acc_r = Σ_i x[i] · w[r][i] + bias[r]` (`Bytes`: in order, in groups of four
-    /// for [`Kernel::dot4`]; `Packed`: in pairs of rows with the same phase, see below).
-    /// |dot| < 2²⁶ and |bias| ≤ 2³⁰ (validated): the sum fits i32; the kernels add
-    /// wrapping only to rule out a debug-build panic. One out-of-line instance (dynamic
-    /// `sink`) keeps the firmware small; the indirect call costs a few instructions per
-    /// row, not per MAC.
+    /// rows), with `acc_r = Σ_i x[i] · w[r][i] + bias[r]`. |dot| < 2²⁶ and |bias| ≤ 2³⁰
+    /// (validated): the sum fits i32; the kernels add wrapping only to rule out a
+    /// debug-build panic. One out-of-line instance (dynamic `sink`) keeps the firmware
+    /// small; the indirect call costs a few instructions per batch of rows, not per MAC.
     ///
-    /// `Packed` reads every row from the word boundary at or below its start, in `blob`
-    /// (which holds the layer), so the assembly loop can use aligned `LDRD`s and run past
-    /// the row's end: the row's *phase* (its address mod 4) becomes leading zero columns
-    /// of the packed input ([`Packed::with_phase`]), and the bytes after the row meet its
-    /// zero padding. Rows `r ≡ r0 (mod g)`, `g = 4 / gcd(cols, 4)`, share a phase, so the
-    /// input is packed `g` times (once when `cols % 4 = 0`).
+    /// Row-pair layers ([`WeightLayout::RowPairs`], format 5) run a pair of rows at a
+    /// time (a pair runs when either of its rows is selected): `Packed` through
+    /// [`PairInput::dot_pairs`] (the assembly loop on the Cortex-M4) in runs of
+    /// consecutive selected pairs, the others through [`Kernel::dot_pair`]. Row-major
+    /// layers (formats 1–4) run row by row (`Avx2`: four rows per pass over `x`;
+    /// `Packed` falls back to the portable kernel: old blobs work everywhere, at the
+    /// portable kernel's speed on the Cortex-M4).
     #[inline(never)]
     fn accumulate(
         &mut self,
-        blob: &[u8],
         layer: &LayerView<'_>,
         rows: usize,
         keep: u64,
@@ -363,15 +362,13 @@ impl LayerInput<'_> {
         // Opaque to the optimiser: LLVM would otherwise clone this function for every
         // caller's sink (more flash).
         let sink = core::hint::black_box(sink);
+        if layer.layout() == WeightLayout::RowPairs {
+            self.accumulate_pairs(layer, rows, keep, sink);
+            return;
+        }
         let keep_row = |r: usize| r >= 64 || keep >> r & 1 != 0;
-        let [bias_bytes, ..] = layer.row_constant_bytes();
         match self {
-            LayerInput::Bytes(x, _) if !cfg!(target_arch = "x86_64") => {
-                // Only x86-64 has a four-row kernel, and `Avx2` is `Portable` elsewhere:
-                // rows one by one in the portable kernel keep the code small.
-                portable_rows(x, layer, rows, keep, sink);
-            }
-            LayerInput::Bytes(x, kernel) => {
+            LayerInput::Bytes(x, kernel) if cfg!(target_arch = "x86_64") => {
                 let mut group = [0usize; 4];
                 let mut grouped = 0;
                 for r in (0..rows).filter(|&r| keep_row(r)) {
@@ -395,85 +392,63 @@ impl LayerInput<'_> {
                     );
                 }
             }
-            LayerInput::Packed(x, buf, packed_phase) => {
-                let cols = layer.cols;
-                let weights = layer.weight_bytes();
-                // Byte offset of the layer's weights in `blob`; a layer that is not inside
-                // it (never for a parsed blob) runs in the portable kernel.
-                let offset = (weights.as_ptr() as usize).wrapping_sub(blob.as_ptr() as usize);
-                if offset < MAX_PHASE || offset > blob.len().saturating_sub(weights.len()) {
-                    portable_rows(x, layer, rows, keep, sink);
-                    return;
+            // Only x86-64 has a four-row kernel, and `Avx2` is `Portable` elsewhere: rows
+            // one by one in the portable kernel keep the code small.
+            LayerInput::Bytes(x, _) | LayerInput::Packed(x, _, _) => {
+                portable_rows(x, layer, rows, keep, sink);
+            }
+        }
+    }
+
+    /// [`LayerInput::accumulate`] for a row-pair layer.
+    fn accumulate_pairs(
+        &mut self,
+        layer: &LayerView<'_>,
+        rows: usize,
+        keep: u64,
+        sink: &mut dyn RowSink,
+    ) {
+        let pairs = rows.div_ceil(2).min(layer.pairs());
+        // Pair p holds rows 2p and 2p + 1 (bits 2p and 2p + 1 of `keep` below 64).
+        let keep_pair = |p: usize| p >= 32 || keep >> (2 * p) & 3 != 0;
+        let [bias_bytes, ..] = layer.row_constant_bytes();
+        match self {
+            LayerInput::Bytes(x, kernel) => {
+                for p in (0..pairs).filter(|&p| keep_pair(p)) {
+                    let r = 2 * p;
+                    let (a, b) = kernel.dot_pair(x, layer.pair(p));
+                    let accs = [
+                        a.wrapping_add(layer.bias(r)),
+                        b.wrapping_add(layer.bias(r + 1)),
+                    ];
+                    sink.rows(r, 1, accs.get(..rows - r).unwrap_or(&accs));
                 }
-                let classes = match cols % 4 {
-                    0 => 1,
-                    2 => 2,
-                    _ => 4,
+            }
+            LayerInput::Packed(x, buf, packed) => {
+                let input = if *packed {
+                    PairInput::reuse(x.len(), buf)
+                } else {
+                    *packed = true;
+                    PairInput::new(x, buf)
                 };
-                // The accumulators of a chunk of rows (written before they are read).
+                // The accumulators of a run of pairs (written before they are read).
                 let mut acc = [0i32; ROW_CHUNK];
-                for r0 in 0..classes.min(rows) {
-                    // Row r0's phase, and its phase-aligned start in `blob`; rows r0 + k·g
-                    // follow g · cols bytes apart.
-                    let phase = (weights.as_ptr() as usize).wrapping_add(r0 * cols) % 4;
-                    let packed = if *packed_phase == Some(phase) {
-                        Packed::reuse(x.len(), phase, buf)
-                    } else {
-                        *packed_phase = Some(phase);
-                        Packed::with_phase(x, phase, buf)
-                    };
-                    let first = offset + r0 * cols - phase;
-                    let stride = classes * cols;
-                    let class_rows = (rows - r0).div_ceil(classes);
-                    if keep == u64::MAX {
-                        // Every row: a chunk of rows at a time through the assembly loop,
-                        // which also loads the biases (rows `classes` apart: 4 · classes
-                        // bytes).
-                        for c0 in (0..class_rows).step_by(ROW_CHUNK) {
-                            let n = ROW_CHUNK.min(class_rows - c0);
-                            let chunk = acc.get_mut(..n).unwrap_or(&mut []);
-                            let r = r0 + c0 * classes;
-                            let bias = bias_bytes.get(4 * r..).unwrap_or(&[]);
-                            packed.dot_rows(
-                                blob,
-                                first + c0 * stride,
-                                stride,
-                                bias,
-                                4 * classes,
-                                chunk,
-                            );
-                            sink.rows(r, classes, chunk);
-                        }
+                let mut p = 0;
+                while p < pairs {
+                    if !keep_pair(p) {
+                        p += 1;
                         continue;
                     }
-                    // Selected rows (the sparse μ head): in pairs as they come, taken from
-                    // the set bits of `keep` (every row here is below 64).
-                    let mut pending: Option<(usize, usize)> = None;
-                    let mut bits = keep;
-                    while bits != 0 {
-                        let r = bits.trailing_zeros() as usize;
-                        bits &= bits - 1;
-                        if r >= rows || r % classes != r0 {
-                            continue;
-                        }
-                        let start = first + (r - r0) / classes * stride;
-                        match pending.take() {
-                            Some((a, at)) => {
-                                // A "layer" of two rows `start − at` bytes apart.
-                                let mut pair = [0; 2];
-                                let bias = bias_bytes.get(4 * a..).unwrap_or(&[]);
-                                packed.dot_rows(blob, at, start - at, bias, 4 * (r - a), &mut pair);
-                                sink.rows(a, r - a, &pair);
-                            }
-                            None => pending = Some((r, start)),
-                        }
+                    let start = p;
+                    while p < pairs && p - start < ROW_CHUNK / 2 && keep_pair(p) {
+                        p += 1;
                     }
-                    if let Some((a, at)) = pending {
-                        let mut one = [0];
-                        let bias = bias_bytes.get(4 * a..).unwrap_or(&[]);
-                        packed.dot_rows(blob, at, 0, bias, 0, &mut one);
-                        sink.rows(a, 1, &one);
-                    }
+                    let r = 2 * start;
+                    let n = (2 * (p - start)).min(rows - r);
+                    let run = acc.get_mut(..n).unwrap_or(&mut []);
+                    let bias = bias_bytes.get(4 * r..).unwrap_or(&[]);
+                    input.dot_pairs(layer.pair_run(start, p - start), bias, run);
+                    sink.rows(r, 1, run);
                 }
             }
         }
@@ -493,18 +468,34 @@ fn portable_rows(x: &[u8], layer: &LayerView<'_>, rows: usize, keep: u64, sink: 
     }
 }
 
+/// Columns of a layer's input that its kernels read: for row pairs the padded columns
+/// (the encoder's input buffers are zero past the model's dimensions and hold them: both
+/// dimension limits are multiples of [`crate::blob::PAIR_COLS_MULTIPLE`]), so that whole
+/// blocks run in SIMD; else the layer's columns.
+fn input_cols(layer: &LayerView<'_>) -> usize {
+    match layer.layout() {
+        WeightLayout::RowPairs => layer.pair_cols(),
+        WeightLayout::RowMajor => layer.cols,
+    }
+}
+
+const _: () = assert!(
+    MAX_INPUT.is_multiple_of(crate::blob::PAIR_COLS_MULTIPLE)
+        && MAX_HIDDEN.is_multiple_of(crate::blob::PAIR_COLS_MULTIPLE)
+);
+
 /// Rows per call of the assembly loop for a layer's every row (its accumulators are on
 /// the stack: 128 B).
 const ROW_CHUNK: usize = 32;
 
 /// Packed-input buffer size, for either layer input (one buffer serves both stages).
-const PACKED_WORDS: usize = packed_words(if MAX_INPUT > MAX_HIDDEN {
+const PACKED_WORDS: usize = pair_input_words(if MAX_INPUT > MAX_HIDDEN {
     MAX_INPUT
 } else {
     MAX_HIDDEN
 });
 /// Words of the packed buffer that the heads' input needs; the γ accumulators follow.
-const HEAD_WORDS: usize = packed_words(MAX_HIDDEN);
+const HEAD_WORDS: usize = pair_input_words(MAX_HIDDEN);
 const _: () = assert!(HEAD_WORDS + MAX_LATENT <= PACKED_WORDS);
 
 impl<'a> Encoder<'a> {
@@ -676,13 +667,13 @@ impl<'a> Encoder<'a> {
         packed: &mut [i32; PACKED_WORDS],
     ) {
         let layer = self.blob.hidden();
-        let input = x_q.get(..layer.cols).unwrap_or(&[]);
+        let input = x_q.get(..input_cols(layer)).unwrap_or(&[]);
         // `h_q` arrives zeroed: rows past the layer's stay 0.
         if let Some(a) = acc_out.as_deref_mut() {
             a.fill(0);
         }
         let mut input = match self.kernel {
-            Kernel::Packed => LayerInput::Packed(input, packed, None),
+            Kernel::Packed => LayerInput::Packed(input, packed, false),
             kernel @ (Kernel::Portable | Kernel::Avx2) => LayerInput::Bytes(input, kernel),
         };
         let rows = layer.rows.min(MAX_HIDDEN);
@@ -692,7 +683,7 @@ impl<'a> Encoder<'a> {
             trace: acc_out,
             high_word: self.hidden_high_word,
         };
-        input.accumulate(self.blob.as_bytes(), layer, rows, u64::MAX, &mut sink);
+        input.accumulate(layer, rows, u64::MAX, &mut sink);
     }
 
     #[inline(always)]
@@ -704,7 +695,7 @@ impl<'a> Encoder<'a> {
         packed: &mut [i32; PACKED_WORDS],
     ) {
         let (mu, gamma) = (self.blob.mu_head(), self.blob.gamma_head());
-        let input = h_q.get(..gamma.cols).unwrap_or(&[]);
+        let input = h_q.get(..input_cols(gamma)).unwrap_or(&[]);
         // Field by field: no 264-byte temporary to copy.
         out.latent_dim = self.blob.latent_dim() as u8;
         out.spike_bits = 0;
@@ -723,13 +714,12 @@ impl<'a> Encoder<'a> {
             return;
         };
         let mut input = match self.kernel {
-            Kernel::Packed => LayerInput::Packed(input, packed, None),
+            Kernel::Packed => LayerInput::Packed(input, packed, false),
             kernel @ (Kernel::Portable | Kernel::Avx2) => LayerInput::Bytes(input, kernel),
         };
-        let blob = self.blob.as_bytes();
         let latent = gamma.rows.min(MAX_LATENT);
         let spike_head = self.blob.spike_head();
-        input.accumulate(blob, gamma, latent, u64::MAX, acc_g);
+        input.accumulate(gamma, latent, u64::MAX, acc_g);
         let acc_g = acc_g.get(..latent).unwrap_or(&[]);
         // Spike bits in two 32-bit halves (no 64-bit shifts on a 32-bit core).
         let mut halves = [0u32; 2];
@@ -769,7 +759,7 @@ impl<'a> Encoder<'a> {
             mu_q: &mut out.mu_q,
             trace: mu_trace,
         };
-        input.accumulate(blob, mu, latent, mu_rows, &mut sink);
+        input.accumulate(mu, latent, mu_rows, &mut sink);
         self.activity_stage(out);
     }
 

@@ -12,17 +12,20 @@
 //!   intrinsics are not stable, and the `dsp` target feature cannot be tested in
 //!   `cfg` on stable Rust), so the same code runs — and is tested — on the host.
 //!
-//! The encoder's `Packed` path goes further ([`Packed`], [`Packed::dot_rows`]): each
-//! layer input is packed once (per row phase) into 16-bit lane pairs, so per 4 weights
-//! only the weight word is split, and two rows share every input load. With `dsp` on
-//! `target_arch = "arm"` the whole row loop is assembly (`smlad_pairs`: pairs of rows a
-//! fixed stride apart, biases loaded there too, without returning to Rust): per 8 columns
-//! one `LDM` of inputs, per row one `LDRD` of weights, 2 `SXTB16`, 2 `SXTB16 … ROR #8`
-//! and 4 `SMLAD`, i.e. 19 instructions per 16 MACs (1.19 per MAC), unrolled 8 steps deep
-//! (a counter test per 64 columns; a row enters the first iteration part-way, so there is
-//! no tail loop). Its result is checked on the host against the same packing in plain
-//! Rust only indirectly (the host cannot run it): `cargo xtask firmware --golden` compares
-//! the device's frames with the host's.
+//! Row-pair layers (blob format 5, [`crate::blob::WeightLayout::RowPairs`]) store two
+//! rows per halfword, `h = 256 · b + a`; [`Kernel::dot_pair`] gives both rows' sums.
+//! The encoder's `Packed` path ([`PairInput`]) packs each layer input once into 16-bit
+//! lane pairs, so that one `SMLAD` of a weight word with an input word adds
+//! `256 · b·x + a·x` and one more of its `SXTB16` adds `a·x`; `b·x` is their difference
+//! over 256, exact within the blob's row bound ([`crate::blob::MAX_ROW_L1`]). With `dsp`
+//! on `target_arch = "arm"` the whole pair loop is assembly (`smlad_pairs`: consecutive
+//! pairs, biases loaded there too, without returning to Rust): per 8 columns one `LDM` of
+//! inputs, one `LDM` of weights, 4 `SXTB16` and 8 `SMLAD`, i.e. 14 instructions per 16
+//! MACs (0.875 per MAC), unrolled 8 steps deep (a counter test per 64 columns; a pair
+//! enters the first iteration part-way, so there is no tail loop). The host runs the same
+//! arithmetic in plain Rust (`PairInput::pair_rust`) in its tests; the assembly itself is
+//! checked by `cargo xtask firmware --golden`, which compares the device's frames with
+//! the host's. Row-major layers (formats 1–4) run in [`dot_portable`] on the Cortex-M.
 //!
 //! [`Kernel::Avx2`] (`kernels/x86.rs`) is the x86-64 kernel: 16 columns per step
 //! widened to 16-bit lanes and multiplied with `vpmaddwd` (exact), four rows sharing each
@@ -84,7 +87,7 @@ impl Kernel {
     pub fn dot(self, x: &[u8], w: &[u8]) -> i32 {
         match self {
             Kernel::Portable => dot_portable(x, w),
-            Kernel::Packed => dot_via_packed(x, w),
+            Kernel::Packed => dot_packed(x, w),
             Kernel::Avx2 => dot_avx2(x, w),
         }
     }
@@ -153,18 +156,6 @@ pub fn dot_portable(x: &[u8], w: &[u8]) -> i32 {
         acc.wrapping_add(a as i32 * (b as i8) as i32)
     });
     lanes.iter().fold(tail, |acc, &l| acc.wrapping_add(l))
-}
-
-/// [`Kernel::Packed`] on plain slices: packs `x` in chunks of [`crate::blob::MAX_INPUT`]
-/// columns and runs [`Packed::dot`] (the encoder's packing) on each. Out of line: it
-/// would otherwise be inlined four times into every `Kernel::dot4` caller.
-#[inline(never)]
-fn dot_via_packed(x: &[u8], w: &[u8]) -> i32 {
-    const CHUNK: usize = crate::blob::MAX_INPUT;
-    let mut buf = [0i32; packed_words(CHUNK)];
-    x.chunks(CHUNK)
-        .zip(w.chunks(CHUNK))
-        .fold(0i32, |acc, (xc, wc)| Packed::new(xc, &mut buf).dot(wc, acc))
 }
 
 /// Zero-extends bytes 0 and 2 of `word` into two 16-bit lanes (`UXTB16`).
@@ -242,379 +233,275 @@ pub fn dot_packed(x: &[u8], w: &[u8]) -> i32 {
     acc.wrapping_add(dot_portable(xs.remainder(), ws.remainder()))
 }
 
-/// Columns per step of the assembly loop: one `LDM` of 4 packed input words shared by
-/// both rows, per row one `LDRD` of 8 weight bytes.
-const STEP_COLS: usize = 8;
-/// Steps per iteration of the unrolled assembly loop; a row of `n` steps enters the
+/// Columns per step of the assembly loop: one `LDM` of 4 packed input words (8 columns)
+/// and one `LDM` of 4 weight words (the same 8 columns of both rows of a pair).
+const STEP_COLS: usize = crate::blob::PAIR_COLS_MULTIPLE;
+/// Steps per iteration of the unrolled assembly loop; a pair of `n` steps enters the
 /// first iteration `(UNROLL − n mod UNROLL) mod UNROLL` steps in, so the loop needs no
 /// tail and tests its counter once per `UNROLL` steps.
 #[cfg_attr(not(all(target_arch = "arm", feature = "dsp")), allow(dead_code))]
 const UNROLL: usize = 8;
-/// Code bytes of one step of the assembly loop: 19 instructions, all 32-bit encodings
+/// Code bytes of one step of the assembly loop: 14 instructions, all 32-bit encodings
 /// (checked by the assembler).
 #[cfg_attr(not(all(target_arch = "arm", feature = "dsp")), allow(dead_code))]
-const STEP_CODE_BYTES: usize = 76;
-/// Leading zero columns a [`Packed::with_phase`] input may have.
-pub const MAX_PHASE: usize = 3;
+const STEP_CODE_BYTES: usize = 56;
 
-/// Words of a [`Packed`] buffer for up to `cols` inputs at any phase (0..=[`MAX_PHASE`]):
-/// 4 words per 8 columns, zero-padded.
-pub const fn packed_words(cols: usize) -> usize {
-    (cols + MAX_PHASE).div_ceil(STEP_COLS) * (STEP_COLS / 2)
+/// Words of a [`PairInput`] buffer for up to `cols` inputs: one word per two columns,
+/// zero-padded to a multiple of [`crate::blob::PAIR_COLS_MULTIPLE`] columns.
+pub const fn pair_input_words(cols: usize) -> usize {
+    cols.next_multiple_of(STEP_COLS) / 2
 }
 
-/// An input vector `x` (u8) laid out for `SMLAD`, optionally behind `phase` zero columns
-/// (the sequence `s = [0; phase] ++ x`, `n = phase + x.len()` columns): every group of
-/// four columns `(s0, s1, s2, s3)` becomes the two words `s0 | s2 << 16` and
-/// `s1 | s3 << 16`, the 16-bit lanes that `SXTB16` and `SXTB16 … ROR #8` make of four
-/// weight bytes, in column order and zero-padded to a multiple of 8 columns
-/// ([`Packed::padded_cols`]). Packed once per layer input (and phase) and shared by every
-/// row.
+/// `(Σ x[c] · a[c], Σ x[c] · b[c])` for a row pair stored as halfwords
+/// `h[c] = 256 · b[c] + a[c]` ([`crate::blob::WeightLayout::RowPairs`]), over the common
+/// length of `x` and the pair's columns; each weight decoded on its own, one
+/// multiply-add per weight.
+#[inline(never)]
+pub fn dot_pair_portable(x: &[u8], pair: &[u8]) -> (i32, i32) {
+    let (mut a, mut b) = (0i32, 0i32);
+    for (&xv, h) in x.iter().zip(pair.as_chunks::<2>().0) {
+        let [wa, wb] = crate::blob::pair_weights(i16::from_le_bytes(*h));
+        a = a.wrapping_add(xv as i32 * wa as i32);
+        b = b.wrapping_add(xv as i32 * wb as i32);
+    }
+    (a, b)
+}
+
+impl Kernel {
+    /// One row pair ([`dot_pair_portable`]'s sums) with this kernel: `Avx2` in AVX2 where
+    /// the CPU has it, `Packed` with the SMLAD arithmetic of the assembly loop (input
+    /// packed first, as in [`PairInput`]), `Portable` decoding each weight.
+    pub fn dot_pair(self, x: &[u8], pair: &[u8]) -> (i32, i32) {
+        match self {
+            Kernel::Portable => dot_pair_portable(x, pair),
+            Kernel::Avx2 => {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(sums) = x86::dot_pair(x, pair) {
+                    return sums;
+                }
+                dot_pair_portable(x, pair)
+            }
+            Kernel::Packed => dot_pair_via_packed(x, pair),
+        }
+    }
+}
+
+/// [`Kernel::Packed`] on one row pair of plain slices (the encoder packs its inputs once
+/// per layer instead). Out of line: its 2.3 KiB packing buffer would otherwise enlarge
+/// the stack frame of every caller.
+#[inline(never)]
+fn dot_pair_via_packed(x: &[u8], pair: &[u8]) -> (i32, i32) {
+    let cols = x.len().min(pair.len() / 2);
+    let mut buf = [0i32; pair_input_words(crate::blob::MAX_INPUT)];
+    let input = PairInput::new(x.get(..cols).unwrap_or(&[]), &mut buf);
+    // Only the pair's whole steps; the columns after them one by one.
+    let whole = cols / STEP_COLS * STEP_COLS;
+    let (a, b) = input.pair_rust(pair.get(..2 * whole).unwrap_or(&[]), (0, 0));
+    let (ta, tb) = dot_pair_portable(
+        x.get(whole..cols).unwrap_or(&[]),
+        pair.get(2 * whole..).unwrap_or(&[]),
+    );
+    (a.wrapping_add(ta), b.wrapping_add(tb))
+}
+
+/// A layer input `x` (u8) laid out for the row-pair kernel: word `i` holds columns `2i`
+/// and `2i + 1` as the 16-bit lanes `x[2i] | x[2i + 1] << 16`, zero-padded to a multiple
+/// of [`crate::blob::PAIR_COLS_MULTIPLE`] columns. Packed once per layer input and shared
+/// by every row pair (the two heads share one packing).
 ///
-/// The phase lets rows that do not start on a word boundary (a layer with `cols % 4 ≠ 0`
-/// has rows at every byte offset) be read from the word boundary below their start with
-/// aligned `LDRD`s: the bytes before the row meet the leading zero columns.
+/// With a pair's weight word `(h[c], h[c + 1])`, `h = 256 · b + a`:
+/// - `SMLAD(w, X)` adds `256 · (b·x) + a·x` to `T`;
+/// - `SXTB16(w)` is `(a[c], a[c + 1])` (the low byte of `h` is `a` as a two's-complement
+///   byte), so `SMLAD(SXTB16(w), X)` adds `a·x` to `D`;
+/// - after the row, `b·x = (T − D) >> 8` (arithmetic shift): exact because
+///   `|b·x| < 2²³` ([`crate::blob::MAX_ROW_L1`], checked by the blob parser), so
+///   `256 · b·x` fits `i32` and the wrapping sums modulo 2³² give it exactly.
+///
+/// 14 instructions per 16 multiply-adds on the Cortex-M4 ([`PairInput::dot_pairs`]).
 #[derive(Clone, Copy, Debug)]
-pub struct Packed<'a> {
-    /// Lane words as `i32` bit patterns (so a caller's buffer can also hold accumulators);
-    /// at least `padded_cols / 2` of them ([`Packed::fit`]).
+pub struct PairInput<'a> {
+    /// Lane words as `i32` bit patterns (so that a caller's buffer can also hold
+    /// accumulators); `padded_cols / 2` of them.
     words: &'a [i32],
-    /// `phase + x.len()`: columns of the sequence `s`, leading zeros included.
+    /// Columns of `x` kept (at most the buffer's capacity).
     cols: usize,
-    phase: usize,
 }
 
-/// Little-endian word of up to four bytes (missing high bytes 0).
-#[inline(always)]
-fn le_word(bytes: &[u8]) -> u32 {
-    bytes
-        .iter()
-        .rev()
-        .fold(0u32, |word, &b| (word << 8) | b as u32)
-}
-
-/// The lane words of the 4-column word `s` of the packed sequence.
-#[inline(always)]
-fn lanes(s: u32) -> [i32; 2] {
-    // `rotate_right`, not `>>`: the same lanes, and LLVM keeps one word load for both
-    // `UXTB16`s instead of four byte loads.
-    [uxtb16(s) as i32, uxtb16(s.rotate_right(8)) as i32]
-}
-
-/// The little-endian `i32` at byte `at` of `bytes` (0 where it does not fit).
-#[inline(always)]
-fn le_i32_at(bytes: &[u8], at: Option<usize>) -> i32 {
-    at.and_then(|at| bytes.get(at..)?.first_chunk::<4>())
-        .map_or(0, |b| i32::from_le_bytes(*b))
-}
-
-impl<'a> Packed<'a> {
+impl<'a> PairInput<'a> {
     /// Packs `x` into `buf`; inputs beyond the capacity of `buf` are dropped.
-    pub fn new(x: &[u8], buf: &'a mut [i32]) -> Packed<'a> {
-        Self::with_phase(x, 0, buf)
-    }
-
-    /// Packs `[0; phase] ++ x` into `buf` (`phase` clamped to [`MAX_PHASE`]); inputs
-    /// beyond the capacity of `buf` are dropped.
     #[inline(never)]
-    pub fn with_phase(x: &[u8], phase: usize, buf: &'a mut [i32]) -> Packed<'a> {
-        let (phase, cols) = Self::fit(x.len(), phase, buf.len());
-        let x = x.get(..cols - phase).unwrap_or(&[]);
-        let padded_words = cols.div_ceil(STEP_COLS) * STEP_COLS / 2;
-        // One word of `s` per loop step, read as one little-endian load: the leading word
-        // with the phase zeros, the whole words of `x`, the last partial word, zeros up to
-        // the padding.
+    pub fn new(x: &[u8], buf: &'a mut [i32]) -> PairInput<'a> {
+        let cols = Self::fit(x.len(), buf.len());
+        let padded_words = cols.next_multiple_of(STEP_COLS) / 2;
         let (lane_words, _) = buf.split_at_mut(padded_words.min(buf.len()));
-        let lane_pairs = lane_words.as_chunks_mut::<2>().0;
-        let (first, rest) = x.split_at(((4 - phase) % 4).min(x.len()));
-        let mut at = 0;
-        if phase > 0
-            && let Some(pair) = lane_pairs.first_mut()
-        {
-            *pair = lanes(le_word(first) << (8 * phase));
-            at = 1;
+        let x = x.get(..cols).unwrap_or(&[]);
+        let (quads, rest) = x.as_chunks::<4>();
+        let (word_pairs, tail) = lane_words.as_chunks_mut::<2>();
+        // Four columns per step: one little-endian load, two lane words.
+        let whole = quads.len().min(word_pairs.len());
+        for (q, w) in quads.iter().zip(word_pairs.iter_mut()) {
+            let v = u32::from_le_bytes(*q);
+            *w = [
+                (v & 0xFF | (v << 8) & 0x00FF_0000) as i32,
+                ((v >> 16) & 0xFF | (v >> 8) & 0x00FF_0000) as i32,
+            ];
         }
-        let (words, remainder) = rest.as_chunks::<4>();
-        let body = lane_pairs.get_mut(at..).unwrap_or(&mut []);
-        // Both slices cut to the common length first: one loop counter.
-        let whole = words.len().min(body.len());
-        let (body, tail) = body.split_at_mut(whole);
-        // Two words of `x` per step (fewer loop instructions on the Cortex-M4).
-        let (word_twos, word_last) = words.as_chunks::<2>();
-        let (body_twos, body_last) = body.as_chunks_mut::<2>();
-        for (w, pairs) in word_twos.iter().zip(body_twos) {
-            pairs[0] = lanes(u32::from_le_bytes(w[0]));
-            pairs[1] = lanes(u32::from_le_bytes(w[1]));
+        // The last 1..=3 columns, then zeros up to the padding.
+        let mut last = [0u8; 4];
+        for (l, &v) in last.iter_mut().zip(rest) {
+            *l = v;
         }
-        if let (Some(w), Some(pair)) = (word_last.first(), body_last.first_mut()) {
-            *pair = lanes(u32::from_le_bytes(*w));
+        let mut next = [
+            last[0] as i32 | (last[1] as i32) << 16,
+            last[2] as i32 | (last[3] as i32) << 16,
+        ];
+        for w in word_pairs.iter_mut().skip(whole) {
+            *w = next;
+            next = [0, 0];
         }
-        let mut last = le_word(remainder);
-        for pair in tail {
-            *pair = lanes(last);
-            last = 0;
+        if let Some(w) = tail.first_mut() {
+            // Never reached: the padded word count is a multiple of 4.
+            *w = 0;
         }
-        Packed {
+        PairInput { words: buf, cols }
+    }
+
+    /// The view of a buffer that [`PairInput::new`] filled with an input of `x_len`
+    /// columns and that nobody wrote since: the same input without packing it again.
+    /// A buffer that does not hold such a packing gives wrong sums, but the assembly loop
+    /// still reads only inside it.
+    pub fn reuse(x_len: usize, buf: &'a [i32]) -> PairInput<'a> {
+        PairInput {
             words: buf,
-            cols,
-            phase,
+            cols: Self::fit(x_len, buf.len()),
         }
     }
 
-    /// The view of a buffer that [`Packed::with_phase`] filled with an input of `x_len`
-    /// columns at `phase` and that nobody wrote since: the same input without packing it
-    /// again (the two heads read one packing). A buffer that does not hold such a packing
-    /// gives wrong sums, but the assembly loop still reads only inside it.
-    pub fn reuse(x_len: usize, phase: usize, buf: &'a [i32]) -> Packed<'a> {
-        let (phase, cols) = Self::fit(x_len, phase, buf.len());
-        Packed {
-            words: buf,
-            cols,
-            phase,
-        }
+    /// Columns of an input of `x_len` columns that a buffer of `buf_words` words holds
+    /// with its padding.
+    fn fit(x_len: usize, buf_words: usize) -> usize {
+        x_len.min(buf_words / (STEP_COLS / 2) * STEP_COLS)
     }
 
-    /// `(phase, cols)` of an input of `x_len` columns at `phase` in a buffer of
-    /// `buf_words` words: the phase clamped to [`MAX_PHASE`], inputs beyond the buffer's
-    /// capacity dropped, so that the padded columns' words fit in the buffer.
-    fn fit(x_len: usize, phase: usize, buf_words: usize) -> (usize, usize) {
-        // Largest n with packed_words-style size ≤ buf_words.
-        let capacity = buf_words / (STEP_COLS / 2) * STEP_COLS;
-        let phase = phase.min(MAX_PHASE).min(capacity);
-        (phase, phase + x_len.min(capacity - phase))
-    }
-
-    /// Columns of the packed sequence, the `phase` leading zeros included.
+    /// Columns of the input.
     pub fn cols(&self) -> usize {
         self.cols
     }
 
-    /// Leading zero columns.
-    pub fn phase(&self) -> usize {
-        self.phase
-    }
-
-    /// The two words of 4-column block `block` (zero past the end).
-    #[inline(always)]
-    fn block(&self, block: usize) -> (u32, u32) {
-        (
-            self.words.get(2 * block).copied().unwrap_or(0) as u32,
-            self.words.get(2 * block + 1).copied().unwrap_or(0) as u32,
-        )
-    }
-
-    /// `acc + Σ s[i] · w[i]` over the common length (plain Rust with single SMLAD steps).
-    #[inline(never)]
-    fn dot_rust(&self, w: &[u8], mut acc: i32) -> i32 {
-        let n = self.cols.min(w.len());
-        let w = w.get(..n).unwrap_or(&[]);
-        let mut chunks = w.chunks_exact(4);
-        for (b, c) in (&mut chunks).enumerate() {
-            let ww = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            let (x02, x13) = self.block(b);
-            acc = smlad_step(sxtb16(ww), x02, acc);
-            acc = smlad_step(sxtb16(ww >> 8), x13, acc);
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let ww = le_word(rest);
-            let (x02, x13) = self.block(n / 4);
-            acc = smlad_step(sxtb16(ww), x02, acc);
-            acc = smlad_step(sxtb16(ww >> 8), x13, acc);
-        }
-        acc
-    }
-
-    /// `acc + Σ s[i] · (w[i] as i8)` over the common length of `s` and `w`.
-    pub fn dot(&self, w: &[u8], acc: i32) -> i32 {
-        self.dot_rust(w, acc)
-    }
-
-    /// Weight bytes per row that the assembly loop reads: every column of `s` rounded up
-    /// to the loop's step. Rows at least this long (the bytes past `cols` meet zero
-    /// columns, so they do not change the sum) and word-aligned take the fast path.
+    /// Columns with the zero padding: what every step of the kernel reads.
     pub fn padded_cols(&self) -> usize {
-        self.cols.div_ceil(STEP_COLS) * STEP_COLS
+        self.cols.next_multiple_of(STEP_COLS)
     }
 
-    /// Two rows at once: `(acc0 + s·w0, acc1 + s·w1)`, each over its common length with
-    /// `s`, in plain Rust (the encoder's rows run through [`Packed::dot_rows`], which
-    /// uses the assembly loop where it can).
-    pub fn dot2(&self, w0: &[u8], w1: &[u8], acc: (i32, i32)) -> (i32, i32) {
-        (self.dot_rust(w0, acc.0), self.dot_rust(w1, acc.1))
+    /// `(acc.0 + a·x, acc.1 + b·x)` for the row pair `pair` (halfwords `256 · b + a`),
+    /// over the common length, with the assembly loop's arithmetic (`T` and `D` with
+    /// emulated `SMLAD` and `SXTB16`) in plain Rust.
+    fn pair_rust(&self, pair: &[u8], acc: (i32, i32)) -> (i32, i32) {
+        let (mut t, mut d) = (acc.0, acc.0);
+        for (w, &xw) in pair.as_chunks::<4>().0.iter().zip(self.words) {
+            let w = u32::from_le_bytes(*w);
+            t = smlad_step(w, xw as u32, t);
+            d = smlad_step(sxtb16(w), xw as u32, d);
+        }
+        (d, (t.wrapping_sub(d) >> 8).wrapping_add(acc.1))
     }
 
-    /// `out[k] = bias_k + s · row_k` for the rows `row_k` that start at byte offsets
-    /// `start + k · stride` of `w` (phase-aligned: the first `phase` bytes of each meet the
-    /// leading zero columns), each `cols` bytes long, the padding after them included
-    /// where `w` has it; `bias_k` is the little-endian `i32` at byte `k · bias_stride` of
-    /// `bias` (0 where `bias` ends before it). On `target_arch = "arm"` with the `dsp`
-    /// feature all rows run in the assembly loop, two rows per pass over the input, when
-    /// `w` holds the last row's padding, `bias` every row's bias and the rows are
-    /// word-aligned; otherwise in plain Rust.
-    pub fn dot_rows(
-        &self,
-        w: &[u8],
-        start: usize,
-        stride: usize,
-        bias: &[u8],
-        bias_stride: usize,
-        out: &mut [i32],
-    ) {
-        let row_start = |k: usize| k.checked_mul(stride).and_then(|o| o.checked_add(start));
-        let bias_at = |k: usize| k.checked_mul(bias_stride);
-        let last = out.len().saturating_sub(1);
-        let (pairs, odd) = out.split_at_mut(out.len() / 2 * 2);
-        if !smlad_pairs(self, w, start, stride, bias, bias_stride, pairs) {
-            for (k, acc) in pairs.iter_mut().enumerate() {
-                *acc = self.dot_at(w, row_start(k), le_i32_at(bias, bias_at(k)));
+    /// `out[2k] = bias[2k] + a_k · x` and `out[2k + 1] = bias[2k + 1] + b_k · x` for the
+    /// `out.len() / 2` consecutive row pairs in `pairs` (each `2 · pair_cols` bytes,
+    /// `pair_cols` = [`PairInput::padded_cols`]), with the little-endian `i32` biases 4
+    /// bytes apart in `bias` (0 where `bias` ends before one). Pairs that `pairs` does not
+    /// hold leave their outputs at the biases; an odd last output gets pair `k`'s `a`.
+    /// On `target_arch = "arm"` with the `dsp` feature every pair runs in the assembly
+    /// loop when the weights are word-aligned and `bias` holds every bias; otherwise in
+    /// plain Rust with the same arithmetic.
+    pub fn dot_pairs(&self, pairs: &[u8], bias: &[u8], out: &mut [i32]) {
+        let (whole, odd) = out.split_at_mut(out.len() / 2 * 2);
+        if !smlad_pairs(self, pairs, bias, whole) {
+            let pair_bytes = 2 * self.padded_cols();
+            for (k, acc) in whole.as_chunks_mut::<2>().0.iter_mut().enumerate() {
+                let pair = pairs
+                    .get(k * pair_bytes..(k + 1) * pair_bytes)
+                    .unwrap_or(&[]);
+                let b = (le_i32_at(bias, 8 * k), le_i32_at(bias, 8 * k + 4));
+                let (a, b) = self.pair_rust(pair, b);
+                *acc = [a, b];
             }
         }
         if let [acc] = odd {
-            // The odd row out runs as a pair with itself (still the fast loop).
-            let (at, bias_last) = (row_start(last), bias_at(last));
-            let bias_rest = bias_last.and_then(|b| bias.get(b..)).unwrap_or(&[]);
-            let mut pair = [0; 2];
-            *acc = match at {
-                Some(at) if smlad_pairs(self, w, at, 0, bias_rest, 0, &mut pair) => pair[0],
-                _ => self.dot_at(w, at, le_i32_at(bias, bias_last)),
-            };
+            let k = whole.len() / 2;
+            let pair_bytes = 2 * self.padded_cols();
+            let pair = pairs
+                .get(k * pair_bytes..(k + 1) * pair_bytes)
+                .unwrap_or(&[]);
+            *acc = self.pair_rust(pair, (le_i32_at(bias, 8 * k), 0)).0;
         }
     }
 
-    /// `acc + s · row` in plain Rust for the row at byte offset `start` of `w` (none: 0).
-    fn dot_at(&self, w: &[u8], start: Option<usize>, acc: i32) -> i32 {
-        self.dot_rust(start.and_then(|s| w.get(s..)).unwrap_or(&[]), acc)
-    }
-
-    /// The assembly loop's precondition apart from alignment (used only there and in the
-    /// host tests): at least one step of columns, all of them in the buffer; `w` holds
-    /// [`Packed::padded_cols`] bytes from each row start `start + k · 2 · gap` and
-    /// `start + k · 2 · gap + gap`, and `bias` 4 bytes from `k · 2 · bias_gap` and
-    /// `k · 2 · bias_gap + bias_gap`, for `k < pairs` (≥ 1).
+    /// The assembly loop's precondition apart from alignment: at least one step of
+    /// columns, all of them in the buffer; `pairs` holds `n` pairs of
+    /// [`PairInput::padded_cols`] columns, `bias` their `2n` biases, `n ≥ 1`.
     #[cfg_attr(
         not(any(test, all(target_arch = "arm", feature = "dsp"))),
         allow(dead_code)
     )]
-    fn fits(
-        &self,
-        w: &[u8],
-        start: usize,
-        gap: usize,
-        bias: &[u8],
-        bias_gap: usize,
-        pairs: usize,
-    ) -> bool {
-        // The last pair's second row: offset `(2 · pairs − 1) · gap`.
-        let last = |gap: usize| {
-            pairs
-                .checked_mul(2)
-                .and_then(|n| n.checked_sub(1))
-                .and_then(|n| n.checked_mul(gap))
-        };
-        let rows_end = last(gap)
-            .and_then(|o| o.checked_add(start))
-            .and_then(|o| o.checked_add(self.padded_cols()));
-        let bias_end = last(bias_gap).and_then(|o| o.checked_add(4));
+    fn fits(&self, pairs: &[u8], bias: &[u8], n: usize) -> bool {
+        let pair_bytes = 2 * self.padded_cols();
         self.cols > 0
+            && n > 0
             && self.padded_cols() / 2 <= self.words.len()
-            && rows_end.is_some_and(|end| end <= w.len())
-            && bias_end.is_some_and(|end| end <= bias.len())
-    }
-
-    /// The word walk of the assembly loop in plain Rust (for the host tests), for inputs
-    /// that pass [`Packed::fits`]: pair `k` sets `out[2k]` and `out[2k + 1]`.
-    #[cfg(test)]
-    fn pairs_walk(
-        &self,
-        w: &[u8],
-        start: usize,
-        gap: usize,
-        bias: &[u8],
-        bias_gap: usize,
-        out: &mut [i32],
-    ) {
-        let le = |b: &[u8], at: usize| i32::from_le_bytes(b[at..at + 4].try_into().unwrap());
-        let steps = self.padded_cols() / STEP_COLS;
-        // Entering the unrolled loop part-way only changes where the first iteration
-        // starts: every step is the same.
-        let iterations = steps.div_ceil(UNROLL);
-        let entry = (UNROLL - steps % UNROLL) % UNROLL;
-        assert_eq!(iterations * UNROLL - entry, steps);
-        for (k, pair) in out.chunks_exact_mut(2).enumerate() {
-            let rows = [start + 2 * k * gap, start + 2 * k * gap + gap];
-            let b = 2 * k * bias_gap;
-            let mut acc = [le(bias, b), le(bias, b + bias_gap)];
-            for step in 0..steps {
-                let x: [u32; 4] = core::array::from_fn(|i| self.words[4 * step + i] as u32);
-                for (a, &row) in acc.iter_mut().zip(&rows) {
-                    let at = row + STEP_COLS * step;
-                    let lo = le(w, at) as u32;
-                    let hi = le(w, at + 4) as u32;
-                    *a = smlad(sxtb16(lo), x[0], *a);
-                    *a = smlad(sxtb16(lo >> 8), x[1], *a);
-                    *a = smlad(sxtb16(hi), x[2], *a);
-                    *a = smlad(sxtb16(hi >> 8), x[3], *a);
-                }
-            }
-            pair.copy_from_slice(&acc);
-        }
+            && n.checked_mul(pair_bytes)
+                .is_some_and(|len| len <= pairs.len())
+            && n.checked_mul(8).is_some_and(|len| len <= bias.len())
     }
 }
 
-/// One step of [`smlad_pairs`]: 8 columns of both rows. One `LDM` of 4 input words
-/// shared by both rows; per row one `LDRD` of 8 weight bytes, 2 `SXTB16`, 2
-/// `SXTB16 … ROR #8` and 4 `SMLAD`. 19 instructions for 16 MACs, each a 32-bit encoding
-/// (`.w` where a 16-bit one exists), so that every step is [`STEP_CODE_BYTES`] long and
-/// the loop can be entered at any step.
+/// The little-endian `i32` at byte `at` of `bytes` (0 where it does not fit).
+#[inline(always)]
+fn le_i32_at(bytes: &[u8], at: usize) -> i32 {
+    bytes
+        .get(at..)
+        .and_then(|b| b.first_chunk::<4>())
+        .map_or(0, |b| i32::from_le_bytes(*b))
+}
+
+/// One step of [`smlad_pairs`]: 8 columns of both rows of a pair. One `LDM` of 4 input
+/// words, one `LDM` of 4 weight words; per weight word `SMLAD` into `T` (r0), `SXTB16`
+/// in place and `SMLAD` into `D` (r1). 14 instructions for 16 MACs, each a 32-bit
+/// encoding (`.w` where a 16-bit one exists), so that every step is [`STEP_CODE_BYTES`]
+/// long and the loop can be entered at any step.
 #[cfg(all(target_arch = "arm", feature = "dsp"))]
-macro_rules! smlad_step_asm {
+macro_rules! pair_step_asm {
     () => {
         concat!(
-            "ldm.w r2!, {{r8-r11}}\n",
-            "ldrd r5, r12, [r3], #8\n",
-            "sxtb16 lr, r5\n",
-            "smlad r0, lr, r8, r0\n",
-            "sxtb16 r5, r5, ror #8\n",
-            "smlad r0, r5, r9, r0\n",
-            "sxtb16 lr, r12\n",
-            "smlad r0, lr, r10, r0\n",
-            "sxtb16 r12, r12, ror #8\n",
-            "smlad r0, r12, r11, r0\n",
-            "ldrd r5, r12, [r4], #8\n",
-            "sxtb16 lr, r5\n",
-            "smlad r1, lr, r8, r1\n",
-            "sxtb16 r5, r5, ror #8\n",
-            "smlad r1, r5, r9, r1\n",
-            "sxtb16 lr, r12\n",
-            "smlad r1, lr, r10, r1\n",
-            "sxtb16 r12, r12, ror #8\n",
-            "smlad r1, r12, r11, r1\n",
+            "ldm.w r2!, {{r4-r7}}\n",
+            "ldm.w r3!, {{r8-r11}}\n",
+            "smlad r0, r8, r4, r0\n",
+            "sxtb16 r8, r8\n",
+            "smlad r1, r8, r4, r1\n",
+            "smlad r0, r9, r5, r0\n",
+            "sxtb16 r9, r9\n",
+            "smlad r1, r9, r5, r1\n",
+            "smlad r0, r10, r6, r0\n",
+            "sxtb16 r10, r10\n",
+            "smlad r1, r10, r6, r1\n",
+            "smlad r0, r11, r7, r0\n",
+            "sxtb16 r11, r11\n",
+            "smlad r1, r11, r7, r1\n",
         )
     };
 }
 
-/// Pairs of rows in assembly, `out.len() / 2` of them: pair `k` is the rows at byte
-/// offsets `start + k · 2 · gap` and that `+ gap` of `w`, with the little-endian `i32`
-/// biases at bytes `k · 2 · bias_gap` and that `+ bias_gap` of `bias`; pair `k` sets
-/// `out[2k]` and `out[2k + 1]` to bias plus dot product. Per pair the unrolled loop over
-/// the whole packed input, then the next pair without returning to Rust. `false`
-/// (nothing computed) unless [`Packed::fits`] and every row is word-aligned.
+/// Row pairs in assembly, `out.len() / 2` of them, consecutive in `pairs`, with their
+/// biases consecutive in `bias`: pair `k` sets `out[2k]` and `out[2k + 1]`. Per pair the
+/// unrolled loop over the whole packed input, then the next pair without returning to
+/// Rust. `false` (nothing computed) unless [`PairInput::fits`] and the weights are
+/// word-aligned.
 #[cfg(all(target_arch = "arm", feature = "dsp"))]
 #[inline(never)]
 #[allow(unsafe_code)]
-fn smlad_pairs(
-    p: &Packed<'_>,
-    w: &[u8],
-    start: usize,
-    gap: usize,
-    bias: &[u8],
-    bias_gap: usize,
-    out: &mut [i32],
-) -> bool {
-    let pairs = out.len() / 2;
-    let first = w.as_ptr().wrapping_add(start);
-    if !(p.fits(w, start, gap, bias, bias_gap, pairs) && (first as usize | gap).is_multiple_of(4)) {
+fn smlad_pairs(p: &PairInput<'_>, pairs: &[u8], bias: &[u8], out: &mut [i32]) -> bool {
+    let n = out.len() / 2;
+    if !(p.fits(pairs, bias, n) && (pairs.as_ptr() as usize).is_multiple_of(4)) {
         return false;
     }
     let steps = p.padded_cols() / STEP_COLS;
@@ -622,74 +509,75 @@ fn smlad_pairs(
     // start, with the Thumb bit).
     let iterations = steps.div_ceil(UNROLL);
     let entry = (UNROLL - steps % UNROLL) % UNROLL * STEP_CODE_BYTES + 1;
-    // After a pair the first row's pointer has moved `padded_cols` bytes on.
-    let skip = gap.wrapping_mul(2).wrapping_sub(p.padded_cols());
+    let out_end = out.as_mut_ptr().wrapping_add(2 * n);
     // SAFETY: per pair, the loop reads `padded_cols / 2` words from `p.words` (inside it:
-    // `fits`), `padded_cols` bytes from each row start (inside `w`: `fits`) and 4 bytes
-    // at each bias offset (inside `bias`: `fits`). `p.words` is `[i32]` (word-aligned for
-    // `LDM`), the rows are word-aligned (checked) for `LDRD`; the bias words may be
-    // unaligned, which `LDR` allows on ARMv7-M. `steps ≥ 1` (`fits`), so the entry is a
-    // step of the loop and the loop runs `steps` steps. It writes `out[..2 · pairs]`
-    // (`[i32]`: word-aligned for `STRD`) and 40 bytes of stack below `sp`, which it pops
-    // again; every register it changes is an operand or clobber, but r6 and r7 (which
-    // `asm!` cannot name), which it saves on that stack and restores before it ends.
-    // SXTB16 and SMLAD need the DSP extension, which the `dsp` feature promises. SMLAD
-    // may set the sticky Q flag (unreachable sums); flags are not declared preserved.
+    // `fits`) and as many from the pair's weights (inside `pairs`: `fits`, the pairs are
+    // consecutive), and 8 bytes at the pair's biases (inside `bias`: `fits`). `p.words` is
+    // `[i32]` (word-aligned for `LDM`), the weights are word-aligned (checked) and each
+    // pair is a multiple of 16 bytes long; the bias words may be unaligned, which `LDR`
+    // allows on ARMv7-M. `steps ≥ 1` (`fits`), so the entry is a step of the loop and the
+    // loop runs `steps` steps. It writes `out[..2n]` (`[i32]`: word-aligned for `STRD`)
+    // and 28 bytes of stack below `sp`, which it pops again; every register it changes is
+    // an operand or clobber, but r6 and r7 (which `asm!` cannot name), which it saves on
+    // that stack and restores before it ends. SXTB16 and SMLAD need the DSP extension,
+    // which the `dsp` feature promises. SMLAD may set the sticky Q flag (the `T` sum
+    // wraps by design); flags are not declared preserved.
     unsafe {
         core::arch::asm!(
-            // The caller's r6 and r7; r7 holds the out pointer while the loop runs. Then
-            // the per-call constants, which every pair reads from the stack (a `PUSH`
-            // stores them by register number): [sp] input words, [sp, 4] gap, [sp, 8]
-            // bias pointer (advanced per pair), [sp, 12] iterations, [sp, 16] bias gap,
-            // [sp, 20] entry address, [sp, 24] skip, [sp, 28] pairs left.
+            // The caller's r6 and r7, then the per-call constants, which every pair reads
+            // from the stack (a `PUSH` stores them by register number): [sp] input words,
+            // [sp, 4] iterations, [sp, 8] entry address, [sp, 12] out pointer (advanced
+            // per pair), [sp, 16] its end. lr walks the biases, r3 the weights.
             "push {{r6, r7}}",
-            "mov r7, r1",
-            "adr.w r9, 2f",
-            "add r9, r12",
-            "push {{r0, r2, r4, r5, r8, r9, r10, r11}}",
+            "adr.w r6, 2f",
+            "add r2, r6",
+            "mov lr, r12",
+            "push {{r0, r1, r2, r4, r5}}",
             "1:",
-            "ldm sp, {{r2, r4, r5, r6, r12}}",
-            "add r4, r3",
-            "ldr r0, [r5]",
-            "ldr r1, [r5, r12]",
-            "add r5, r5, r12, lsl #1",
-            "str r5, [sp, #8]",
-            "ldr pc, [sp, #20]",
+            "ldm sp, {{r2, r12}}",
+            "ldr r1, [lr]",
+            "mov r0, r1",
+            "ldr pc, [sp, #8]",
             ".balign 4",
             "2:",
-            smlad_step_asm!(),
-            smlad_step_asm!(),
-            smlad_step_asm!(),
-            smlad_step_asm!(),
-            smlad_step_asm!(),
-            smlad_step_asm!(),
-            smlad_step_asm!(),
-            smlad_step_asm!(),
+            pair_step_asm!(),
+            pair_step_asm!(),
+            pair_step_asm!(),
+            pair_step_asm!(),
+            pair_step_asm!(),
+            pair_step_asm!(),
+            pair_step_asm!(),
+            pair_step_asm!(),
             "3:",
-            ".if (3b - 2b) != 8 * 76",
-            ".error \"smlad_pairs: a loop step is not 76 bytes\"",
+            ".if (3b - 2b) != 8 * 56",
+            ".error \"smlad_pairs: a loop step is not 56 bytes\"",
             ".endif",
-            "subs r6, #1",
-            "bne 2b",
-            "strd r0, r1, [r7], #8",
-            "ldrd r5, r12, [sp, #24]",
-            "add r3, r5",
             "subs r12, #1",
-            "str r12, [sp, #28]",
+            "bne 2b",
+            // b·x = (T − D) >> 8, plus the second row's bias; D is the first row's sum
+            // (its bias included: both sums started from it).
+            "ldr r4, [lr, #4]",
+            "add lr, lr, #8",
+            "sub r0, r0, r1",
+            "add r0, r4, r0, asr #8",
+            "ldrd r4, r5, [sp, #12]",
+            "strd r1, r0, [r4], #8",
+            "str r4, [sp, #12]",
+            "cmp r4, r5",
             "bne 1b",
-            "add sp, #32",
+            "add sp, #20",
             "pop {{r6, r7}}",
             inout("r0") p.words.as_ptr() => _,
-            inout("r1") out.as_mut_ptr() => _,
-            inout("r2") gap => _,
-            inout("r3") first => _,
-            inout("r4") bias.as_ptr() => _,
-            inout("r5") iterations => _,
-            inout("r8") bias_gap => _,
+            inout("r1") iterations => _,
+            inout("r2") entry => _,
+            inout("r3") pairs.as_ptr() => _,
+            inout("r4") out.as_mut_ptr() => _,
+            inout("r5") out_end => _,
+            out("r8") _,
             out("r9") _,
-            inout("r10") skip => _,
-            inout("r11") pairs => _,
-            inout("r12") entry => _,
+            out("r10") _,
+            out("r11") _,
+            inout("r12") bias.as_ptr() => _,
             out("lr") _,
         );
     }
@@ -698,15 +586,7 @@ fn smlad_pairs(
 
 /// Without the assembly loop: nothing computed (the callers fall back to plain Rust).
 #[cfg(not(all(target_arch = "arm", feature = "dsp")))]
-fn smlad_pairs(
-    _p: &Packed<'_>,
-    _w: &[u8],
-    _start: usize,
-    _gap: usize,
-    _bias: &[u8],
-    _bias_gap: usize,
-    _out: &mut [i32],
-) -> bool {
+fn smlad_pairs(_p: &PairInput<'_>, _pairs: &[u8], _bias: &[u8], _out: &mut [i32]) -> bool {
     false
 }
 
@@ -845,187 +725,165 @@ mod tests {
         check_all_kernels(&[1, 2], &[0xFF; 9]);
     }
 
-    /// `Packed::dot2` and `dot_rows` on two different rows (any length, any
-    /// byte offset of the rows, with and without grouped columns) equal the portable
-    /// kernel row by row, at every phase; so does the word walk of the assembly loop
-    /// (pairs of rows in a layer-like slice) where the rows are long enough.
-    fn check_dot2(x: &[u8], w0: &[u8], w1: &[u8], acc: (i32, i32)) {
-        let mut buf = [0i32; packed_words(crate::blob::MAX_INPUT)];
-        for phase in 0..=MAX_PHASE {
-            let packed = Packed::with_phase(x, phase, &mut buf);
-            assert_eq!(packed.cols(), phase + x.len());
-            assert_eq!(packed.phase(), phase);
-            // The rows as the encoder passes them: `phase` bytes before the row start.
-            let s: std::vec::Vec<u8> = std::iter::repeat_n(0, phase)
-                .chain(x.iter().copied())
-                .collect();
-            let want = (
-                acc.0.wrapping_add(dot_portable(&s, w0)),
-                acc.1.wrapping_add(dot_portable(&s, w1)),
-            );
-            let ctx = std::format!(
-                "phase {phase} len {} / {} / {}",
-                x.len(),
-                w0.len(),
-                w1.len()
-            );
-            assert_eq!(packed.dot2(w0, w1, acc), want, "{ctx}");
-            assert_eq!(packed.dot(w0, acc.0), want.0, "{ctx}");
-            // Rows padded to the assembly loop's length (bytes that meet zero columns),
-            // laid out like a layer: rows `stride` bytes apart in one slice.
-            let pad = |w: &[u8]| -> std::vec::Vec<u8> {
-                let mut v = w[..w.len().min(s.len())].to_vec();
-                if v.len() == s.len() {
-                    v.resize(packed.padded_cols(), 0x5A);
-                }
-                v
-            };
-            let (p0, p1) = (pad(w0), pad(w1));
-            let padded = packed.padded_cols();
-            if p0.len() < padded || p1.len() < padded {
-                // Rows shorter than the sequence: not a layer's rows (those are `cols` long).
-                continue;
-            }
-            let stride = padded.next_multiple_of(4) + 4;
-            let mut layer = std::vec![0xA5u8; 5 * stride];
-            for (k, row) in [&p0, &p1, &p0, &p1, &p0].into_iter().enumerate() {
-                layer[k * stride..k * stride + row.len()].copy_from_slice(row);
-            }
-            // The last row ends the slice, so `fits` is tight.
-            layer.truncate(4 * stride + padded);
-            // The biases 6 bytes apart from an odd offset (as unaligned as a blob's may
-            // be), the last one ending the slice.
-            let bias_stride = 6;
-            let mut bias = std::vec![0x3Cu8; 1 + 4 * bias_stride + 4];
-            for (k, b) in [acc.0, acc.1, acc.0, acc.1, acc.0].into_iter().enumerate() {
-                let at = 1 + k * bias_stride;
-                bias[at..at + 4].copy_from_slice(&b.to_le_bytes());
-            }
-            let bias = &bias[1..];
-            let mut rows = [0x1234_5678; 5];
-            packed.dot_rows(&layer, 0, stride, bias, bias_stride, &mut rows);
-            let want_rows = [want.0, want.1, want.0, want.1, want.0];
-            assert_eq!(rows, want_rows, "rows {ctx}");
-            // One pair (rows 1 and 2) and one row alone (row 4).
-            let mut pair = [0; 2];
-            packed.dot_rows(
-                &layer,
-                stride,
-                stride,
-                &bias[bias_stride..],
-                bias_stride,
-                &mut pair,
-            );
-            assert_eq!(pair, [want.1, want.0], "pair {ctx}");
-            let mut one = [0];
-            packed.dot_rows(&layer, 4 * stride, 0, &bias[4 * bias_stride..], 0, &mut one);
-            assert_eq!(one, [want.0], "one {ctx}");
-            // Biases missing from the slice count as 0.
-            let mut short = [0; 3];
-            packed.dot_rows(
-                &layer,
-                0,
-                stride,
-                &bias[..2 * bias_stride + 3],
-                bias_stride,
-                &mut short,
-            );
-            assert_eq!(
-                short,
-                [want.0, want.1, want.0.wrapping_sub(acc.0)],
-                "short {ctx}"
-            );
-            // No columns: nothing for the assembly loop to do (the rows are their biases).
-            assert_eq!(
-                packed.fits(&layer, 0, stride, bias, bias_stride, 2),
-                packed.cols() > 0,
-                "{ctx}"
-            );
-            assert!(
-                !packed.fits(&layer, 2 * stride, stride, bias, bias_stride, 2),
-                "{ctx}"
-            );
-            assert!(
-                !packed.fits(
-                    &layer,
-                    0,
-                    stride,
-                    &bias[..3 * bias_stride + 3],
-                    bias_stride,
-                    2
-                ),
-                "{ctx}"
-            );
-            let mut pairs = [0; 4];
-            packed.pairs_walk(&layer, 0, stride, bias, bias_stride, &mut pairs);
-            assert_eq!(pairs, want_rows[..4], "walk {ctx}");
+    /// A row pair in the blob's row-pair layout: halfwords `256 · b + a` over `x_len`
+    /// columns padded to the pair step.
+    fn pair_bytes(a: &[i8], b: &[i8], x_len: usize) -> std::vec::Vec<u8> {
+        let cols = x_len.next_multiple_of(STEP_COLS);
+        (0..cols)
+            .flat_map(|c| {
+                let wa = a.get(c).copied().filter(|_| c < x_len).unwrap_or(0);
+                let wb = b.get(c).copied().filter(|_| c < x_len).unwrap_or(0);
+                crate::blob::pair_halfword(wa, wb).to_le_bytes()
+            })
+            .collect()
+    }
+
+    fn i8_dot(x: &[u8], w: &[i8]) -> i32 {
+        x.iter()
+            .zip(w)
+            .fold(0i32, |acc, (&v, &w)| acc.wrapping_add(v as i32 * w as i32))
+    }
+
+    /// The shared test body of the row-pair kernel: for the rows `a`, `b` (as long as `x`,
+    /// within the blob's L1 bound) every kernel's `dot_pair`, and `PairInput::dot_pairs`
+    /// on runs of pairs with biases (odd runs too), equal the plain sequential dots.
+    fn check_pairs(x: &[u8], a: &[i8], b: &[i8], bias: (i32, i32)) {
+        let want = (i8_dot(x, a), i8_dot(x, b));
+        let pair = pair_bytes(a, b, x.len());
+        let padded_x: std::vec::Vec<u8> = x
+            .iter()
+            .copied()
+            .chain(std::iter::repeat(0))
+            .take(x.len().next_multiple_of(STEP_COLS))
+            .collect();
+        for kernel in Kernel::ALL {
+            let ctx = std::format!("{kernel:?} len {}", x.len());
+            assert_eq!(kernel.dot_pair(x, &pair), want, "{ctx}");
+            assert_eq!(kernel.dot_pair(&padded_x, &pair), want, "padded {ctx}");
         }
+        assert_eq!(dot_pair_portable(x, &pair), want);
+        // Three pairs in a row (the second with its rows swapped) from an odd offset of
+        // the biases, as unaligned as a blob's may be.
+        let swapped = pair_bytes(b, a, x.len());
+        let run: std::vec::Vec<u8> = [pair.as_slice(), &swapped, &pair].concat();
+        let biases = [bias.0, bias.1, bias.1, bias.0, bias.0, bias.1];
+        let mut bias_bytes = std::vec![0x3Cu8];
+        bias_bytes.extend(biases.iter().flat_map(|b| b.to_le_bytes()));
+        let bias_bytes = &bias_bytes[1..];
+        let rows = [want.0, want.1, want.1, want.0, want.0, want.1];
+        let want_rows: std::vec::Vec<i32> = rows
+            .iter()
+            .zip(biases)
+            .map(|(d, b)| d.wrapping_add(b))
+            .collect();
+        let mut buf = [0x5A5A_5A5Ai32; pair_input_words(crate::blob::MAX_INPUT) + 3];
+        let input = PairInput::new(x, &mut buf);
+        assert_eq!(input.cols(), x.len());
+        for n in 0..=6 {
+            let mut out = [0x1234_5678; 6];
+            input.dot_pairs(&run, bias_bytes, &mut out[..n]);
+            assert_eq!(out[..n], want_rows[..n], "run of {n}, len {}", x.len());
+            assert_eq!(
+                input.fits(&run, bias_bytes, n / 2),
+                !x.is_empty() && n >= 2,
+                "len {} n {n}",
+                x.len()
+            );
+        }
+        // Biases missing from the slice count as 0.
+        let mut out = [0; 2];
+        input.dot_pairs(&run, &bias_bytes[..6], &mut out);
+        assert_eq!(out, [want_rows[0], want.1], "short bias");
+        assert!(!input.fits(&run, &bias_bytes[..7], 1));
+        assert!(!input.fits(&run[..run.len().saturating_sub(1)], bias_bytes, 3));
+        // The same packing read again.
+        let again = PairInput::reuse(x.len(), &buf);
+        let mut out = [0; 2];
+        again.dot_pairs(&pair, bias_bytes, &mut out);
+        assert_eq!(out, want_rows[..2], "reuse");
     }
 
     #[test]
-    fn packed_layout_is_lanes_in_column_order() {
-        for (len, phase) in [(0, 0), (0, 3), (29, 3), (32, 0), (33, 0), (40, 0), (100, 1)] {
+    fn pair_layout_is_column_pairs_in_order() {
+        for len in [0, 1, 3, 4, 7, 8, 9, 29, 32, 33, 297] {
             // A dirty buffer: every word of the padded columns must be written.
-            let mut buf = [7i32; packed_words(100) + 4];
+            let mut buf = [7i32; pair_input_words(300) + 4];
             let x: std::vec::Vec<u8> = (0..len as u32).map(|i| (i * 53 + 200) as u8).collect();
-            let p = Packed::with_phase(&x, phase, &mut buf);
-            let n = phase + len;
+            let p = PairInput::new(&x, &mut buf);
             assert_eq!(p.padded_cols() % STEP_COLS, 0);
-            assert!(p.padded_cols() >= n && p.padded_cols() < n + STEP_COLS);
-            assert!(p.padded_cols() / 2 <= packed_words(len));
-            let s = |i: usize| -> i32 {
-                if i < phase || i >= n {
-                    0
-                } else {
-                    x[i - phase] as i32
-                }
-            };
-            for b in 0..p.padded_cols() / 4 {
-                let c = 4 * b;
-                let want = [s(c) | s(c + 2) << 16, s(c + 1) | s(c + 3) << 16];
-                assert_eq!(
-                    p.words[2 * b..2 * b + 2],
-                    want,
-                    "len {len} phase {phase} block {b}"
-                );
+            assert!(p.padded_cols() >= len && p.padded_cols() < len + STEP_COLS);
+            let s = |i: usize| x.get(i).copied().unwrap_or(0) as i32;
+            for (i, &w) in p.words[..p.padded_cols() / 2].iter().enumerate() {
+                assert_eq!(w, s(2 * i) | s(2 * i + 1) << 16, "len {len} word {i}");
             }
-            assert_eq!(
-                p.fits(&[0; 64], 0, 0, &[0; 4], 0, 1),
-                n > 0 && p.padded_cols() <= 64
-            );
         }
+        // Inputs beyond the buffer's capacity are dropped.
+        let mut small = [0i32; 4];
+        assert_eq!(PairInput::new(&[1; 20], &mut small).cols(), 8);
     }
 
     #[test]
-    fn two_row_kernel_at_every_length_and_offset() {
-        let bytes: std::vec::Vec<u8> = (0..400u32).map(|i| (i * 97 + 13) as u8).collect();
-        for len in [0, 1, 3, 4, 7, 31, 32, 33, 63, 64, 65, 100, 128, 129] {
-            let x: std::vec::Vec<u8> = (0..len as u32).map(|i| (i * 31 + 7) as u8).collect();
-            for offset in 0..4 {
-                let w0 = &bytes[offset..offset + len];
-                let w1 = &bytes[200 + offset..200 + offset + len];
-                check_dot2(&x, w0, w1, (5, -7));
-                // Rows as long as the sequence with `MAX_PHASE` leading zeros.
-                let long = |at: usize| &bytes[at..at + len + MAX_PHASE];
-                check_dot2(&x, long(offset), long(200 + offset), (5, -7));
-                // Shorter rows: the common length counts.
-                check_dot2(&x, &w0[..len / 2], w1, (0, 0));
+    fn pair_kernel_at_every_length_with_extremes() {
+        // Up to 259 columns the extreme weights ±127 against inputs of 255 stay inside the
+        // blob's L1 bound (255 · 127 · 259 < 2²³), the last of them right at it.
+        for len in 0..=259 {
+            for (xv, wa, wb) in [
+                (255u8, 127i8, -127i8),
+                (255, -127, 127),
+                (255, -128, 127),
+                (255, 127, 127),
+                (0, -127, -127),
+                (255, 0, -127),
+            ] {
+                // Every row of a blob is within the L1 bound (-128 only up to 256 columns).
+                let l1 = len as u32 * u32::from(wa.unsigned_abs().max(wb.unsigned_abs()));
+                if l1 <= crate::blob::MAX_ROW_L1 {
+                    check_pairs(&vec![xv; len], &vec![wa; len], &vec![wb; len], (0, 0));
+                }
             }
+            // Mixed extremes in every lane position.
+            let x: std::vec::Vec<u8> = (0..len).map(|i| if i % 3 == 1 { 0 } else { 255 }).collect();
+            let a: std::vec::Vec<i8> = (0..len)
+                .map(|i| if i % 5 < 2 { -127 } else { 127 })
+                .collect();
+            let b: std::vec::Vec<i8> = (0..len)
+                .map(|i| if i % 7 < 3 { 127 } else { -127 })
+                .collect();
+            check_pairs(&x, &a, &b, (i32::MAX, i32::MIN));
         }
+        // The largest input with small weights.
         let n = crate::blob::MAX_INPUT;
-        check_dot2(&vec![255; n], &vec![0x80; n], &vec![0x7F; n], (0, 0));
+        let a: std::vec::Vec<i8> = (0..n).map(|i| (i % 57) as i8 - 28).collect();
+        let b: std::vec::Vec<i8> = (0..n).map(|i| 27 - (i % 55) as i8).collect();
+        check_pairs(&vec![255; n], &a, &b, (1 << 30, -(1 << 30)));
+    }
+
+    #[test]
+    fn pair_kernel_needs_the_l1_bound() {
+        // 264 columns of 255 · 127: b · x = 8,552,520 ≥ 2²³, beyond what (T − D) >> 8 can
+        // carry; the portable kernel is still right, the SMLAD arithmetic is not (this is
+        // why the blob parser rejects such rows).
+        let (len, x) = (264, vec![255u8; 264]);
+        let pair = pair_bytes(&vec![1; len], &vec![127; len], len);
+        let mut buf = [0i32; pair_input_words(264)];
+        let input = PairInput::new(&x, &mut buf);
+        assert_eq!(dot_pair_portable(&x, &pair), (255 * 264, 255 * 127 * 264));
+        assert_ne!(input.pair_rust(&pair, (0, 0)).1, 255 * 127 * 264);
     }
 
     proptest! {
         #[test]
-        fn two_row_kernel_agrees_on_random_rows(
-            rows in proptest::collection::vec(any::<(u8, u8, u8)>(), 0..300),
-            acc in any::<(i32, i32)>(),
+        fn pair_kernel_agrees_on_random_rows(
+            rows in proptest::collection::vec(any::<(u8, i8, i8)>(), 0..600),
+            bias in any::<(i32, i32)>(),
         ) {
+            // Weights scaled into the blob's L1 bound for this length.
+            let limit = (crate::blob::MAX_ROW_L1 as usize / rows.len().max(1)).min(127) as i32;
+            let scale = |w: i8| (w as i32 * limit / 128) as i8;
             let x: std::vec::Vec<u8> = rows.iter().map(|r| r.0).collect();
-            let w0: std::vec::Vec<u8> = rows.iter().map(|r| r.1).collect();
-            let w1: std::vec::Vec<u8> = rows.iter().map(|r| r.2).collect();
-            check_dot2(&x, &w0, &w1, acc);
+            let a: std::vec::Vec<i8> = rows.iter().map(|r| scale(r.1)).collect();
+            let b: std::vec::Vec<i8> = rows.iter().map(|r| scale(r.2)).collect();
+            check_pairs(&x, &a, &b, bias);
         }
 
         #[test]

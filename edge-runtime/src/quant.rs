@@ -28,7 +28,7 @@ use std::vec::Vec;
 
 use crate::blob::{
     self, BlobError, FORMAT_VERSION, HEADER_LEN, INPUT_SCALE, LOGIT_SCALE, MAGIC, MAX_ABS_BIAS,
-    MAX_CLASSES, MAX_SHIFT, ModelBlob, V_SCALE,
+    MAX_CLASSES, MAX_SHIFT, ModelBlob, V_SCALE, WeightLayout,
 };
 use crate::f32_ref::{F32Encoder, F32EncoderError};
 use crate::preprocess::{ChannelScaling, ChannelSet, InputFeatures};
@@ -176,7 +176,9 @@ impl LayerParams {
         LayerParams {
             rows: v.rows,
             cols: v.cols,
-            weights: v.weight_bytes().iter().map(|&b| b as i8).collect(),
+            weights: (0..v.rows)
+                .flat_map(|r| (0..v.cols).map(move |c| v.weight(r, c)))
+                .collect(),
             w_scale: (0..v.rows).map(|r| v.w_scale(r)).collect(),
             bias: (0..v.rows).map(|r| v.bias(r)).collect(),
             multiplier: (0..v.rows).map(|r| v.multiplier(r)).collect(),
@@ -184,7 +186,25 @@ impl LayerParams {
         }
     }
 
-    fn write(&self, out: &mut Vec<u8>, threshold: Option<&[i32]>) {
+    /// The layout this layer is written in (format 5): row pairs where every row's
+    /// `Σ|w|` is at most [`blob::MAX_ROW_L1`] (the pair kernel's exact range; trained
+    /// layers are far inside it) and no weight is −128 (the quantiser writes −127..=127;
+    /// a halfword cannot hold every pair with −128), else row-major.
+    pub fn layout(&self) -> WeightLayout {
+        let fits = self.weights.chunks(self.cols.max(1)).all(|row| {
+            row.iter().map(|w| u32::from(w.unsigned_abs())).sum::<u32>() <= blob::MAX_ROW_L1
+                && !row.contains(&i8::MIN)
+        });
+        if fits {
+            WeightLayout::RowPairs
+        } else {
+            WeightLayout::RowMajor
+        }
+    }
+
+    /// Appends the layer section to `out`, which holds the blob from its first byte (the
+    /// row-pair layout aligns its weights to a multiple of 4 from there).
+    fn write(&self, out: &mut Vec<u8>, threshold: Option<&[i32]>, layout: WeightLayout) {
         for s in &self.w_scale {
             out.extend_from_slice(&s.to_le_bytes());
         }
@@ -200,7 +220,31 @@ impl LayerParams {
             out.extend_from_slice(&m.to_le_bytes());
         }
         out.extend_from_slice(&self.shift);
-        out.extend(self.weights.iter().map(|&w| w as u8));
+        match layout {
+            WeightLayout::RowMajor => out.extend(self.weights.iter().map(|&w| w as u8)),
+            WeightLayout::RowPairs => {
+                out.resize(out.len().next_multiple_of(4), 0);
+                let w = |r: usize, c: usize| -> i8 {
+                    if c < self.cols {
+                        self.weights.get(r * self.cols + c).copied().unwrap_or(0)
+                    } else {
+                        0
+                    }
+                };
+                let pair_cols = self.cols.next_multiple_of(blob::PAIR_COLS_MULTIPLE);
+                for p in 0..self.rows.div_ceil(2) {
+                    for c in 0..pair_cols {
+                        let second = if 2 * p + 1 < self.rows {
+                            w(2 * p + 1, c)
+                        } else {
+                            0
+                        };
+                        let h = blob::pair_halfword(w(2 * p, c), second);
+                        out.extend_from_slice(&h.to_le_bytes());
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -424,8 +468,26 @@ impl QuantParams {
 
     /// Serialises without validating (tests use it to build malformed blobs).
     pub fn to_blob_unchecked(&self) -> Vec<u8> {
+        self.to_blob_of_version(FORMAT_VERSION)
+    }
+
+    /// The layouts of the hidden layer, μ and γ heads in the current format.
+    pub fn dense_layouts(&self) -> [WeightLayout; 3] {
+        [self.hidden.layout(), self.mu.layout(), self.gamma.layout()]
+    }
+
+    /// Serialises in format `version` (4: row-major dense weights, as older builds read
+    /// them; 1–3 also need the fields those versions reserved to be 0), without
+    /// validating.
+    pub fn to_blob_of_version(&self, version: u16) -> Vec<u8> {
         let classes = self.activity.as_ref().map_or(0, |a| a.class_ids.len());
-        let total = blob::blob_len_with_head(
+        let dense = if version >= blob::ROW_PAIRS_VERSION {
+            self.dense_layouts()
+        } else {
+            [WeightLayout::RowMajor; 3]
+        };
+        let total = blob::blob_len_of_layouts(
+            dense,
             self.scaling.len(),
             self.input_dim,
             self.hidden_dim,
@@ -434,7 +496,7 @@ impl QuantParams {
         );
         let mut out = Vec::with_capacity(total);
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&(HEADER_LEN as u16).to_le_bytes());
         out.extend_from_slice(&(total as u32).to_le_bytes());
         out.extend_from_slice(&self.channels.bits().to_le_bytes());
@@ -457,18 +519,20 @@ impl QuantParams {
         }
         out.extend_from_slice(&self.spike_head.code().to_le_bytes());
         out.extend_from_slice(&(classes as u16).to_le_bytes());
-        out.extend_from_slice(&[0u8; 4]);
+        out.push(blob::layout_bits(dense));
+        out.extend_from_slice(&[0u8; 3]);
         debug_assert_eq!(out.len(), HEADER_LEN);
         for s in &self.scaling {
             out.extend_from_slice(&s.offset.to_le_bytes());
             out.extend_from_slice(&s.scale.to_le_bytes());
         }
-        self.hidden.write(&mut out, None);
-        self.mu.write(&mut out, None);
-        self.gamma.write(&mut out, Some(&self.gamma_threshold));
+        self.hidden.write(&mut out, None, dense[0]);
+        self.mu.write(&mut out, None, dense[1]);
+        self.gamma
+            .write(&mut out, Some(&self.gamma_threshold), dense[2]);
         if let Some(a) = &self.activity {
             out.extend_from_slice(&a.class_ids);
-            a.layer.write(&mut out, None);
+            a.layer.write(&mut out, None, WeightLayout::RowMajor);
         }
         let crc = blob::crc32(&out);
         out.extend_from_slice(&crc.to_le_bytes());

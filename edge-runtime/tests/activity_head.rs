@@ -4,7 +4,7 @@
 use edge_runtime::F32Encoder;
 use edge_runtime::blob::{
     self, BlobError, FORMAT_VERSION, HEADER_LEN, LOGIT_SCALE, MAX_ABS_BIAS, ModelBlob, SCORE_SHIFT,
-    Section,
+    Section, WeightLayout,
 };
 use edge_runtime::encoder::{Encoder, SparseCode, requant};
 use edge_runtime::preprocess::ChannelSet;
@@ -76,25 +76,28 @@ fn head_round_trips_and_counts_its_weights() {
 fn older_formats_still_load_and_may_not_carry_a_head() {
     let (_, mut p, _, _) = params_with_head();
     p.activity = None;
-    let v4_bytes = p.to_blob().unwrap();
-    let v4 = ModelBlob::parse(&v4_bytes).unwrap();
-    assert!(v4.activity_head().is_none());
-    let mut bytes = v4_bytes.clone();
-    for version in [2u16, 3] {
+    let v5_bytes = p.to_blob().unwrap();
+    let v5 = ModelBlob::parse(&v5_bytes).unwrap();
+    assert!(v5.activity_head().is_none());
+    assert_eq!(v5.hidden().layout(), WeightLayout::RowPairs);
+    // Formats 2 to 4: the same model with row-major dense weights.
+    let mut bytes = p.to_blob_of_version(4);
+    for version in [2u16, 3, 4] {
         bytes[4..6].copy_from_slice(&version.to_le_bytes());
         fix_crc(&mut bytes);
         let old = ModelBlob::parse(&bytes).unwrap();
         assert!(old.activity_head().is_none());
+        assert_eq!(old.hidden().layout(), WeightLayout::RowMajor);
         let x = &windows(1, 48, 9)[0];
         let (mut a, mut b) = (SparseCode::default(), SparseCode::default());
         Encoder::new(old).encode(x, &mut a).unwrap();
-        Encoder::new(v4).encode(x, &mut b).unwrap();
+        Encoder::new(v5).encode(x, &mut b).unwrap();
         assert_eq!(a, b);
         assert_eq!((a.activity, a.activity_score), (0, 0));
     }
     // A version 3 blob with a class count set: byte 42 was reserved then.
     let (_, p, _, _) = params_with_head();
-    let mut bytes = p.to_blob().unwrap();
+    let mut bytes = p.to_blob_of_version(4);
     bytes[4..6].copy_from_slice(&3u16.to_le_bytes());
     fix_crc(&mut bytes);
     assert_eq!(

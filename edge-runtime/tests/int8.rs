@@ -4,8 +4,8 @@
 
 use edge_runtime::F32Encoder;
 use edge_runtime::blob::{
-    self, BlobError, HEADER_LEN, MAX_ABS_BIAS, MAX_HIDDEN, MAX_INPUT, MAX_LATENT, ModelBlob,
-    Section,
+    self, BlobError, FORMAT_VERSION, HEADER_LEN, LAYOUT_OFFSET, MAX_ABS_BIAS, MAX_HIDDEN,
+    MAX_INPUT, MAX_LATENT, MAX_ROW_L1, ModelBlob, Section, WeightLayout,
 };
 use edge_runtime::encoder::{EncodeError, Encoder, IntTrace, SparseCode, requant};
 use edge_runtime::kernels::Kernel;
@@ -147,8 +147,10 @@ fn every_malformed_header_is_a_typed_error() {
         BlobError::BadMagic { found: *b"XSCQ" }
     );
     assert_eq!(
-        parse_edited(|b| put_u16(b, 4, 5), false),
-        BlobError::UnsupportedVersion { found: 5 }
+        parse_edited(|b| put_u16(b, 4, FORMAT_VERSION + 1), false),
+        BlobError::UnsupportedVersion {
+            found: FORMAT_VERSION + 1
+        }
     );
     assert_eq!(
         parse_edited(|b| put_u16(b, 6, 40), false),
@@ -259,8 +261,9 @@ fn every_malformed_header_is_a_typed_error() {
         ),
         BlobError::Reserved { offset: 22 }
     );
-    // A version 1 blob is the same model.
-    let mut v1 = small_blob();
+    // A version 1 blob is the same model (row-major weights, as format 4 wrote them).
+    let mut v1 =
+        QuantParams::from_blob(&ModelBlob::parse(&small_blob()).unwrap()).to_blob_of_version(4);
     put_u16(&mut v1, 4, 1);
     fix_crc(&mut v1);
     assert_eq!(
@@ -285,14 +288,12 @@ fn every_malformed_header_is_a_typed_error() {
         BlobError::BadSpikeHead { code: 2 }
     );
     for version in [1, 2] {
+        let mut old = v1.clone();
+        put_u16(&mut old, 4, version);
+        old[40] = 1;
+        fix_crc(&mut old);
         assert_eq!(
-            parse_edited(
-                |b| {
-                    put_u16(b, 4, version);
-                    b[40] = 1;
-                },
-                true
-            ),
+            ModelBlob::parse(&old).unwrap_err(),
             BlobError::Reserved { offset: 40 }
         );
     }
@@ -931,4 +932,136 @@ fn fuzz_valid_blobs_with_extreme_values() {
             Ok(())
         })
         .unwrap();
+}
+
+/// Format 5 stores the dense layers in row pairs; the same model in format 4 (row-major)
+/// loads, round-trips and encodes identically with every kernel; the layout byte and the
+/// pair layout's bounds are checked.
+#[test]
+fn row_pair_blobs_equal_row_major_ones_and_are_checked() {
+    let (_, v5_bytes) = model(ChannelSet::TOTAL_ACC, WINDOW_LEN, 21, 7, 11);
+    let v5 = ModelBlob::parse(&v5_bytes).unwrap();
+    assert_eq!(v5.version(), FORMAT_VERSION);
+    for layer in [v5.hidden(), v5.mu_head(), v5.gamma_head()] {
+        assert_eq!(layer.layout(), WeightLayout::RowPairs);
+    }
+    assert_eq!(v5_bytes[LAYOUT_OFFSET], 7);
+    let params = QuantParams::from_blob(&v5);
+    let v4_bytes = params.to_blob_of_version(4);
+    let v4 = ModelBlob::parse(&v4_bytes).unwrap();
+    assert_eq!(v4.hidden().layout(), WeightLayout::RowMajor);
+    assert_eq!(QuantParams::from_blob(&v4), params);
+    assert_eq!(params.to_blob().unwrap(), v5_bytes);
+    // Odd row counts (21 hidden rows, 7 latent): the last pair's second row is zero.
+    assert_eq!(v5.hidden().pairs(), 11);
+    for r in 0..21 {
+        for c in 0..v5.hidden().cols {
+            assert_eq!(v5.hidden().weight(r, c), v4.hidden().weight(r, c));
+        }
+    }
+    let windows = raw_windows(ChannelSet::TOTAL_ACC, WINDOW_LEN, 20, 5);
+    for kernel in Kernel::ALL {
+        for x in &windows {
+            let (mut a, mut b) = (SparseCode::default(), SparseCode::default());
+            let (mut ta, mut tb) = (IntTrace::default(), IntTrace::default());
+            Encoder::new(v5)
+                .with_kernel(kernel)
+                .encode_traced(x, &mut a, &mut ta)
+                .unwrap();
+            Encoder::new(v4)
+                .with_kernel(kernel)
+                .encode_traced(x, &mut b, &mut tb)
+                .unwrap();
+            assert_eq!((a, &ta), (b, &tb), "{kernel:?}");
+            Encoder::new(v5)
+                .with_kernel(kernel)
+                .encode(x, &mut b)
+                .unwrap();
+            assert_eq!(a, b, "{kernel:?} untraced");
+        }
+    }
+    // Layout bits above the three layers, or any in a format-4 blob, are reserved.
+    let reseal = |mut b: Vec<u8>| {
+        fix_crc(&mut b);
+        ModelBlob::parse(&b).unwrap_err()
+    };
+    let mut bad = v5_bytes.clone();
+    bad[LAYOUT_OFFSET] = 8 | 7;
+    assert_eq!(
+        reseal(bad),
+        BlobError::Reserved {
+            offset: LAYOUT_OFFSET
+        }
+    );
+    let mut bad = v4_bytes.clone();
+    bad[LAYOUT_OFFSET] = 1;
+    assert_eq!(
+        reseal(bad),
+        BlobError::Reserved {
+            offset: LAYOUT_OFFSET
+        }
+    );
+    // The hidden layer's weights in the blob, and the halfword of (row, col).
+    let weights = v5.hidden().weight_bytes();
+    let at = weights.as_ptr() as usize - v5_bytes.as_ptr() as usize;
+    assert_eq!(at % 4, 0, "row pairs start word-aligned in the blob");
+    let pair_cols = v5.hidden().pair_cols();
+    let halfword = |r: usize, c: usize| at + (r / 2) * 2 * pair_cols + 2 * c;
+    // A row whose Σ|w| exceeds the bound: row 3 all 127 (3 · 128 = 384 columns).
+    let mut big = v5_bytes.clone();
+    for c in 0..v5.hidden().cols {
+        let a = v5.hidden().weight(2, c);
+        let h = blob::pair_halfword(a, 127).to_le_bytes();
+        big[halfword(3, c)..halfword(3, c) + 2].copy_from_slice(&h);
+    }
+    let err = reseal(big);
+    assert_eq!(
+        err,
+        BlobError::RowL1 {
+            section: Section::Hidden,
+            row: 3,
+            l1: 127 * 384
+        }
+    );
+    const { assert!(127 * 384 > MAX_ROW_L1) };
+    assert!(err.to_string().contains("hidden layer row 3"), "{err}");
+    // Padding columns and the missing 22nd row must be 0.
+    let mut pad = v5_bytes.clone();
+    pad[halfword(20, 5) + 1] = 1;
+    assert_eq!(
+        reseal(pad),
+        BlobError::Reserved {
+            offset: halfword(20, 5) + 1 - 1
+        }
+    );
+    // A second weight of 128 (h − a = 32768) is not an int8 weight.
+    let mut wide = v5_bytes.clone();
+    let h = (-32768i16).wrapping_sub(5).to_le_bytes(); // a = −5, (h − a) / 256 = 128
+    wide[halfword(1, 4)..halfword(1, 4) + 2].copy_from_slice(&h);
+    assert_eq!(
+        reseal(wide),
+        BlobError::BadPairWeight {
+            section: Section::Hidden,
+            row: 1,
+            col: 4
+        }
+    );
+}
+
+/// Models whose rows exceed the pair kernel's bound are still written, row-major.
+#[test]
+fn the_quantiser_keeps_rows_beyond_the_bound_row_major() {
+    // 9 channels × 128 random weights: Σ|w| ≈ 64 · 1152 per row, beyond the bound.
+    let (_, bytes) = model(ChannelSet::ALL, WINDOW_LEN, 16, 8, 3);
+    let blob = ModelBlob::parse(&bytes).unwrap();
+    assert_eq!(blob.hidden().layout(), WeightLayout::RowMajor);
+    assert_eq!(blob.mu_head().layout(), WeightLayout::RowPairs);
+    assert_eq!(bytes[LAYOUT_OFFSET], 6);
+    let x = &raw_windows(ChannelSet::ALL, WINDOW_LEN, 1, 9)[0];
+    let codes = Kernel::ALL.map(|k| {
+        let mut c = SparseCode::default();
+        Encoder::new(blob).with_kernel(k).encode(x, &mut c).unwrap();
+        c
+    });
+    assert!(codes.iter().all(|c| *c == codes[0]));
 }

@@ -1,5 +1,5 @@
 //! The activity head on the device: the linear probe fitted on the int8 encoder's sparse
-//! codes of the training split, quantised into the blob (format 4) so that firmware, web
+//! codes of the training split, quantised into the blob (format 4 and later) so that firmware, web
 //! app, C ABI and host all emit the predicted activity with each frame.
 //!
 //! `cargo xtask quantise` adds it to every blob it writes; `cargo xtask activity-head
@@ -163,7 +163,7 @@ impl HeadReport {
         let mut s = String::from("## Activity head\n\n");
         let _ = writeln!(
             s,
-            "A linear classifier on the sparse code, stored in the blob (format 4) and run by \
+            "A linear classifier on the sparse code, stored in the blob (format 4 and later) and run by \
              the device after every encode: multinomial logistic regression (L2 1e-4, \
              standardised features folded into the weights) fitted on the int8 encoder's \
              sparse codes μ ⊙ 1[γ > ½] of the {} training windows, quantised to int8 \
@@ -247,9 +247,10 @@ pub fn run(args: &ActivityHeadArgs) -> Result<()> {
     let out = args.out.as_deref().unwrap_or(&args.blob);
     write_atomic(out, &new_bytes)?;
     println!(
-        "wrote {} ({} bytes, format 4)\n{}",
+        "wrote {} ({} bytes, format {})\n{}",
         out.display(),
         new_bytes.len(),
+        edge_runtime::blob::FORMAT_VERSION,
         report.summary()
     );
     let card = out.with_extension("md");

@@ -19,10 +19,11 @@
 use core::arch::x86_64::{
     __m128i, __m256i, _mm_add_epi32, _mm_cvtsi128_si32, _mm_shuffle_epi32, _mm256_add_epi32,
     _mm256_castsi256_si128, _mm256_cvtepi8_epi16, _mm256_cvtepu8_epi16, _mm256_extracti128_si256,
-    _mm256_madd_epi16, _mm256_setzero_si256,
+    _mm256_madd_epi16, _mm256_setzero_si256, _mm256_slli_epi16, _mm256_srai_epi16,
+    _mm256_sub_epi16,
 };
 
-use super::dot_portable;
+use super::{dot_pair_portable, dot_portable};
 
 /// Columns per SIMD step (16 lanes of 16 bits).
 const BLOCK: usize = 16;
@@ -138,6 +139,59 @@ fn dot_blocks<const R: usize>(x: &[u8], rows: [&[u8]; R]) -> ([i32; R], usize) {
         *s = horizontal_sum(a);
     }
     (sums, done)
+}
+
+/// A row pair stored as halfwords `h = 256 · b + a` (see [`super::PairInput`]):
+/// `(x · a, x · b)` over the common length; `None` without AVX2.
+#[inline]
+pub fn dot_pair(x: &[u8], pair: &[u8]) -> Option<(i32, i32)> {
+    if !avx2_available() {
+        return None;
+    }
+    // SAFETY: `dot_pair_blocks` only needs the CPU to support AVX2 (its memory accesses
+    // are bounds-checked by itself), which `avx2_available` has just confirmed.
+    #[allow(unsafe_code)]
+    let ((a, b), done) = unsafe { dot_pair_blocks(x, pair) };
+    let (ta, tb) = dot_pair_portable(
+        x.get(done..).unwrap_or(&[]),
+        pair.get(2 * done..).unwrap_or(&[]),
+    );
+    Some((a.wrapping_add(ta), b.wrapping_add(tb)))
+}
+
+/// The SIMD part of [`dot_pair`]: the sums over the first `done` columns (the common
+/// length rounded down to a multiple of [`BLOCK`]). Per 16 columns: the activations
+/// zero-extended to 16-bit lanes once (`vpmovzxbw`); the 16 halfwords of the pair split
+/// into the first row's weights (`a`: the low byte sign-extended, `vpsllw` + `vpsraw`)
+/// and the second's (`b = (h − a) >> 8`, exact), each multiplied and added in pairs
+/// (`vpmaddwd`, exact: |products| ≤ 255 · 128) into its eight i32 lanes.
+#[target_feature(enable = "avx2")]
+fn dot_pair_blocks(x: &[u8], pair: &[u8]) -> ((i32, i32), usize) {
+    let xs = x.as_chunks::<BLOCK>().0;
+    let ws = pair.as_chunks::<{ 2 * BLOCK }>().0;
+    let blocks = xs.len().min(ws.len());
+    let (mut acc_a, mut acc_b) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+    for (xb, wb) in xs.iter().zip(ws).take(blocks) {
+        let xv = _mm256_cvtepu8_epi16(load16(xb));
+        let h = load32(wb);
+        let a = _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(h));
+        let b = _mm256_srai_epi16::<8>(_mm256_sub_epi16(h, a));
+        acc_a = _mm256_add_epi32(acc_a, _mm256_madd_epi16(xv, a));
+        acc_b = _mm256_add_epi32(acc_b, _mm256_madd_epi16(xv, b));
+    }
+    (
+        (horizontal_sum(acc_a), horizontal_sum(acc_b)),
+        blocks * BLOCK,
+    )
+}
+
+/// The 32 bytes as a vector register value (any alignment).
+#[inline(always)]
+#[allow(unsafe_code)]
+fn load32(bytes: &[u8; 2 * BLOCK]) -> __m256i {
+    // SAFETY: `[u8; 32]` and `__m256i` have the same size and every bit pattern is a
+    // valid value of both.
+    unsafe { core::mem::transmute::<[u8; 2 * BLOCK], __m256i>(*bytes) }
 }
 
 /// The 16 bytes as a vector register value (any alignment).
