@@ -53,9 +53,12 @@ fn test_blob() -> Vec<u8> {
     params.to_blob().unwrap()
 }
 
-/// Byte offset of the activity head's class ids (right after the γ head).
-fn class_ids_offset() -> usize {
-    edge_runtime::blob::blob_len(9, 9 * WINDOW_LEN, TEST_HIDDEN, TEST_LATENT)
+/// Byte offset of the activity head's class ids (right after the γ head) in `blob`,
+/// whose dense layers the quantiser may have stored in row pairs or row-major.
+fn class_ids_offset(blob: &[u8]) -> usize {
+    let parsed = edge_runtime::blob::ModelBlob::parse(blob).unwrap();
+    let layouts = [parsed.hidden(), parsed.mu_head(), parsed.gamma_head()].map(|l| l.layout());
+    edge_runtime::blob::blob_len_of_layouts(layouts, 9, 9 * WINDOW_LEN, TEST_HIDDEN, TEST_LATENT, 0)
         - edge_runtime::blob::CRC_LEN
 }
 
@@ -286,12 +289,13 @@ fn invalid_blobs_give_their_code_and_the_full_message() {
     let mut version = good.clone();
     version[4] = 99;
     let mut reserved = good.clone();
-    reserved[44] = 1;
+    // Byte 44 is the dense layers' layout (format 5); 45..48 stay reserved.
+    reserved[45] = 1;
     let mut one_class = good.clone();
     one_class[42..44].copy_from_slice(&1u16.to_le_bytes());
     let mut class_zero = good.clone();
-    class_zero[class_ids_offset() + 1] = 0;
-    assert_eq!(good[class_ids_offset()..][..3], TEST_CLASSES);
+    class_zero[class_ids_offset(&good) + 1] = 0;
+    assert_eq!(good[class_ids_offset(&good)..][..3], TEST_CLASSES);
     let cases = [
         (good[..20].to_vec(), VscStatus::BlobTooShort),
         (good[..good.len() - 1].to_vec(), VscStatus::BlobTotalLength),
