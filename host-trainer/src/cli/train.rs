@@ -42,7 +42,7 @@ pub struct TrainArgs {
     /// Run directory (config.toml, checkpoints/, metrics.csv, model.bpk).
     #[arg(long, value_name = "RUN_DIR")]
     pub out: PathBuf,
-    /// flex (CPU), wgpu or cuda (GPU ones need the cargo feature of the same name).
+    /// flex (CPU), ndarray (CPU), wgpu or cuda (all but flex need the cargo feature of the same name).
     #[arg(long, default_value = "flex")]
     pub device: String,
     #[arg(long)]
@@ -91,6 +91,9 @@ pub struct TrainArgs {
     /// ln((1 − α)/α) nats per dim it switches on; see the README's Smiley recipe).
     #[arg(long, value_parser = parse_sparsity)]
     pub sparsity: Option<SparsityTarget>,
+    /// The decoder reads each dim's spike next to its value (config `decoder_spikes`).
+    #[arg(long)]
+    pub decoder_spikes: bool,
     /// Also train on windows inside postural transitions.
     #[arg(long)]
     pub transitions: bool,
@@ -203,6 +206,9 @@ pub fn apply_overrides(args: &TrainArgs, cfg: &mut TrainConfig) -> anyhow::Resul
     }
     if let Some(sparsity) = args.sparsity {
         cfg.model.sparsity = sparsity;
+    }
+    if args.decoder_spikes {
+        cfg.model.decoder_spikes = true;
     }
     if let Some(std) = args.fixed_std {
         if std.is_nan() || std <= 0.0 {
@@ -458,7 +464,7 @@ mod tests {
             argv.extend(["--alpha", "0.2", "--fixed-std", "0.05"]);
             argv.extend(["--spike-bias-init", "-2", "--features", "spectrum"]);
             argv.extend(["--spike-head", "paper", "--prior", "fixed"]);
-            argv.extend(["--sparsity", "spike-code-length"]);
+            argv.extend(["--sparsity", "spike-code-length", "--decoder-spikes"]);
             if let Some(path) = input {
                 argv.extend(["--input", path]);
             }
@@ -477,6 +483,7 @@ mod tests {
             assert_eq!(cfg.model.spike_head, SpikeHead::Paper);
             assert_eq!(cfg.model.prior, PriorKind::Fixed);
             assert_eq!(cfg.model.sparsity, SparsityTarget::SpikeCodeLength);
+            assert!(cfg.model.decoder_spikes);
         }
         let w = Wrapper::try_parse_from(["train", "--out", "r", "--fixed-std", "0"]).unwrap();
         let err = apply_overrides(&w.args, &mut TrainConfig::edge(10)).unwrap_err();

@@ -147,6 +147,12 @@ pub struct ModelConfig {
     /// Spike probabilities the sparsity term charges (pseudo-input prior only).
     #[serde(default, skip_serializing_if = "SparsityTarget::is_paper")]
     pub sparsity: SparsityTarget,
+    /// The decoder reads each dim's spike next to its value, `[s ⊙ slab, s]` (2J inputs)
+    /// instead of `s ⊙ slab`: an "on" dim whose value is near 0 then differs from an "off"
+    /// one, so a dim need not keep its values away from 0 to say that it is on. A code
+    /// decodes with s = 1[z ≠ 0]. VSC only; `false` is the paper's decoder.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decoder_spikes: bool,
 }
 
 /// Optimisation schedule (paper Algorithm 1 / supplement D.1).
@@ -252,6 +258,7 @@ impl TrainConfig {
                 prior: PriorKind::PseudoInputs,
                 sparsity: SparsityTarget::Prior,
                 slab_mean_bias_init: None,
+                decoder_spikes: false,
             },
             batch_size: 500,
             warmup_iters: 15_000,
@@ -301,6 +308,7 @@ impl TrainConfig {
                 prior: PriorKind::PseudoInputs,
                 sparsity: SparsityTarget::Prior,
                 slab_mean_bias_init: None,
+                decoder_spikes: false,
             },
             batch_size: 128,
             // 20k steps ≈ 8–9 min at the measured ~40 steps/s on flex (2 cores).
@@ -341,6 +349,7 @@ impl TrainConfig {
                 prior: PriorKind::PseudoInputs,
                 sparsity: SparsityTarget::Prior,
                 slab_mean_bias_init: None,
+                decoder_spikes: false,
             },
             batch_size: 16,
             warmup_iters: 40,

@@ -112,6 +112,19 @@ pub struct DecoderOut {
 }
 
 impl Decoder {
+    /// The decoder's input for codes `z` `[rows, J]`: `z` itself, or `[z, 1[z ≠ 0]]` for a
+    /// decoder that reads the spikes ([`ModelConfig::decoder_spikes`]).
+    pub fn code_input(&self, z: Tensor<2>) -> Tensor<2> {
+        let [_, j] = z.dims();
+        let [d_in, _] = self.hidden.weight.val().dims();
+        if d_in == 2 * j {
+            let spikes = z.clone().not_equal_elem(0.0).float();
+            Tensor::cat(vec![z, spikes], 1)
+        } else {
+            z
+        }
+    }
+
     pub fn forward(&self, z: Tensor<2>, likelihood: Likelihood) -> DecoderOut {
         let h = relu(self.hidden.forward(z));
         let logits = self.mean.forward(h.clone());
@@ -255,8 +268,9 @@ impl VscNet {
             }),
             spike_head: cfg.spike_head,
         };
+        let decoder_in = if vsc && cfg.decoder_spikes { 2 * j } else { j };
         let decoder = Decoder {
-            hidden: Dense::new(j, h, rng, device),
+            hidden: Dense::new(decoder_in, h, rng, device),
             mean: Dense::new(h, m, rng, device),
             logvar: matches!(cfg.likelihood, Likelihood::GaussianLearned { .. })
                 .then(|| Dense::new(h, m, rng, device)),
@@ -387,7 +401,13 @@ impl VscNet {
             noise.eps.clone(),
             lambda,
         );
-        let z = spike_step(log_gamma.clone(), noise.eta.clone(), c) * slab;
+        let spikes = spike_step(log_gamma.clone(), noise.eta.clone(), c);
+        let z = spikes.clone() * slab;
+        let z = if cfg.decoder_spikes {
+            Tensor::cat(vec![z, spikes], 1)
+        } else {
+            z
+        };
         let nll = self.decoder.nll(x.clone(), z, cfg.likelihood);
 
         let (kl, sparsity) = self.prior_terms(cfg, x, &post, c);
@@ -510,4 +530,50 @@ pub fn tensor_to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .convert::<f32>()
         .try_into_vec::<f32>()
         .expect("float tensor converts to f32")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::TrainConfig;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_decoder_that_reads_spikes_sees_on_dims_whose_value_is_zero() {
+        let device = Device::flex().autodiff();
+        let mut cfg = TrainConfig::tiny(12).model;
+        cfg.decoder_spikes = true;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let net = VscNet::new(&cfg, &mut rng, &device, None);
+        let j = cfg.latent_dim;
+        assert_eq!(net.decoder.hidden.weight.val().dims()[0], 2 * j);
+
+        let mut z = vec![0.0f32; 2 * j];
+        z[1] = 0.5;
+        z[j + 2] = -1.0;
+        let input = net.decoder.code_input(Tensor::from_data(
+            TensorData::new(z.clone(), [2, j]),
+            &device,
+        ));
+        let got = tensor_to_vec(input);
+        for (row, zs) in z.chunks(j).enumerate() {
+            let (values, spikes) = got[row * 2 * j..(row + 1) * 2 * j].split_at(j);
+            assert_eq!(values, zs);
+            let want: Vec<f32> = zs.iter().map(|&v| f32::from(v != 0.0)).collect();
+            assert_eq!(spikes, want);
+        }
+
+        // The objective feeds the relaxed spikes: the spike head gets a gradient through
+        // the decoder's spike inputs even where the slab is exactly ε = 0.
+        let x = Tensor::from_data(TensorData::new(vec![0.5f32; 4 * 12], [4, 12]), &device);
+        let noise = StepNoise {
+            eps: Tensor::zeros([4, j], &device),
+            eta: Tensor::from_data(TensorData::new(vec![0.7f32; 4 * j], [4, j]), &device),
+        };
+        let parts = net.vsc_loss(&cfg, x, &noise, 0.0, 50.0);
+        let grads = parts.recon_nll.sum().backward();
+        let spike = net.encoder.spike.as_ref().unwrap();
+        let g = tensor_to_vec(spike.bias.grad(&grads).unwrap());
+        assert!(g.iter().any(|v| v.abs() > 0.0), "{g:?}");
+    }
 }

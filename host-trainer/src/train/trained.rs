@@ -165,10 +165,9 @@ impl TrainedModel {
         let (mut mean, mut std) = (Vec::with_capacity(rows * m), Vec::with_capacity(rows * m));
         for chunk in z.chunks(CHUNK_ROWS * j) {
             let n = chunk.len() / j;
-            let out = self
-                .net
-                .decoder
-                .forward(self.tensor(chunk, n, j), self.model_config().likelihood);
+            let decoder = &self.net.decoder;
+            let input = decoder.code_input(self.tensor(chunk, n, j));
+            let out = decoder.forward(input, self.model_config().likelihood);
             let p = sigmoid(out.logits);
             let s = match out.logvar {
                 Some(lv) => lv.mul_scalar(0.5).exp(),
