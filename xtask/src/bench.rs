@@ -18,7 +18,7 @@ pub struct BenchTrainArgs {
     /// Worker threads (one rayon pool for the whole run); default: every core.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// flex, wgpu or cuda.
+    /// flex, ndarray, wgpu or cuda (all but flex need host-trainer's feature of the same name).
     #[arg(long, default_value = "flex")]
     pub device: String,
 }

@@ -6,7 +6,8 @@
 //!
 //! 1. `cargo fmt --check` of the workspace and of `firmware-example/`;
 //! 2. clippy on the workspace with `-D warnings`;
-//! 3. a compile of host-trainer's `wgpu` feature (unless `--skip-gpu-check`);
+//! 3. a compile of host-trainer's `wgpu` feature (unless `--skip-gpu-check`) and clippy of
+//!    its `ndarray` feature (burn-ndarray with OpenBLAS);
 //! 4. every workspace test;
 //! 5. the phone web app: wasm build, then the headless-Chromium replay whose frames must
 //!    equal the host's (`cargo xtask web --check`);
@@ -184,6 +185,23 @@ pub fn run(args: &TestArgs) -> Result<()> {
             cargo().args(["check", "-p", "host-trainer", "--features", "wgpu"]),
         )?;
     }
+    // The feature's own code and test (ndarray against flex) stay lint-clean and compiling;
+    // a check does not link, so Debian's libopenblas-dev is needed only to run them. About
+    // 40 s after the workspace clippy (burn's crates re-checked with burn-ndarray).
+    run_step(
+        "ndarray feature lints",
+        cargo().args([
+            "clippy",
+            "-p",
+            "host-trainer",
+            "--all-targets",
+            "--features",
+            "ndarray",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
     let mut test = cargo();
     test.args(["test", "--workspace"]);
     if !args.cargo_test_args.is_empty() {

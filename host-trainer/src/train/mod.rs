@@ -148,13 +148,14 @@ pub enum TrainError {
         "--resume: the configuration in {path} differs from the requested one; use a new run directory or the same preset/flags"
     )]
     ConfigMismatch { path: PathBuf },
-    #[error("unknown device {0:?}: expected flex, wgpu or cuda")]
+    #[error("unknown device {0:?}: expected flex, ndarray, wgpu or cuda")]
     UnknownDevice(String),
     #[error("device {0:?} needs host-trainer to be built with the `{0}` feature")]
     DeviceNotCompiled(String),
 }
 
-/// Device by name: `flex` (CPU), `wgpu`, `cuda` (the last two behind cargo features).
+/// Device by name: `flex` (CPU), `ndarray` (CPU, OpenBLAS), `wgpu`, `cuda` (the last three
+/// behind cargo features of the same name).
 pub fn device_from_name(name: &str) -> Result<Device, TrainError> {
     match name {
         "flex" | "cpu" => Ok(Device::flex()),
@@ -176,6 +177,18 @@ pub fn device_from_name(name: &str) -> Result<Device, TrainError> {
             #[cfg(not(feature = "cuda"))]
             {
                 Err(TrainError::DeviceNotCompiled("cuda".into()))
+            }
+        }
+        "ndarray" => {
+            #[cfg(feature = "ndarray")]
+            {
+                // Deprecated upstream in favour of flex; kept so users can measure both.
+                #[allow(deprecated)]
+                Ok(Device::ndarray())
+            }
+            #[cfg(not(feature = "ndarray"))]
+            {
+                Err(TrainError::DeviceNotCompiled("ndarray".into()))
             }
         }
         other => Err(TrainError::UnknownDevice(other.into())),
@@ -532,6 +545,65 @@ mod tests {
         assert!(one.0.len() == 17, "{} parameter tensors", one.0.len());
         assert!(one.0 == two.0, "weights differ between 1 and 2 threads");
         assert_eq!(one.1, two.1, "metrics.csv differs between 1 and 2 threads");
+    }
+
+    #[test]
+    fn device_names_map_to_backends_or_name_the_missing_feature() {
+        assert_eq!(device_from_name("flex").unwrap(), Device::flex());
+        assert_eq!(device_from_name("cpu").unwrap(), Device::flex());
+        let ndarray = device_from_name("ndarray");
+        #[cfg(feature = "ndarray")]
+        assert_ne!(ndarray.unwrap(), Device::flex());
+        #[cfg(not(feature = "ndarray"))]
+        {
+            let err = ndarray.unwrap_err();
+            assert!(matches!(&err, TrainError::DeviceNotCompiled(n) if n == "ndarray"));
+            assert!(err.to_string().contains("`ndarray` feature"), "{err}");
+        }
+        let err = device_from_name("ndarry").unwrap_err();
+        assert!(matches!(&err, TrainError::UnknownDevice(n) if n == "ndarry"));
+        assert!(err.to_string().contains("ndarray"), "{err}");
+    }
+
+    /// ndarray runs the tensor-op paths that flex's fused likelihood and Adam replace; the
+    /// first step (same initial weights, same batch) must give the same loss up to rounding.
+    #[cfg(feature = "ndarray")]
+    #[test]
+    fn ndarray_training_matches_flex_on_the_first_step_and_stays_finite() {
+        let (rows, cols) = (128, 48);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let data = TrainData {
+            x01: (0..rows * cols).map(|_| rng.random()).collect(),
+            rows,
+            cols,
+        };
+        let mut cfg = TrainConfig::tiny(cols);
+        (cfg.warmup_iters, cfg.ramp_iters, cfg.main_iters) = (5, 5, 10);
+        (cfg.checkpoint_every, cfg.log_every) = (0, 1);
+        let losses = |device: Device| {
+            let dir = tempfile::tempdir().unwrap();
+            let options = TrainOptions {
+                device,
+                ..TrainOptions::default()
+            };
+            train(&cfg, &data, InputScaling::Identity, dir.path(), &options).unwrap();
+            let csv = std::fs::read_to_string(dir.path().join(metrics::METRICS_FILE)).unwrap();
+            csv.lines()
+                .skip(1)
+                .map(|line| line.split(',').nth(1).unwrap().parse::<f64>().unwrap())
+                .collect::<Vec<_>>()
+        };
+        let flex = losses(Device::flex());
+        let ndarray = losses(device_from_name("ndarray").unwrap());
+        assert_eq!(ndarray.len(), 20);
+        assert!(ndarray.iter().all(|l| l.is_finite()), "{ndarray:?}");
+        let rel = (ndarray[0] - flex[0]).abs() / flex[0].abs();
+        assert!(
+            rel < 1e-4,
+            "first loss {} (ndarray) vs {} (flex)",
+            ndarray[0],
+            flex[0]
+        );
     }
 
     /// Every float parameter's values, in module order.
