@@ -219,10 +219,9 @@ fn update_scalar(
     }
 }
 
-/// [`update_scalar`] eight lanes at a time. Written with intrinsics because this crate
-/// builds at opt-level 1 in the dev profile, where the compiler does not vectorise loops;
-/// AVX's mul, add, sqrt and div round exactly like the scalar ops (no FMA contraction), so
-/// the result is the same bit for bit.
+/// [`update_scalar`] eight lanes at a time, written with intrinsics so its speed does not
+/// hang on what the compiler vectorises; AVX's mul, add, sqrt and div round exactly like
+/// the scalar ops (no FMA contraction), so the result is the same bit for bit.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
 unsafe fn update_chunk_avx(
