@@ -61,7 +61,7 @@ enum Cmd {
 enum BenchCmd {
     /// Guest instructions per encode on the emulated Cortex-M4 (QEMU plugin), per MAC.
     Mcu(firmware::BenchMcuArgs),
-    /// Training throughput (samples/s) of the edge and paper presets on flex.
+    /// Training throughput (samples/s, ms/step, GFLOP/s) at issue 15's four fixed shapes.
     Train(bench::BenchTrainArgs),
     /// ns per window: edge-runtime int8 vs tract f32 and int8 ONNX, single thread.
     Encode(onnx::bench::BenchEncodeArgs),
