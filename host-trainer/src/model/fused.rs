@@ -306,42 +306,24 @@ fn row_terms<const KEEP: bool, const LEARNED: bool>(
     acc.iter().sum()
 }
 
-/// [`row_terms`] for `kind`.
+/// Runs `f` compiled for AVX2 where the CPU has it. The kernels use the same IEEE
+/// operations at any vector width (no FMA contraction), so the result is the same bit for
+/// bit either way.
 #[inline(always)]
-fn row_sum_generic<const KEEP: bool>(
-    kind: FusedLikelihood,
-    x: &[f32],
-    l: &[f32],
-    r: &[f32],
-    mean: &mut [f32],
-    inv_var: &mut [f32],
-) -> f64 {
-    if matches!(kind, FusedLikelihood::GaussianLearned { .. }) {
-        with_element!(kind, |element| row_terms::<KEEP, true>(
-            element, x, l, r, mean, inv_var
-        ))
-    } else {
-        with_element!(kind, |element| row_terms::<KEEP, false>(
-            element, x, l, r, mean, inv_var
-        ))
+fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        // SAFETY: AVX2 is present (checked above).
+        return unsafe { avx2(f) };
     }
+    f()
 }
 
-/// [`row_sum_generic`] compiled for AVX2 (the arithmetic is the same IEEE operations, so
-/// the result is the same bit for bit as without).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn row_sum_avx2<const KEEP: bool>(
-    kind: FusedLikelihood,
-    x: &[f32],
-    l: &[f32],
-    r: &[f32],
-    mean: &mut [f32],
-    inv_var: &mut [f32],
-) -> f64 {
-    row_sum_generic::<KEEP>(kind, x, l, r, mean, inv_var)
-}
-
+/// [`row_terms`] for `kind`.
 fn row_sum<const KEEP: bool>(
     kind: FusedLikelihood,
     x: &[f32],
@@ -350,12 +332,20 @@ fn row_sum<const KEEP: bool>(
     mean: &mut [f32],
     inv_var: &mut [f32],
 ) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked above).
-        return unsafe { row_sum_avx2::<KEEP>(kind, x, l, r, mean, inv_var) };
-    }
-    row_sum_generic::<KEEP>(kind, x, l, r, mean, inv_var)
+    with_avx2(
+        #[inline(always)]
+        || {
+            if matches!(kind, FusedLikelihood::GaussianLearned { .. }) {
+                with_element!(kind, |element| row_terms::<KEEP, true>(
+                    element, x, l, r, mean, inv_var
+                ))
+            } else {
+                with_element!(kind, |element| row_terms::<KEEP, false>(
+                    element, x, l, r, mean, inv_var
+                ))
+            }
+        },
+    )
 }
 
 fn forward(
@@ -557,19 +547,6 @@ fn grads_row(kind: FusedLikelihood, gr: f32, rows: &GradRows, dl: &mut [f32], dr
     }
 }
 
-/// [`grads_row`] compiled for AVX2 (same IEEE operations, same bits).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn grads_row_avx2(
-    kind: FusedLikelihood,
-    gr: f32,
-    rows: &GradRows,
-    dl: &mut [f32],
-    dr: &mut [f32],
-) {
-    grads_row(kind, gr, rows, dl, dr)
-}
-
 fn grads_row_dispatch(
     kind: FusedLikelihood,
     gr: f32,
@@ -577,12 +554,10 @@ fn grads_row_dispatch(
     dl: &mut [f32],
     dr: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked above).
-        return unsafe { grads_row_avx2(kind, gr, rows, dl, dr) };
-    }
-    grads_row(kind, gr, rows, dl, dr)
+    with_avx2(
+        #[inline(always)]
+        || grads_row(kind, gr, rows, dl, dr),
+    )
 }
 
 #[derive(Debug)]
