@@ -145,4 +145,48 @@ mod tests {
         // Spectrum inputs: one scaling entry per value.
         assert_eq!(s.apply(&[0.0, 1.0, 3.0, -1.0], 2), vec![0.5, 1.0, 1.0, 0.0]);
     }
+
+    /// `RUN_DIR/config.toml` holds the scaling as its `[scaling]` table.
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct ConfigDoc {
+        scaling: InputScaling,
+    }
+
+    /// `[scaling]` tables as `toml::to_string` writes them (the layout of the stored runs'
+    /// config.toml): stored runs must keep loading, and new runs must be written the same way.
+    const STORED_CONFIGS: [&str; 3] = [
+        "[scaling]\ntype = \"min_max\"\nmin = [0.0, -2.0, 0.5]\nmax = [2.0, 2.0, 0.5]\n",
+        "[scaling]\ntype = \"har_channels\"\nchannel_bits = 3\nwindow_len = 128\n\
+         features = \"band_spectrum\"\n\n[[scaling.scaling]]\noffset = -0.36411774158477783\n\
+         scale = 0.700705885887146\n\n[[scaling.scaling]]\noffset = 0.0\nscale = 0.0\n",
+        "[scaling]\ntype = \"identity\"\n",
+    ];
+
+    #[test]
+    fn stored_config_forms_parse_and_round_trip_unchanged() {
+        for text in STORED_CONFIGS {
+            let doc: ConfigDoc = toml::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(toml::to_string(&doc).unwrap(), text);
+        }
+        let min_max: ConfigDoc = toml::from_str(STORED_CONFIGS[0]).unwrap();
+        assert_eq!(
+            min_max.scaling.apply(&[1.0, 0.0, 7.0], 3),
+            vec![0.5, 0.5, 0.0],
+            "a constant column maps to 0"
+        );
+        let har: ConfigDoc = toml::from_str(STORED_CONFIGS[1]).unwrap();
+        assert_eq!(
+            har.scaling.har_features(),
+            Some(InputFeatures::BandSpectrum)
+        );
+        let json = serde_json::to_string(&min_max.scaling).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"min_max","min":[0.0,-2.0,0.5],"max":[2.0,2.0,0.5]}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<InputScaling>(&json).unwrap(),
+            min_max.scaling
+        );
+    }
 }
