@@ -40,9 +40,10 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use crate::matrix::{
-    MatrixBatches, MatrixError, MatrixWriter, MinMaxScaling, ReadOptions, check_width, count_rows,
+    MatrixBatches, MatrixError, MatrixWriter, ReadOptions, check_width, count_rows,
 };
 use crate::model::TrainConfig;
+use crate::scaling::{self, InputScaling, MinMaxFitter, MinMaxScaling};
 use crate::train::{self, TrainData, TrainError, TrainOptions, TrainedModel};
 
 /// A latent dimension is active (its spike is on) when γ exceeds this.
@@ -135,7 +136,7 @@ pub fn train(
 ) -> Result<Model, ApiError> {
     check_len("training matrix", x.len(), rows, cols)?;
     check_finite("training matrix", x, cols)?;
-    let mut fitter = crate::matrix::MinMaxFitter::new(cols);
+    let mut fitter = MinMaxFitter::new(cols);
     fitter.update(x);
     let scaling = fitter
         .finish()
@@ -160,7 +161,7 @@ pub fn train_scaled(
             scaling.cols()
         )));
     }
-    let input_scaling = scaling.to_input_scaling();
+    let input_scaling = InputScaling::MinMax(scaling.clone());
     let x01 = input_scaling.apply(x, cols);
     let mut cfg = cfg.clone();
     cfg.model.input_dim = cols;
@@ -238,10 +239,8 @@ impl Model {
         let (mut mean, mut std) = self.trained.decode(z, rows)?;
         let m = self.input_dim();
         for (row_m, row_s) in mean.chunks_exact_mut(m).zip(std.chunks_exact_mut(m)) {
-            for (c, &(lo, range)) in self.inverse.iter().enumerate() {
-                row_m[c] = lo + row_m[c] * range;
-                row_s[c] *= range;
-            }
+            scaling::unscale_row(row_m, &self.inverse);
+            scaling::unscale_std_row(row_s, &self.inverse);
         }
         Ok(Decoded {
             rows,

@@ -11,6 +11,7 @@ pub mod matrix;
 pub mod model;
 pub mod plot;
 pub mod report;
+pub mod scaling;
 pub mod serve;
 pub mod smiley;
 pub mod train;

@@ -4,10 +4,13 @@
 mod data_support;
 
 use data_support::*;
-use edge_runtime::preprocess::{ChannelSet, HOP_LEN, WINDOW_LEN, windows_of_recording};
+use edge_runtime::preprocess::{
+    ChannelSet, HOP_LEN, InputFeatures, WINDOW_LEN, windows_of_recording,
+};
 use host_trainer::data::hapt::HaptDataset;
 use host_trainer::data::windows::{WindowConfig, for_each_window};
-use host_trainer::data::{DataError, fit_scaling, load_har_windows};
+use host_trainer::data::{DataError, har_training_data, load_har_windows};
+use host_trainer::scaling::InputScaling;
 
 fn open_folder(files: &[(String, Vec<u8>)]) -> (tempfile::TempDir, Result<HaptDataset, DataError>) {
     let dir = tempfile::tempdir().unwrap();
@@ -171,9 +174,16 @@ fn split_by_uci_subjects_and_scaling_fitted_on_train() {
     assert_eq!(train.x.len(), train.len() * train.dim);
     assert_eq!(train.label_counts()[6..].iter().sum::<usize>(), 0);
 
-    let scaling = fit_scaling(&train);
-    assert_eq!(scaling.len(), 3);
-    let scaled = host_trainer::data::scaling::scaled(&train, &scaling).unwrap();
+    let (data, scaling) = har_training_data(&train, InputFeatures::Waveform).unwrap();
+    let InputScaling::HarChannels {
+        scaling: per_channel,
+        ..
+    } = &scaling
+    else {
+        panic!("HAR scaling expected, got {scaling:?}");
+    };
+    assert_eq!(per_channel.len(), 3);
+    let scaled = data.x01;
     for channel in 0..3 {
         let values = scaled
             .chunks_exact(train.dim)
@@ -183,7 +193,8 @@ fn split_by_uci_subjects_and_scaling_fitted_on_train() {
         assert!((hi - 1.0).abs() < 1e-6, "train maximum maps to 1, got {hi}");
     }
     // Scaling comes from train only: fitting on test gives other constants.
-    assert_ne!(fit_scaling(&test), scaling);
+    let (_, test_scaling) = har_training_data(&test, InputFeatures::Waveform).unwrap();
+    assert_ne!(test_scaling, scaling);
 }
 
 #[test]

@@ -7,11 +7,12 @@ mod data_support;
 use std::collections::BTreeSet;
 
 use data_support::real_data_dir;
-use edge_runtime::preprocess::{ChannelSet, WINDOW_LEN, window_count};
+use edge_runtime::preprocess::{ChannelSet, InputFeatures, WINDOW_LEN, window_count};
 use host_trainer::data::hapt::HaptDataset;
 use host_trainer::data::uci::UciLabels;
 use host_trainer::data::windows::{WindowConfig, for_each_window, split_windows};
-use host_trainer::data::{UCI_TEST_SUBJECTS, fit_scaling, scaling::scaled};
+use host_trainer::data::{UCI_TEST_SUBJECTS, har_training_data, scaled_inputs};
+use host_trainer::scaling::InputScaling;
 
 #[test]
 fn real_hapt_recordings_windows_and_split() {
@@ -152,9 +153,16 @@ fn real_hapt_recordings_windows_and_split() {
     assert!(checked > stats.kept, "transitions add windows");
 
     // Scaling from train only: train spans exactly [0, 1]; test may clamp.
-    let scaling = fit_scaling(&train);
-    assert_eq!(scaling.len(), 9);
-    let x = scaled(&train, &scaling).unwrap();
+    let (data, scaling) = har_training_data(&train, InputFeatures::Waveform).unwrap();
+    let InputScaling::HarChannels {
+        scaling: per_channel,
+        ..
+    } = &scaling
+    else {
+        panic!("HAR scaling expected, got {scaling:?}");
+    };
+    assert_eq!(per_channel.len(), 9);
+    let x = data.x01;
     for channel in 0..9 {
         let (lo, hi) = x
             .chunks_exact(train.dim)
@@ -163,6 +171,6 @@ fn real_hapt_recordings_windows_and_split() {
         assert_eq!(lo, 0.0);
         assert!((hi - 1.0).abs() < 1e-6, "channel {channel}: max {hi}");
     }
-    let x_test = scaled(&test, &scaling).unwrap();
+    let x_test = scaled_inputs(&test, &scaling).unwrap();
     assert!(x_test.iter().all(|v| (0.0..=1.0).contains(v)));
 }

@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use host_trainer::matrix::{
-    self, CsvHeader, Matrix, MatrixBatches, MatrixError, MatrixWriter, ReadOptions, check_width,
+    CsvHeader, Matrix, MatrixBatches, MatrixError, MatrixWriter, ReadOptions, check_width,
     count_rows, read_labels, read_matrix, read_matrix_with, write_csv, write_npy,
 };
+use host_trainer::scaling::MinMaxScaling;
 
 /// An NPY file as `numpy.save` lays it out (format 1.0, header padded to 64 bytes).
 fn npy_bytes(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
@@ -484,11 +485,11 @@ fn missing_file_is_an_io_error_naming_it() {
 #[test]
 fn scaling_json_round_trip_and_validation() {
     let dir = tempfile::tempdir().unwrap();
-    let s = matrix::MinMaxScaling::fit(&sample(20, 3));
+    let s = MinMaxScaling::fit(&sample(20, 3));
     let p = dir.path().join("scaling.json");
     s.save_json(&p).unwrap();
-    assert_eq!(matrix::MinMaxScaling::load_json(&p).unwrap(), s);
+    assert_eq!(MinMaxScaling::load_json(&p).unwrap(), s);
     let bad = put(dir.path(), "bad.json", br#"{"min":[2.0],"max":[1.0]}"#);
-    let e = matrix::MinMaxScaling::load_json(&bad).unwrap_err();
+    let e = MinMaxScaling::load_json(&bad).unwrap_err();
     assert!(err_text(&e).contains("bad.json"), "{e}");
 }

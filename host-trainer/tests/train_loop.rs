@@ -6,8 +6,7 @@ use std::sync::OnceLock;
 
 use burn::tensor::Device;
 use edge_runtime::preprocess::{ChannelSet, InputFeatures};
-use host_trainer::data::scaling::scaled;
-use host_trainer::data::{WindowConfig, fit_scaling, load_har_windows};
+use host_trainer::data::{WindowConfig, har_training_data, load_har_windows};
 use host_trainer::model::TrainConfig;
 use host_trainer::model::vsc::tensor_to_vec;
 use host_trainer::train::{
@@ -46,21 +45,14 @@ fn real_subset() -> Option<&'static (TrainData, InputScaling)> {
             include_transitions: false,
         };
         let (train_w, _) = load_har_windows(&dir, &cfg).expect("load HAR windows");
-        let sc = fit_scaling(&train_w);
-        let x = scaled(&train_w, &sc).expect("scale");
-        let dim = train_w.dim;
+        let (all, scaling) = har_training_data(&train_w, InputFeatures::Waveform).expect("scale");
+        let (x, dim) = (all.x01, all.cols);
         // Every 50th window: several subjects and activities.
         let mut x01 = Vec::new();
         for r in (0..train_w.len()).step_by(50).take(SUBSET_ROWS) {
             x01.extend_from_slice(&x[r * dim..(r + 1) * dim]);
         }
         let rows = x01.len() / dim;
-        let scaling = InputScaling::HarChannels {
-            channel_bits: ChannelSet::TOTAL_ACC.bits(),
-            window_len: 128,
-            scaling: sc,
-            features: InputFeatures::Waveform,
-        };
         Some((
             TrainData {
                 x01,

@@ -11,10 +11,9 @@ use crate::api::{self, Model};
 use crate::data::{
     WindowConfig, har_training_data, load_har_windows, resolve_data_dir, scaled_inputs,
 };
-use crate::matrix::{
-    Matrix, MatrixBatches, MinMaxScaling, read_labels, read_matrix_with, write_matrix,
-};
+use crate::matrix::{Matrix, MatrixBatches, read_labels, read_matrix_with, write_matrix};
 use crate::model::{Likelihood, ModelKind, PriorKind, SparsityTarget, SpikeHead, TrainConfig};
+use crate::scaling::MinMaxScaling;
 use crate::train::{TrainOptions, TrainedModel, device_from_name, train};
 
 use super::matrix::{LABELS_FILE, MATRIX_INFO_FILE, MatrixTrainArgs};

@@ -1,5 +1,6 @@
 //! HAR data: the HAPT raw recordings cut into windows by the shared preprocessing, the
-//! official UCI HAR text format, the UCI subject split and the [0, 1] input scaling.
+//! official UCI HAR text format, the UCI subject split, and windows turned into scaled
+//! model inputs ([`inputs`]).
 //!
 //! - [`resolve_data_dir`]: `--data` flag, then `VSC_DATA_DIR`.
 //! - [`hapt::HaptDataset`]: raw 50 Hz recordings + labelled runs, from the zip or a folder.
@@ -8,7 +9,7 @@
 
 pub mod error;
 pub mod hapt;
-pub mod scaling;
+pub mod inputs;
 mod source;
 mod text;
 pub mod uci;
@@ -16,9 +17,7 @@ pub mod windows;
 
 pub use error::DataError;
 pub use hapt::HaptDataset;
-pub use scaling::{
-    apply_scaling, fit_input_scaling, fit_scaling, har_training_data, model_inputs, scaled_inputs,
-};
+pub use inputs::{har_training_data, model_inputs, scaled_inputs};
 pub use uci::UciHar;
 pub use windows::{HarWindows, WindowConfig, load_har_windows};
 

@@ -1102,10 +1102,10 @@ mod tests {
     #[test]
     fn inverse_scaling_restores_constant_columns_for_display() {
         // Column 1 was 1 in every training row: scaled to 0, shown again as 1.
-        let s = InputScaling::MinMax {
+        let s = InputScaling::MinMax(crate::scaling::MinMaxScaling {
             min: vec![0.0, 1.0, -2.0],
             max: vec![1.0, 1.0, 2.0],
-        };
+        });
         let x01 = [0.25, 0.0, 0.5, 1.0, 0.0, 0.0];
         assert_eq!(s.invert(&x01, 3), vec![0.25, 1.0, 0.0, 1.0, 1.0, -2.0]);
         assert_eq!(InputScaling::Identity.invert(&x01, 3), x01.to_vec());

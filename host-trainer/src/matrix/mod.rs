@@ -1,13 +1,12 @@
 //! Plain numeric matrices (rows = samples) from NPY and CSV files, for training and using
-//! VSC on any data: readers that stream row batches, writers that stream rows, and the
-//! per-column [0, 1] scaling.
+//! VSC on any data: readers that stream row batches and writers that stream rows (the
+//! per-column [0, 1] scaling fitted on them is [`crate::scaling::MinMaxScaling`]).
 //!
 //! - [`read_matrix`]: a whole file, format by extension (`.npy`; `.csv`, `.tsv`, `.txt`).
 //! - [`MatrixBatches`]: the same, `batch_rows` rows at a time (encode a million-row file
 //!   holding one batch).
 //! - [`MatrixWriter`] / [`write_npy`] / [`write_csv`]: streaming, atomic (temp file +
 //!   rename) writers; NPY files are `<f4`, CSV files may carry column names.
-//! - [`MinMaxScaling`]: per-column min/max fitted on the training matrix.
 //! - Every error names the file and, where it applies, the row or line ([`MatrixError`]).
 //!   See [`npy`] and [`csv`] for exactly what each reader accepts.
 
@@ -15,13 +14,11 @@ mod batches;
 pub mod csv;
 pub mod error;
 pub mod npy;
-pub mod scaling;
 
 pub use self::batches::{MatrixBatches, ReadOptions, count_rows};
 pub use self::csv::{CsvHeader, CsvWriter, write_csv};
 pub use self::error::MatrixError;
 pub use self::npy::{NpyWriter, write_npy};
-pub use self::scaling::{MinMaxFitter, MinMaxScaling};
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};

@@ -5,7 +5,6 @@ pub mod adam;
 pub mod bench;
 pub mod checkpoint;
 pub mod metrics;
-pub mod scaling;
 pub mod trained;
 
 use std::path::{Path, PathBuf};
@@ -21,11 +20,11 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{LossParts, ModelKind, PriorKind, StepNoise, TrainConfig, VscNet};
+pub use crate::scaling::{ChannelScaling, InputScaling};
 use adam::FusedAdam;
 pub use bench::{BENCH_SHAPES, BenchResult, BenchShape, bench_train};
 use checkpoint::{CheckpointState, RngState};
 use metrics::{MetricsWriter, StepMetrics};
-pub use scaling::{ChannelScaling, InputScaling};
 pub use trained::{Codes, EvalSummary, PriorSelection, TrainedModel};
 
 /// File names inside a run directory.

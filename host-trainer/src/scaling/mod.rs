@@ -1,7 +1,21 @@
-//! How raw inputs were mapped into [0, 1] before training; stored with every model.
+//! How raw model inputs are mapped into [0, 1] (the VSC decoder's mean is a sigmoid) and
+//! back, fitted on the training rows only and stored with every model.
+//!
+//! - [`InputScaling`]: the form carried in `RUN_DIR/config.toml`.
+//! - [`MinMaxScaling`], [`MinMaxFitter`]: per-column min/max of arbitrary matrices; the
+//!   min/max fit and the `x = lo + x01 · range` inverse of every form.
+//! - [`fit_input_scaling`]: HAR model inputs, one device [`ChannelScaling`] per channel of
+//!   a waveform or per value of a spectrum.
+//!
+//! Turning HAR windows into model inputs is data loading: see `crate::data::inputs`.
+
+mod har;
+mod minmax;
 
 pub use edge_runtime::preprocess::ChannelScaling;
 use edge_runtime::preprocess::InputFeatures;
+pub use har::fit_input_scaling;
+pub use minmax::{MinMaxFitter, MinMaxScaling, unscale_row, unscale_std_row};
 use serde::{Deserialize, Serialize};
 
 /// The input scaling carried in `RUN_DIR/config.toml`.
@@ -19,8 +33,10 @@ pub enum InputScaling {
         #[serde(default)]
         features: InputFeatures,
     },
-    /// Arbitrary matrices: per-column min/max fitted on the training rows.
-    MinMax { min: Vec<f32>, max: Vec<f32> },
+    /// Arbitrary matrices: per-column min/max fitted on the training rows. Stored inline
+    /// (`type = "min_max"` beside `min` and `max`), as serde writes a tagged newtype
+    /// variant that holds a struct.
+    MinMax(MinMaxScaling),
     /// Data already in [0, 1].
     Identity,
 }
@@ -35,7 +51,7 @@ impl InputScaling {
     }
 
     /// Maps one raw model-input row (length `dim`; for HAR models the features of a
-    /// window, see `crate::data::scaling::model_inputs`) into [0, 1] in place.
+    /// window, see `crate::data::model_inputs`) into [0, 1] in place.
     pub fn apply_row(&self, row: &mut [f32]) {
         match self {
             InputScaling::Identity => {
@@ -43,26 +59,13 @@ impl InputScaling {
                     *v = v.clamp(0.0, 1.0);
                 }
             }
-            InputScaling::MinMax { min, max } => {
-                for ((v, lo), hi) in row.iter_mut().zip(min).zip(max) {
-                    let span = hi - lo;
-                    let s = if span > 0.0 { 1.0 / span } else { 0.0 };
-                    *v = ((*v - lo) * s).clamp(0.0, 1.0);
-                }
-            }
+            InputScaling::MinMax(s) => s.transform_row(row),
             InputScaling::HarChannels {
                 scaling,
                 features,
                 window_len,
                 ..
-            } => {
-                let block = features.scaling_block_len(*window_len).max(1);
-                for (block, ch) in row.chunks_mut(block).zip(scaling) {
-                    for v in block {
-                        *v = ch.apply(*v);
-                    }
-                }
-            }
+            } => har::apply_row(scaling, features.scaling_block_len(*window_len), row),
         }
     }
 
@@ -71,22 +74,13 @@ impl InputScaling {
     /// comes back as that constant).
     pub fn column_ranges(&self, cols: usize) -> Vec<(f32, f32)> {
         match self {
-            InputScaling::MinMax { min, max } => {
-                min.iter().zip(max).map(|(lo, hi)| (*lo, hi - lo)).collect()
-            }
+            InputScaling::MinMax(s) => s.column_ranges(),
             InputScaling::HarChannels {
                 scaling,
                 features,
                 window_len,
                 ..
-            } => (0..cols)
-                .map(|c| {
-                    let block = features.scaling_block_len(*window_len).max(1);
-                    let ch = scaling[(c / block).min(scaling.len() - 1)];
-                    let range = if ch.scale > 0.0 { 1.0 / ch.scale } else { 0.0 };
-                    (ch.offset, range)
-                })
-                .collect(),
+            } => har::column_ranges(scaling, features.scaling_block_len(*window_len), cols),
             InputScaling::Identity => vec![(0.0, 1.0); cols],
         }
     }
@@ -95,13 +89,11 @@ impl InputScaling {
     /// [`InputScaling::column_ranges`]).
     pub fn invert(&self, x01: &[f32], dim: usize) -> Vec<f32> {
         let ranges = self.column_ranges(dim);
-        x01.chunks(dim.max(1))
-            .flat_map(|row| {
-                row.iter()
-                    .zip(&ranges)
-                    .map(|(&v, &(lo, range))| lo + v * range)
-            })
-            .collect()
+        let mut out = x01.to_vec();
+        for row in out.chunks_mut(dim.max(1)) {
+            unscale_row(row, &ranges);
+        }
+        out
     }
 
     /// Maps a row-major `rows × dim` matrix into [0, 1].
@@ -122,10 +114,10 @@ mod tests {
 
     #[test]
     fn minmax_and_channels_map_into_unit_interval() {
-        let s = InputScaling::MinMax {
+        let s = InputScaling::MinMax(MinMaxScaling {
             min: vec![0.0, -2.0],
             max: vec![2.0, 2.0],
-        };
+        });
         assert_eq!(s.apply(&[1.0, 0.0, 5.0, -9.0], 2), vec![0.5, 0.5, 1.0, 0.0]);
         let s = InputScaling::HarChannels {
             channel_bits: 3,
@@ -144,6 +136,8 @@ mod tests {
         };
         // Spectrum inputs: one scaling entry per value.
         assert_eq!(s.apply(&[0.0, 1.0, 3.0, -1.0], 2), vec![0.5, 1.0, 1.0, 0.0]);
+        // Back through 1 / scale: clamped values return as the ends of the fitted range.
+        assert_eq!(s.invert(&[0.5, 1.0, 1.0, 0.0], 2), vec![0.0, 1.0, 1.0, 0.0]);
     }
 
     /// `RUN_DIR/config.toml` holds the scaling as its `[scaling]` table.
@@ -170,11 +164,22 @@ mod tests {
         }
         let min_max: ConfigDoc = toml::from_str(STORED_CONFIGS[0]).unwrap();
         assert_eq!(
+            min_max.scaling,
+            InputScaling::MinMax(MinMaxScaling {
+                min: vec![0.0, -2.0, 0.5],
+                max: vec![2.0, 2.0, 0.5],
+            })
+        );
+        assert_eq!(
             min_max.scaling.apply(&[1.0, 0.0, 7.0], 3),
             vec![0.5, 0.5, 0.0],
             "a constant column maps to 0"
         );
         let har: ConfigDoc = toml::from_str(STORED_CONFIGS[1]).unwrap();
+        let InputScaling::HarChannels { scaling, .. } = &har.scaling else {
+            panic!("HAR scaling expected");
+        };
+        assert_eq!(scaling[1], ChannelScaling::from_min_max(0.0, 0.0));
         assert_eq!(
             har.scaling.har_features(),
             Some(InputFeatures::BandSpectrum)
