@@ -86,7 +86,7 @@ pub struct BenchMcuArgs {
     pub top: usize,
 }
 
-fn firmware_dir() -> PathBuf {
+pub(crate) fn firmware_dir() -> PathBuf {
     workspace_root().join("firmware-example")
 }
 
@@ -828,9 +828,20 @@ pub struct QemuRun {
 
 /// Runs the built firmware in QEMU with a timeout; `extra` goes before `-kernel`.
 pub fn run_qemu(timeout_s: u64, extra: &[String]) -> Result<QemuRun> {
+    run_qemu_elf(&elf_path(), "qemu", timeout_s, extra)
+}
+
+/// Runs the program `elf` on QEMU's mps2-an386 with a timeout, its stdout and stderr kept
+/// in `target/firmware/{log_stem}-stdout.bin` and `…-stderr.txt`.
+pub fn run_qemu_elf(
+    elf: &Path,
+    log_stem: &str,
+    timeout_s: u64,
+    extra: &[String],
+) -> Result<QemuRun> {
     ensure_qemu()?;
-    let out_path = target_dir().join("qemu-stdout.bin");
-    let err_path = target_dir().join("qemu-stderr.txt");
+    let out_path = target_dir().join(format!("{log_stem}-stdout.bin"));
+    let err_path = target_dir().join(format!("{log_stem}-stderr.txt"));
     let mut cmd = Command::new("qemu-system-arm");
     cmd.args([
         "-machine",
@@ -847,7 +858,7 @@ pub fn run_qemu(timeout_s: u64, extra: &[String]) -> Result<QemuRun> {
     ])
     .args(extra)
     .arg("-kernel")
-    .arg(elf_path())
+    .arg(elf)
     .stdin(Stdio::null())
     .stdout(fs::File::create(&out_path)?)
     .stderr(fs::File::create(&err_path)?);
@@ -1042,7 +1053,7 @@ pub fn ci_check(qemu: &FirmwareArgs) -> Result<()> {
     Ok(())
 }
 
-fn build_plugin() -> Result<PathBuf> {
+pub(crate) fn build_plugin() -> Result<PathBuf> {
     let src = workspace_root().join("xtask/plugin/insn_count.c");
     let lib = target_dir().join("libinsn_count.so");
     let fresh = match (fs::metadata(&src), fs::metadata(&lib)) {

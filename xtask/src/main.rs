@@ -2,6 +2,7 @@ use clap::{Parser, Subcommand};
 
 mod activity;
 mod bench;
+mod bench_fft;
 mod data;
 mod elf;
 mod ffi;
@@ -65,6 +66,8 @@ enum BenchCmd {
     Train(bench::BenchTrainArgs),
     /// ns per window: edge-runtime int8 vs tract f32 and int8 ONNX, single thread.
     Encode(onnx::bench::BenchEncodeArgs),
+    /// Band spectrum, edge-runtime's FFT vs microfft: M4 instructions and code, host ns, accuracy.
+    Fft(bench_fft::BenchFftArgs),
 }
 
 /// The firmware checks `cargo xtask test` ends with: the QEMU golden test, then every
@@ -97,6 +100,7 @@ fn main() -> anyhow::Result<()> {
             BenchCmd::Mcu(args) => firmware::bench_mcu(&args),
             BenchCmd::Train(args) => bench::train(&args),
             BenchCmd::Encode(args) => onnx::bench::run(&args),
+            BenchCmd::Fft(args) => bench_fft::run(&args),
         },
     }
 }

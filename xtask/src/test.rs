@@ -18,7 +18,8 @@
 //!    the JNI bindings under the host JVM, the Android static library (`cargo xtask ffi`);
 //! 9. unless `--skip-firmware`: the firmware golden test under QEMU with its size and
 //!    stack budgets, then a release build of every nRF board checked against its flash,
-//!    RAM and stack budgets (`firmware-example/size-budget.toml`).
+//!    RAM and stack budgets (`firmware-example/size-budget.toml`), and the build of
+//!    `cargo xtask bench fft`'s Cortex-M4 program (not its run).
 //!
 //! It stops at the first failure and names the step.
 
@@ -218,6 +219,8 @@ pub fn run(args: &TestArgs) -> Result<()> {
     if !args.skip_firmware {
         ensure_qemu()?;
         crate::firmware_golden_check()?;
+        // Builds only (about 5 s): `cargo xtask bench fft` itself is not a check.
+        crate::bench_fft::build_m4()?;
     }
     eprintln!(
         "all checks passed in {:.1} min",
