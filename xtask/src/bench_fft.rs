@@ -174,17 +174,9 @@ fn executed_functions<'a>(
 ) -> Result<Vec<&'a (u32, u32, String)>> {
     let mut hit = vec![false; functions.len()];
     for line in plugin_log.lines() {
-        let Some(rest) = line.strip_prefix("vsc-bench: pc=0x") else {
+        let Some((pc, count)) = crate::firmware::profile_line(line)? else {
             continue;
         };
-        let (pc, count) = rest
-            .split_once(" count=")
-            .with_context(|| format!("bad profile line {line:?}"))?;
-        let pc = u32::from_str_radix(pc, 16).with_context(|| format!("bad address in {line:?}"))?;
-        let count: u64 = count
-            .trim()
-            .parse()
-            .with_context(|| format!("bad count in {line:?}"))?;
         let at = functions.partition_point(|f| f.0 <= pc);
         if let Some(i) = at.checked_sub(1).filter(|&i| pc < functions[i].1)
             && count > 0

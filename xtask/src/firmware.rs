@@ -527,6 +527,23 @@ fn read_blob(model: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// One line of the plugin's per-address histogram, `vsc-bench: pc=0x… count=…`, as
+/// `(pc, count)`; `None` for the log's other lines.
+pub(crate) fn profile_line(line: &str) -> Result<Option<(u32, u64)>> {
+    let Some(rest) = line.strip_prefix("vsc-bench: pc=0x") else {
+        return Ok(None);
+    };
+    let (pc, count) = rest
+        .split_once(" count=")
+        .with_context(|| format!("bad profile line {line:?}"))?;
+    let pc = u32::from_str_radix(pc, 16).with_context(|| format!("bad address in {line:?}"))?;
+    let count = count
+        .trim()
+        .parse()
+        .with_context(|| format!("bad count in {line:?}"))?;
+    Ok(Some((pc, count)))
+}
+
 /// The plugin's per-address histogram (`vsc-bench: pc=0x… count=…` lines) summed per
 /// function of the ELF, most instructions first; addresses outside every function symbol
 /// are summed under "(no symbol)".
@@ -534,17 +551,9 @@ pub fn profile_by_function(elf: &[u8], plugin_log: &str) -> Result<Vec<(String, 
     let functions = crate::elf::functions(elf)?;
     let mut totals = std::collections::HashMap::<&str, u64>::new();
     for line in plugin_log.lines() {
-        let Some(rest) = line.strip_prefix("vsc-bench: pc=0x") else {
+        let Some((pc, count)) = profile_line(line)? else {
             continue;
         };
-        let (pc, count) = rest
-            .split_once(" count=")
-            .with_context(|| format!("bad profile line {line:?}"))?;
-        let pc = u32::from_str_radix(pc, 16).with_context(|| format!("bad address in {line:?}"))?;
-        let count: u64 = count
-            .trim()
-            .parse()
-            .with_context(|| format!("bad count in {line:?}"))?;
         // The last function starting at or below `pc`, if `pc` is inside it.
         let at = functions.partition_point(|f| f.0 <= pc);
         let name = at
