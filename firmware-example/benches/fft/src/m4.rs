@@ -11,57 +11,28 @@ use vsc_bench_fft::{
     SPECTRUM_VALUES, WINDOW_VALUES, edge_runtime_spectra, microfft_spectra, output_hashes,
 };
 
-// Distinct bodies so that the linker never folds two markers into one address.
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn vsc_fft_edge_start() {
-    cortex_m::asm::nop();
+/// Marker functions of equal cost whose bodies differ (each passes its own id through
+/// `black_box`), so that the linker never folds two of them into one address.
+macro_rules! markers {
+    ($($name:ident = $id:literal),* $(,)?) => {
+        $(
+            #[unsafe(no_mangle)]
+            #[inline(never)]
+            pub extern "C" fn $name() {
+                core::hint::black_box($id);
+            }
+        )*
+    };
 }
 
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn vsc_fft_edge_end() {
-    cortex_m::asm::nop();
-    cortex_m::asm::nop();
-}
-
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn vsc_fft_microfft_start() {
-    cortex_m::asm::nop();
-    cortex_m::asm::nop();
-    cortex_m::asm::nop();
-}
-
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn vsc_fft_microfft_end() {
-    cortex_m::asm::nop();
-    cortex_m::asm::nop();
-    cortex_m::asm::nop();
-    cortex_m::asm::nop();
-}
-
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn vsc_fft_empty_start() {
-    cortex_m::asm::nop();
-    cortex_m::asm::nop();
-    cortex_m::asm::nop();
-    cortex_m::asm::nop();
-    cortex_m::asm::nop();
-}
-
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn vsc_fft_empty_end() {
-    cortex_m::asm::nop();
-    cortex_m::asm::nop();
-    cortex_m::asm::nop();
-    cortex_m::asm::nop();
-    cortex_m::asm::nop();
-    cortex_m::asm::nop();
-}
+markers!(
+    vsc_fft_edge_start = 1u32,
+    vsc_fft_edge_end = 2u32,
+    vsc_fft_microfft_start = 3u32,
+    vsc_fft_microfft_end = 4u32,
+    vsc_fft_empty_start = 5u32,
+    vsc_fft_empty_end = 6u32,
+);
 
 /// Out of line, so that each side is one call between its markers and its code is the
 /// functions the profile finds inside the region.
