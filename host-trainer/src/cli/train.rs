@@ -168,6 +168,7 @@ pub fn override_steps(cfg: &mut TrainConfig, steps: u64) {
     cfg.ramp_iters = scale(cfg.ramp_iters);
     cfg.main_iters = steps.saturating_sub(cfg.warmup_iters + cfg.ramp_iters);
     cfg.lr_drop_step = cfg.lr_drop_step.map(scale);
+    cfg.sparsity_from_step = cfg.sparsity_from_step.map(scale);
     cfg.checkpoint_every = cfg.checkpoint_every.min(steps.max(1));
 }
 
@@ -454,6 +455,19 @@ mod tests {
     struct Wrapper {
         #[command(flatten)]
         args: TrainArgs,
+    }
+
+    #[test]
+    fn a_new_step_count_scales_every_step_of_the_schedule() {
+        let mut cfg = TrainConfig::paper(10);
+        (cfg.lr_drop_step, cfg.sparsity_from_step) = (Some(5_000), Some(10_000));
+        let total = cfg.total_iters();
+        override_steps(&mut cfg, total / 10);
+        assert_eq!(cfg.total_iters(), total / 10);
+        assert_eq!(
+            (cfg.lr_drop_step, cfg.sparsity_from_step),
+            (Some(500), Some(1_000))
+        );
     }
 
     #[test]

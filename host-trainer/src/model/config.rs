@@ -176,6 +176,11 @@ pub struct TrainConfig {
     /// schedule without warm-up keep the paper's two step sizes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr_drop_step: Option<u64>,
+    /// Step from which `model.sparsity` applies; before it the sparsity term is the paper's
+    /// (`prior`), so the codes learn the features first and the per-example price prunes
+    /// them afterwards. `None`: from the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparsity_from_step: Option<u64>,
     pub c_schedule: CSchedule,
     pub seed: u64,
     /// Steps between checkpoints (0 = only at the end).
@@ -198,6 +203,19 @@ impl TrainConfig {
             1.0
         } else {
             (step - self.warmup_iters) as f32 / self.ramp_iters as f32
+        }
+    }
+
+    /// The model config in force at `step`: `model` itself, or with the paper's sparsity
+    /// term before `sparsity_from_step`.
+    pub fn model_at(&self, step: u64) -> std::borrow::Cow<'_, ModelConfig> {
+        match self.sparsity_from_step {
+            Some(from) if step < from && self.model.sparsity != SparsityTarget::Prior => {
+                let mut m = self.model.clone();
+                m.sparsity = SparsityTarget::Prior;
+                std::borrow::Cow::Owned(m)
+            }
+            _ => std::borrow::Cow::Borrowed(&self.model),
         }
     }
 
@@ -267,6 +285,7 @@ impl TrainConfig {
             lr: 1e-3,
             lr_after: 1e-4,
             lr_drop_step: None,
+            sparsity_from_step: None,
             c_schedule: CSchedule::Anneal {
                 start: 50.0,
                 end: 200.0,
@@ -318,6 +337,7 @@ impl TrainConfig {
             lr: 1e-3,
             lr_after: 1e-4,
             lr_drop_step: None,
+            sparsity_from_step: None,
             c_schedule: CSchedule::Anneal {
                 start: 50.0,
                 end: 200.0,
@@ -358,6 +378,7 @@ impl TrainConfig {
             lr: 3e-3,
             lr_after: 1e-3,
             lr_drop_step: None,
+            sparsity_from_step: None,
             c_schedule: CSchedule::Anneal {
                 start: 50.0,
                 end: 200.0,
@@ -409,6 +430,22 @@ mod tests {
         no_warmup.lr_drop_step = Some(3_000);
         assert_eq!(no_warmup.lr_at(2_999), 1e-3);
         assert_eq!(no_warmup.lr_at(3_000), 1e-4);
+    }
+
+    #[test]
+    fn the_sparsity_target_switches_at_sparsity_from_step() {
+        let mut cfg = TrainConfig::tiny(10);
+        cfg.model.sparsity = SparsityTarget::SpikeCodeLength;
+        assert_eq!(cfg.model_at(0).sparsity, SparsityTarget::SpikeCodeLength);
+        cfg.sparsity_from_step = Some(100);
+        assert_eq!(cfg.model_at(0).sparsity, SparsityTarget::Prior);
+        assert_eq!(cfg.model_at(99).sparsity, SparsityTarget::Prior);
+        assert_eq!(cfg.model_at(100).sparsity, SparsityTarget::SpikeCodeLength);
+        assert_eq!(*cfg.model_at(99), {
+            let mut m = cfg.model.clone();
+            m.sparsity = SparsityTarget::Prior;
+            m
+        });
     }
 
     #[test]

@@ -234,11 +234,11 @@ pub fn model_loss(
     step: u64,
     train_rows: usize,
 ) -> LossParts {
-    let m = &cfg.model;
+    let m = cfg.model_at(step);
     match m.kind {
-        ModelKind::Vsc => net.vsc_loss(m, x, noise, cfg.lambda_at(step), cfg.c_at(step)),
-        ModelKind::BetaVae { beta } => net.beta_vae_loss(m, x, noise, beta),
-        ModelKind::BetaTcVae { beta } => net.tcvae_loss(m, x, noise, beta, train_rows),
+        ModelKind::Vsc => net.vsc_loss(&m, x, noise, cfg.lambda_at(step), cfg.c_at(step)),
+        ModelKind::BetaVae { beta } => net.beta_vae_loss(&m, x, noise, beta),
+        ModelKind::BetaTcVae { beta } => net.tcvae_loss(&m, x, noise, beta, train_rows),
     }
 }
 
