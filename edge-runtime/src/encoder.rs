@@ -853,13 +853,7 @@ mod tests {
             4_194_304.0,
             8_388_607.5,
         ];
-        let mut state = 0x1234_5678u32;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state
-        };
+        let mut next = crate::test_rng::xorshift32(0x1234_5678);
         for &x in &specials {
             for &(offset, scale) in &[(0.0, 1.0), (-f32::MAX, 1.0), (0.25, 0.0), (1.0, 3.0)] {
                 assert_eq!(

@@ -126,13 +126,7 @@ mod tests {
     fn high_word_requantisation_equals_the_reference() {
         // Every shift it is used for, multipliers at both ends of [0, 2³¹), and
         // accumulators of every sign and size (extremes and a xorshift sweep).
-        let mut state = 0x9E37_79B9u32;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state
-        };
+        let mut next = crate::test_rng::xorshift32(0x9E37_79B9);
         for s in 33..=62u8 {
             for _ in 0..2_000 {
                 let m = [0, 1, 1 << 30, i32::MAX, (next() >> 1) as i32][next() as usize % 5];
@@ -172,13 +166,7 @@ mod tests {
     #[test]
     fn requant_equals_the_rounding_formula() {
         let formula = |a: i32, m: i32, s: u8| (a as i64 * m as i64 + (1i64 << (s - 1))) >> s;
-        let mut state = 0x9E37_79B9u32;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state
-        };
+        let mut next = crate::test_rng::xorshift32(0x9E37_79B9);
         let extremes = [i32::MIN, i32::MIN + 1, -3, -2, -1, 0, 1, 2, 3, i32::MAX];
         for s in 1..=62u8 {
             for &a in &extremes {
@@ -201,13 +189,7 @@ mod tests {
     /// blob parser rejects but the functions still define).
     #[test]
     fn fast_requantisations_equal_the_definitions() {
-        let mut state = 0x2545_F491u32;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state
-        };
+        let mut next = crate::test_rng::xorshift32(0x2545_F491);
         let extremes = [
             i32::MIN,
             i32::MIN + 1,

@@ -34,3 +34,18 @@ pub mod frame;
 pub mod sensor;
 pub mod spike;
 pub mod stream;
+
+/// Test inputs: one 32-bit xorshift generator (13, 17, 5) for every unit test that
+/// sweeps operands, seeded per test.
+#[cfg(test)]
+pub(crate) mod test_rng {
+    pub fn xorshift32(seed: u32) -> impl FnMut() -> u32 {
+        let mut state = seed;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        }
+    }
+}

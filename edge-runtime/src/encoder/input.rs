@@ -105,13 +105,7 @@ mod tests {
 
     #[test]
     fn rows_equal_the_reference_quantisation_at_every_length() {
-        let mut state = 0x2468_ace1u32;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state
-        };
+        let mut next = crate::test_rng::xorshift32(0x2468_ace1);
         let specials = [
             0.0,
             -0.0,
