@@ -10,7 +10,6 @@ use edge_runtime::preprocess::{
 use host_trainer::data::hapt::HaptDataset;
 use host_trainer::data::windows::{WindowConfig, for_each_window};
 use host_trainer::data::{DataError, har_training_data, load_har_windows};
-use host_trainer::scaling::InputScaling;
 
 fn open_folder(files: &[(String, Vec<u8>)]) -> (tempfile::TempDir, Result<HaptDataset, DataError>) {
     let dir = tempfile::tempdir().unwrap();
@@ -175,13 +174,7 @@ fn split_by_uci_subjects_and_scaling_fitted_on_train() {
     assert_eq!(train.label_counts()[6..].iter().sum::<usize>(), 0);
 
     let (data, scaling) = har_training_data(&train, InputFeatures::Waveform).unwrap();
-    let InputScaling::HarChannels {
-        scaling: per_channel,
-        ..
-    } = &scaling
-    else {
-        panic!("HAR scaling expected, got {scaling:?}");
-    };
+    let per_channel = scaling.har_channels().expect("HAR scaling");
     assert_eq!(per_channel.len(), 3);
     let scaled = data.x01;
     for channel in 0..3 {

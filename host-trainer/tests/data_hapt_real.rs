@@ -12,7 +12,6 @@ use host_trainer::data::hapt::HaptDataset;
 use host_trainer::data::uci::UciLabels;
 use host_trainer::data::windows::{WindowConfig, for_each_window, split_windows};
 use host_trainer::data::{UCI_TEST_SUBJECTS, har_training_data, scaled_inputs};
-use host_trainer::scaling::InputScaling;
 
 #[test]
 fn real_hapt_recordings_windows_and_split() {
@@ -154,13 +153,7 @@ fn real_hapt_recordings_windows_and_split() {
 
     // Scaling from train only: train spans exactly [0, 1]; test may clamp.
     let (data, scaling) = har_training_data(&train, InputFeatures::Waveform).unwrap();
-    let InputScaling::HarChannels {
-        scaling: per_channel,
-        ..
-    } = &scaling
-    else {
-        panic!("HAR scaling expected, got {scaling:?}");
-    };
+    let per_channel = scaling.har_channels().expect("HAR scaling");
     assert_eq!(per_channel.len(), 9);
     let x = data.x01;
     for channel in 0..9 {

@@ -65,13 +65,6 @@ mod tests {
     use super::*;
     use edge_runtime::preprocess::{Channel, ChannelScaling, ChannelSet};
 
-    fn har_scaling(s: &InputScaling) -> &[ChannelScaling] {
-        let InputScaling::HarChannels { scaling, .. } = s else {
-            panic!("HAR scaling expected, got {s:?}");
-        };
-        scaling
-    }
-
     #[test]
     fn waveform_scaling_maps_train_range_of_each_channel_to_unit_interval() {
         let channels =
@@ -85,7 +78,7 @@ mod tests {
         train.push(&window(-1.0, 4.0), 1, 1);
         train.push(&window(3.0, 4.0), 2, 1);
         let (data, scaling) = har_training_data(&train, InputFeatures::Waveform).unwrap();
-        let s = har_scaling(&scaling);
+        let s = scaling.har_channels().expect("HAR scaling");
         assert_eq!(s.len(), 2);
         assert_eq!((s[0].offset, s[0].scale), (-1.0, 0.25));
         assert_eq!(
@@ -130,7 +123,7 @@ mod tests {
         let dim = InputFeatures::BandSpectrum.input_dim(channels);
         assert_eq!((data.rows, data.cols), (2, dim));
         assert_eq!(
-            har_scaling(&scaling).len(),
+            scaling.har_channels().expect("HAR scaling").len(),
             dim,
             "one entry per spectrum value"
         );
@@ -148,7 +141,7 @@ mod tests {
             w.x.iter()
                 .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
         assert_eq!(
-            har_scaling(&wave_scaling),
+            wave_scaling.har_channels().expect("HAR scaling"),
             &[ChannelScaling::from_min_max(lo, hi)]
         );
     }

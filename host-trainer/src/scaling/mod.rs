@@ -50,6 +50,15 @@ impl InputScaling {
         }
     }
 
+    /// The HAR models' device scaling (one per channel, or per value of a spectrum),
+    /// `None` for matrix models.
+    pub fn har_channels(&self) -> Option<&[ChannelScaling]> {
+        match self {
+            InputScaling::HarChannels { scaling, .. } => Some(scaling),
+            _ => None,
+        }
+    }
+
     /// Maps one raw model-input row (length `dim`; for HAR models the features of a
     /// window, see `crate::data::model_inputs`) into [0, 1] in place.
     pub fn apply_row(&self, row: &mut [f32]) {
@@ -176,9 +185,7 @@ mod tests {
             "a constant column maps to 0"
         );
         let har: ConfigDoc = toml::from_str(STORED_CONFIGS[1]).unwrap();
-        let InputScaling::HarChannels { scaling, .. } = &har.scaling else {
-            panic!("HAR scaling expected");
-        };
+        let scaling = har.scaling.har_channels().expect("HAR scaling");
         assert_eq!(scaling[1], ChannelScaling::from_min_max(0.0, 0.0));
         assert_eq!(
             har.scaling.har_features(),
