@@ -93,6 +93,11 @@ pub struct TrainArgs {
     /// The decoder reads each dim's spike next to its value (config `decoder_spikes`).
     #[arg(long)]
     pub decoder_spikes: bool,
+    /// Weight of the slab part of the KL term, a β on the slabs only (config
+    /// `slab_kl_weight`; 1 is the paper's; needs `--sparsity spike-code-length` or
+    /// `--prior fixed`).
+    #[arg(long)]
+    pub slab_kl_weight: Option<f32>,
     /// Also train on windows inside postural transitions.
     #[arg(long)]
     pub transitions: bool,
@@ -209,6 +214,9 @@ pub fn apply_overrides(args: &TrainArgs, cfg: &mut TrainConfig) -> anyhow::Resul
     }
     if args.decoder_spikes {
         cfg.model.decoder_spikes = true;
+    }
+    if let Some(w) = args.slab_kl_weight {
+        cfg.model.slab_kl_weight = w;
     }
     if let Some(std) = args.fixed_std {
         if std.is_nan() || std <= 0.0 {
@@ -478,6 +486,7 @@ mod tests {
             argv.extend(["--spike-bias-init", "-2", "--features", "spectrum"]);
             argv.extend(["--spike-head", "paper", "--prior", "fixed"]);
             argv.extend(["--sparsity", "spike-code-length", "--decoder-spikes"]);
+            argv.extend(["--slab-kl-weight", "2"]);
             if let Some(path) = input {
                 argv.extend(["--input", path]);
             }
@@ -497,6 +506,7 @@ mod tests {
             assert_eq!(cfg.model.prior, PriorKind::Fixed);
             assert_eq!(cfg.model.sparsity, SparsityTarget::SpikeCodeLength);
             assert!(cfg.model.decoder_spikes);
+            assert_eq!(cfg.model.slab_kl_weight, 2.0);
         }
         let w = Wrapper::try_parse_from(["train", "--out", "r", "--fixed-std", "0"]).unwrap();
         let err = apply_overrides(&w.args, &mut TrainConfig::edge(10)).unwrap_err();

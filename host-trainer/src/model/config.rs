@@ -153,6 +153,19 @@ pub struct ModelConfig {
     /// decodes with s = 1[z ≠ 0]. VSC only; `false` is the paper's decoder.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub decoder_spikes: bool,
+    /// Weight of the slab part of the KL term (the spikes' part keeps weight 1), a β on the
+    /// slabs only; 1 is the paper's objective. A β above 1 presses each active dim's
+    /// posterior towards its prior, as a β-VAE does to all of them. VSC only.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub slab_kl_weight: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+fn is_one(w: &f32) -> bool {
+    *w == 1.0
 }
 
 /// Optimisation schedule (paper Algorithm 1 / supplement D.1).
@@ -277,6 +290,7 @@ impl TrainConfig {
                 sparsity: SparsityTarget::Prior,
                 slab_mean_bias_init: None,
                 decoder_spikes: false,
+                slab_kl_weight: 1.0,
             },
             batch_size: 500,
             warmup_iters: 15_000,
@@ -328,6 +342,7 @@ impl TrainConfig {
                 sparsity: SparsityTarget::Prior,
                 slab_mean_bias_init: None,
                 decoder_spikes: false,
+                slab_kl_weight: 1.0,
             },
             batch_size: 128,
             // 20k steps ≈ 8–9 min at the measured ~40 steps/s on flex (2 cores).
@@ -370,6 +385,7 @@ impl TrainConfig {
                 sparsity: SparsityTarget::Prior,
                 slab_mean_bias_init: None,
                 decoder_spikes: false,
+                slab_kl_weight: 1.0,
             },
             batch_size: 16,
             warmup_iters: 40,

@@ -19,7 +19,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{LossParts, ModelKind, PriorKind, StepNoise, TrainConfig, VscNet};
+use crate::model::{
+    LossParts, ModelKind, PriorKind, SparsityTarget, StepNoise, TrainConfig, VscNet,
+};
 pub use crate::scaling::{ChannelScaling, InputScaling};
 use adam::FusedAdam;
 pub use bench::{BENCH_SHAPES, BenchResult, BenchShape, bench_train};
@@ -335,6 +337,23 @@ pub fn train(
         && cfg.model.pseudo_inputs == 0
     {
         return Err(TrainError::BadConfig("VSC needs pseudo_inputs ≥ 1".into()));
+    }
+    let slab_weight = cfg.model.slab_kl_weight;
+    if !(slab_weight.is_finite() && slab_weight > 0.0) {
+        return Err(TrainError::BadConfig(format!(
+            "model.slab_kl_weight must be a positive number, got {slab_weight}"
+        )));
+    }
+    if slab_weight != 1.0
+        && !(matches!(cfg.model.kind, ModelKind::Vsc)
+            && (cfg.model.prior == PriorKind::Fixed
+                || cfg.model.sparsity == SparsityTarget::SpikeCodeLength))
+    {
+        // Only there is the slab part of the KL computed apart from the spikes' part.
+        return Err(TrainError::BadConfig(format!(
+            "model.slab_kl_weight {slab_weight} needs a VSC model with prior = \"fixed\" or \
+             sparsity = \"spike_code_length\""
+        )));
     }
     std::fs::create_dir_all(run_dir).map_err(|source| TrainError::Io {
         path: run_dir.to_path_buf(),
