@@ -5,6 +5,7 @@ pub mod baselines;
 pub mod config;
 pub mod fused;
 pub mod kl;
+pub mod linear;
 pub mod vsc;
 
 pub use config::{

@@ -13,6 +13,7 @@ use super::config::{
 };
 use super::fused::{FusedLikelihood, try_fused_nll};
 use super::kl::{GAMMA_EPS, bernoulli_kl, spike_slab_kl, spike_slab_kl_pairs};
+use super::linear::try_fused_linear;
 
 /// ln(2π), used by Gaussian log densities.
 pub const LN_2PI: f32 = 1.837_877_1;
@@ -38,7 +39,22 @@ impl Dense {
     }
 
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        burn::tensor::module::linear(x, self.weight.val(), Some(self.bias.val()))
+        self.forward_then(x, false)
+    }
+
+    /// `relu(x W + b)`.
+    pub fn forward_relu(&self, x: Tensor<2>) -> Tensor<2> {
+        self.forward_then(x, true)
+    }
+
+    /// One fused op on flex ([`super::linear`]), burn's ops elsewhere.
+    fn forward_then(&self, x: Tensor<2>, then_relu: bool) -> Tensor<2> {
+        let (w, b) = (self.weight.val(), self.bias.val());
+        if let Some(y) = try_fused_linear(&x, &w, &b, then_relu) {
+            return y;
+        }
+        let y = burn::tensor::module::linear(x, w, Some(b));
+        if then_relu { relu(y) } else { y }
     }
 
     /// Weights as `[out][in]` row-major (the edge runtime's layout) and the bias.
@@ -78,7 +94,7 @@ pub struct Posterior {
 
 impl Encoder {
     pub fn forward(&self, x: Tensor<2>) -> Posterior {
-        let h = relu(self.hidden.forward(x));
+        let h = self.hidden.forward_relu(x);
         Posterior {
             mu: self.mu.forward(h.clone()),
             logvar: self.logvar.forward(h.clone()),
@@ -126,7 +142,7 @@ impl Decoder {
     }
 
     pub fn forward(&self, z: Tensor<2>, likelihood: Likelihood) -> DecoderOut {
-        let h = relu(self.hidden.forward(z));
+        let h = self.hidden.forward_relu(z);
         let logits = self.mean.forward(h.clone());
         let logvar = match likelihood {
             Likelihood::Bernoulli => None,
@@ -157,7 +173,7 @@ impl Decoder {
     /// with a fixed variance kept as a scalar rather than a `[rows, M]` constant and the
     /// Bernoulli case written with log σ(−l) = log σ(l) − l.
     pub fn nll(&self, x: Tensor<2>, z: Tensor<2>, likelihood: Likelihood) -> Tensor<2> {
-        let h = relu(self.hidden.forward(z));
+        let h = self.hidden.forward_relu(z);
         let logits = self.mean.forward(h.clone());
         match likelihood {
             Likelihood::GaussianLearned { logvar_floor } => {
@@ -344,7 +360,7 @@ pub fn spike_step(log_gamma: Tensor<2>, eta: Tensor<2>, c: f32) -> Tensor<2> {
 pub fn selector_weights(selector: &Dense, kind: SelectorKind, x: Tensor<2>) -> Tensor<2> {
     let u_star = match kind {
         SelectorKind::Paper => {
-            let v = relu(selector.forward(x));
+            let v = selector.forward_relu(x);
             let v = v.clone() / v.sum_dim(1).add_scalar(1e-8);
             sigmoid(v.sub_scalar(0.5).mul_scalar(60.0))
         }
@@ -460,16 +476,32 @@ impl VscNet {
                     .mul_scalar(n_dims),
             ),
         };
+        let slab_weight = cfg.slab_kl_weight;
         if cfg.prior == PriorKind::Fixed {
             let zeros = post.mu.zeros_like();
-            let kl = spike_slab_kl(
-                post.mu.clone(),
-                post.logvar.clone(),
-                gamma_i,
-                zeros.clone(),
-                zeros.clone(),
-                zeros.clone().add_scalar(cfg.alpha),
-            );
+            let kl = if slab_weight == 1.0 {
+                spike_slab_kl(
+                    post.mu.clone(),
+                    post.logvar.clone(),
+                    gamma_i,
+                    zeros.clone(),
+                    zeros.clone(),
+                    zeros.clone().add_scalar(cfg.alpha),
+                )
+            } else {
+                // With the prior's γ set to the posterior's own the spike part vanishes and
+                // the slab part remains; the spike part against α is added unweighted.
+                spike_slab_kl(
+                    post.mu.clone(),
+                    post.logvar.clone(),
+                    gamma_i.clone(),
+                    zeros.clone(),
+                    zeros,
+                    gamma_i.clone(),
+                )
+                .mul_scalar(slab_weight)
+                    + bernoulli_kl(gamma_i, cfg.alpha).sum_dim(1)
+            };
             let sparsity = own_sparsity.unwrap_or_else(|| kl.zeros_like());
             return (kl, sparsity);
         }
@@ -494,7 +526,8 @@ impl VscNet {
                 rows(gamma_i.clone()),
             )
             .reshape([b, u]);
-            (w.clone() * kl_bu).sum_dim(1) + bernoulli_kl(gamma_i, cfg.alpha).sum_dim(1)
+            (w.clone() * kl_bu).sum_dim(1).mul_scalar(slab_weight)
+                + bernoulli_kl(gamma_i, cfg.alpha).sum_dim(1)
         } else {
             let kl_bu = spike_slab_kl_pairs(
                 post.mu.clone(),
@@ -537,6 +570,52 @@ mod tests {
     use super::*;
     use crate::model::config::TrainConfig;
     use rand::SeedableRng;
+
+    /// The KL term of `prior_terms` for the slab weights 1, 2 and 3, with the spikes'
+    /// part against α, all `[rows]`.
+    fn kl_by_slab_weight(prior: PriorKind) -> ([Vec<f32>; 3], Vec<f32>) {
+        let device = Device::flex();
+        let mut cfg = TrainConfig::tiny(12).model;
+        cfg.prior = prior;
+        cfg.sparsity = SparsityTarget::SpikeCodeLength;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let net = VscNet::new(&cfg, &mut rng, &device, None);
+        let x: Vec<f32> = (0..4 * 12).map(|_| rng.random()).collect();
+        let x = Tensor::from_data(TensorData::new(x, [4, 12]), &device);
+        let post = net.encoder.forward(x.clone());
+        let kl = |w: f32| {
+            let cfg = ModelConfig {
+                slab_kl_weight: w,
+                ..cfg.clone()
+            };
+            tensor_to_vec(net.prior_terms(&cfg, x.clone(), &post, 50.0).0)
+        };
+        let gamma = post.log_gamma.clone().unwrap().exp();
+        let spikes = tensor_to_vec(bernoulli_kl(gamma, cfg.alpha).sum_dim(1));
+        ([kl(1.0), kl(2.0), kl(3.0)], spikes)
+    }
+
+    #[test]
+    fn the_slab_weight_scales_the_slab_part_of_the_kl_only() {
+        for prior in [PriorKind::Fixed, PriorKind::PseudoInputs] {
+            let ([k1, k2, k3], spikes) = kl_by_slab_weight(prior);
+            for row in 0..k1.len() {
+                let slab = k1[row] - spikes[row];
+                assert!(slab > 1e-3, "{prior:?} row {row}: slab part {slab}");
+                // Weight 1 takes the paper's formula on the fixed prior and the split form
+                // above it: the three must lie on one line whose slope is the slab part.
+                let tol = 1e-5 * k3[row].abs().max(1.0);
+                assert!(
+                    (k2[row] - k1[row] - slab).abs() < tol,
+                    "{prior:?} row {row}"
+                );
+                assert!(
+                    (k3[row] - k2[row] - slab).abs() < tol,
+                    "{prior:?} row {row}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_decoder_that_reads_spikes_sees_on_dims_whose_value_is_zero() {

@@ -1,0 +1,386 @@
+//! Dense layers `y = x W + b`, optionally followed by ReLU, as one operation on flex (CPU).
+//!
+//! burn-flex allocates every matmul result zeroed and then copies it once more: cubecl's
+//! `Bytes::from_bytes_vec` wants 16-byte alignment and judges it by the element type (bytes,
+//! alignment 1), so it always reallocates. On the `paper` shape that is some 70 MB of
+//! memset, memcpy and fresh page faults per step, on one thread while the other cores wait
+//! (a fifth of the step's wall time had one core idle). Here gemm writes each product straight
+//! into an uninitialised `Vec<f32>`, bias and ReLU are one pass over it, and backward writes
+//! dW, db and dx the same way.
+//!
+//! The products are the ones flex computes: the same gemm with the same operands, strides and
+//! threading rule, so they are bit-identical (the tests check this against burn's ops). gemm
+//! splits the output, never a sum, across threads, and the bias gradient sums each column
+//! in row order, so results do not depend on the thread count. Tensors on other devices (or
+//! with gradient checkpointing) return `None`, and the caller uses burn's ops.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
+
+type AdFlex = Autodiff<Flex, NoCheckpointing>;
+
+/// m·n·k from which a product runs on the whole thread pool: burn-flex's threshold, so the
+/// same products take the same path.
+const PARALLEL_MACS: usize = 192 * 192 * 192;
+
+/// Elements per rayon task of the element-wise passes (whole rows).
+const TASK_ELEMS: usize = 1 << 15;
+
+/// `relu(x W + b)` (or without the ReLU) for `x` `[rows, d_in]`, `weight` `[d_in, d_out]`,
+/// `bias` `[d_out]`; `None` off flex, on other dtypes or shapes that do not fit.
+pub fn try_fused_linear(
+    x: &Tensor<2>,
+    weight: &Tensor<2>,
+    bias: &Tensor<1>,
+    relu: bool,
+) -> Option<Tensor<2>> {
+    let [_, d_in] = x.dims();
+    let [w_in, d_out] = weight.dims();
+    if w_in != d_in
+        || bias.dims() != [d_out]
+        || [x.dtype(), weight.dtype(), bias.dtype()]
+            .iter()
+            .any(|d| *d != DType::F32)
+    {
+        return None;
+    }
+    if let Ok(w) = weight.clone().try_into_primitive::<AdFlex>() {
+        let x = x.clone().try_into_primitive::<AdFlex>().ok()?;
+        let b = bias.clone().try_into_primitive::<AdFlex>().ok()?;
+        let (xs, ws, bs) = (
+            dense(x.primitive().clone()),
+            dense(w.primitive().clone()),
+            dense(b.primitive().clone()),
+        );
+        let y = forward(&xs, &ws, &bs, relu);
+        let out = match LinearBackward
+            .prepare::<NoCheckpointing>([x.node(), w.node(), b.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = Saved {
+                    x: xs,
+                    weight: ws,
+                    relu_out: relu.then(|| y.clone()),
+                };
+                prep.finish(state, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        return Some(Tensor::from_primitive::<AdFlex>(out));
+    }
+    let w = dense(weight.clone().try_into_primitive::<Flex>().ok()?);
+    let x = dense(x.clone().try_into_primitive::<Flex>().ok()?);
+    let b = dense(bias.clone().try_into_primitive::<Flex>().ok()?);
+    Some(Tensor::from_primitive::<Flex>(forward(&x, &w, &b, relu)))
+}
+
+/// A dense f32 buffer at offset 0 whose storage is exactly its elements.
+fn dense(t: FlexTensor) -> FlexTensor {
+    match t.layout().contiguous_offsets() {
+        Some((0, end)) if end == t.storage::<f32>().len() => t,
+        _ => t.to_contiguous(),
+    }
+}
+
+fn dims2(t: &FlexTensor) -> [usize; 2] {
+    let shape = t.layout().shape();
+    [shape[0], shape[1]]
+}
+
+fn flex_tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+/// An `m × n` row-major matrix seen through strides: `(pointer, row stride, column stride)`.
+type View = (*const f32, isize, isize);
+
+/// `lhs (m × k) · rhs (k × n)` into a new row-major `m × n` buffer, never zeroed first.
+fn product(m: usize, n: usize, k: usize, lhs: View, rhs: View) -> Vec<f32> {
+    let len = m * n;
+    let mut out = Vec::<f32>::with_capacity(len);
+    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the views cover `m × k` and `k × n` elements of live buffers (the callers
+    // derive them from slices of those sizes); `out` has room for `m × n` elements. With
+    // `read_dst = false` gemm writes every destination element (zeros when k = 0) and
+    // reads none, so all `len` elements are initialised before `set_len`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.0,
+            lhs.2,
+            lhs.1,
+            rhs.0,
+            rhs.2,
+            rhs.1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+        out.set_len(len);
+    }
+    out
+}
+
+/// Row-major view of a `rows × cols` buffer, or of its transpose (`cols × rows`).
+fn view(s: &[f32], cols: usize, transposed: bool) -> View {
+    let (rs, cs) = if transposed { (1, cols) } else { (cols, 1) };
+    (s.as_ptr(), rs as isize, cs as isize)
+}
+
+/// Applies `f` to each row of a row-major buffer with `cols` columns, rows split over the
+/// pool in fixed blocks.
+fn for_rows(buf: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let cols = cols.max(1);
+    let rows_per_task = (TASK_ELEMS / cols).max(1);
+    buf.par_chunks_mut(rows_per_task * cols)
+        .enumerate()
+        .for_each(|(task, block)| {
+            for (r, row) in block.chunks_mut(cols).enumerate() {
+                f(task * rows_per_task + r, row);
+            }
+        });
+}
+
+fn forward(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor, relu: bool) -> FlexTensor {
+    let [rows, d_in] = dims2(x);
+    let d_out = dims2(w)[1];
+    let (xs, ws, bs) = (x.storage::<f32>(), w.storage::<f32>(), b.storage::<f32>());
+    let mut y = product(
+        rows,
+        d_out,
+        d_in,
+        view(xs, d_in, false),
+        view(ws, d_out, false),
+    );
+    for_rows(&mut y, d_out, |_, row| {
+        for (v, bias) in row.iter_mut().zip(bs) {
+            let s = *v + *bias;
+            // NaN stays NaN, as with burn's ReLU.
+            *v = if relu && s < 0.0 { 0.0 } else { s };
+        }
+    });
+    flex_tensor(y, &[rows, d_out])
+}
+
+/// What backward needs from forward.
+#[derive(Clone, Debug)]
+struct Saved {
+    x: FlexTensor,
+    weight: FlexTensor,
+    /// The layer's output when it ends in a ReLU (its gradient passes where this is > 0).
+    relu_out: Option<FlexTensor>,
+}
+
+#[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Flex, 3> for LinearBackward {
+    type State = Saved;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let g = dense(grads.consume::<Flex>(&ops.node));
+        let s = &ops.state;
+        let [rows, d_in] = dims2(&s.x);
+        let d_out = dims2(&s.weight)[1];
+        let masked = s.relu_out.as_ref().map(|y| {
+            let mut dy = g.storage::<f32>().to_vec();
+            let ys = y.storage::<f32>();
+            for_rows(&mut dy, d_out, |r, row| {
+                let out = &ys[r * d_out..(r + 1) * d_out];
+                for (d, o) in row.iter_mut().zip(out) {
+                    if *o <= 0.0 {
+                        *d = 0.0;
+                    }
+                }
+            });
+            dy
+        });
+        let dy: &[f32] = masked.as_deref().unwrap_or_else(|| g.storage::<f32>());
+        let [node_x, node_w, node_b] = ops.parents;
+        if let Some(node) = node_w {
+            // dW = xᵀ dy
+            let xs = s.x.storage::<f32>();
+            let dw = product(
+                d_in,
+                d_out,
+                rows,
+                view(xs, d_in, true),
+                view(dy, d_out, false),
+            );
+            grads.register::<Flex>(node.id, flex_tensor(dw, &[d_in, d_out]));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, flex_tensor(column_sums(dy, d_out), &[d_out]));
+        }
+        if let Some(node) = node_x {
+            // dx = dy Wᵀ
+            let ws = s.weight.storage::<f32>();
+            let dx = product(
+                rows,
+                d_in,
+                d_out,
+                view(dy, d_out, false),
+                view(ws, d_out, true),
+            );
+            grads.register::<Flex>(node.id, flex_tensor(dx, &[rows, d_in]));
+        }
+    }
+}
+
+/// Σ over rows of each column of a row-major buffer, each column summed in row order.
+fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
+    let mut sums = vec![0.0f32; cols];
+    if cols == 0 {
+        return sums;
+    }
+    let rows = m.len() / cols;
+    let cols_per_task = (TASK_ELEMS / rows.max(1)).clamp(16, cols.max(16));
+    sums.par_chunks_mut(cols_per_task)
+        .enumerate()
+        .for_each(|(task, acc)| {
+            let (c0, width) = (task * cols_per_task, acc.len());
+            for row in m.chunks_exact(cols) {
+                for (a, v) in acc.iter_mut().zip(&row[c0..c0 + width]) {
+                    *a += *v;
+                }
+            }
+        });
+    sums
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::vsc::tensor_to_vec;
+    use burn::tensor::Device;
+    use burn::tensor::activation::relu;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn draw(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    /// Values and gradients of the fused layer against burn's `linear` (+ `relu`) on flex:
+    /// the products bit for bit (same gemm calls), the bias gradient to rounding (its sum
+    /// order is ours). Shapes on both sides of the threading threshold, with and without a
+    /// ReLU, with the input tracked (a hidden layer) and not (the first layer).
+    #[test]
+    fn fused_linear_matches_burns_linear_and_relu() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for (rows, d_in, d_out) in [(5, 3, 4), (37, 70, 45), (300, 200, 210)] {
+            let x = draw(&mut rng, rows * d_in);
+            let w = draw(&mut rng, d_in * d_out);
+            let b = draw(&mut rng, d_out);
+            // Weights for the loss, so each output element's gradient differs.
+            let c = draw(&mut rng, rows * d_out);
+            for (relu_on, x_tracked) in [(false, false), (true, true), (false, true)] {
+                let d = Device::flex().autodiff();
+                let run = |fused: bool| {
+                    let mut xt =
+                        Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, d_in]), &d);
+                    if x_tracked {
+                        xt = xt.require_grad();
+                    }
+                    let wt = Tensor::<2>::from_data(TensorData::new(w.clone(), [d_in, d_out]), &d)
+                        .require_grad();
+                    let bt = Tensor::<1>::from_data(TensorData::new(b.clone(), [d_out]), &d)
+                        .require_grad();
+                    let ct = Tensor::<2>::from_data(TensorData::new(c.clone(), [rows, d_out]), &d);
+                    let y = if fused {
+                        try_fused_linear(&xt, &wt, &bt, relu_on).expect("flex autodiff")
+                    } else {
+                        let y =
+                            burn::tensor::module::linear(xt.clone(), wt.clone(), Some(bt.clone()));
+                        if relu_on { relu(y) } else { y }
+                    };
+                    let grads = (y.clone() * ct).sum().backward();
+                    (
+                        tensor_to_vec(y),
+                        tensor_to_vec(wt.grad(&grads).unwrap()),
+                        tensor_to_vec(bt.grad(&grads).unwrap()),
+                        x_tracked.then(|| tensor_to_vec(xt.grad(&grads).unwrap())),
+                    )
+                };
+                let (y, dw, db, dx) = run(true);
+                let (y_ref, dw_ref, db_ref, dx_ref) = run(false);
+                let what = format!("{rows}×{d_in}→{d_out}, relu {relu_on}");
+                assert_eq!(y, y_ref, "y, {what}");
+                assert_eq!(dw, dw_ref, "dW, {what}");
+                assert_eq!(dx, dx_ref, "dx, {what}");
+                for (k, (a, r)) in db.iter().zip(&db_ref).enumerate() {
+                    assert!(
+                        (a - r).abs() <= 1e-5 * rows as f32,
+                        "db[{k}] {a} vs {r}, {what}"
+                    );
+                }
+                if relu_on {
+                    assert!(y.contains(&0.0) && y.iter().any(|v| *v > 0.0));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn without_autodiff_it_is_the_same_forward() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let (rows, d_in, d_out) = (33, 20, 17);
+        let (x, w, b) = (
+            draw(&mut rng, rows * d_in),
+            draw(&mut rng, d_in * d_out),
+            draw(&mut rng, d_out),
+        );
+        let d = Device::flex();
+        let xt = Tensor::<2>::from_data(TensorData::new(x, [rows, d_in]), &d);
+        let wt = Tensor::<2>::from_data(TensorData::new(w, [d_in, d_out]), &d);
+        let bt = Tensor::<1>::from_data(TensorData::new(b, [d_out]), &d);
+        let got = tensor_to_vec(try_fused_linear(&xt, &wt, &bt, true).unwrap());
+        let want = tensor_to_vec(relu(burn::tensor::module::linear(xt, wt, Some(bt))));
+        assert_eq!(got, want);
+        // A transposed (strided) input is made dense first.
+        let xt2 =
+            Tensor::<2>::from_data(TensorData::new(vec![1.0f32; rows * d_in], [d_in, rows]), &d)
+                .transpose();
+        assert!(
+            try_fused_linear(
+                &xt2,
+                &Tensor::zeros([d_in, d_out], &d),
+                &Tensor::zeros([d_out], &d),
+                false
+            )
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn column_sums_add_each_column_in_row_order() {
+        let m: Vec<f32> = (0..7 * 40).map(|k| (k % 13) as f32 - 6.0).collect();
+        let got = column_sums(&m, 40);
+        for (c, s) in got.iter().enumerate() {
+            let want: f32 = (0..7).map(|r| m[r * 40 + c]).sum();
+            assert_eq!(*s, want, "column {c}");
+        }
+        assert!(column_sums(&[], 0).is_empty());
+    }
+}
