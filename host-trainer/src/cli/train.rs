@@ -98,6 +98,10 @@ pub struct TrainArgs {
     /// `--prior fixed`).
     #[arg(long)]
     pub slab_kl_weight: Option<f32>,
+    /// Weight of a penalty on the spike head's positive outputs, which keeps "on" spikes
+    /// from saturating at γ = 1 (config `spike_logit_l2`; 0 is the paper's).
+    #[arg(long)]
+    pub spike_logit_l2: Option<f32>,
     /// Also train on windows inside postural transitions.
     #[arg(long)]
     pub transitions: bool,
@@ -217,6 +221,9 @@ pub fn apply_overrides(args: &TrainArgs, cfg: &mut TrainConfig) -> anyhow::Resul
     }
     if let Some(w) = args.slab_kl_weight {
         cfg.model.slab_kl_weight = w;
+    }
+    if let Some(w) = args.spike_logit_l2 {
+        cfg.model.spike_logit_l2 = w;
     }
     if let Some(std) = args.fixed_std {
         if std.is_nan() || std <= 0.0 {
@@ -486,7 +493,7 @@ mod tests {
             argv.extend(["--spike-bias-init", "-2", "--features", "spectrum"]);
             argv.extend(["--spike-head", "paper", "--prior", "fixed"]);
             argv.extend(["--sparsity", "spike-code-length", "--decoder-spikes"]);
-            argv.extend(["--slab-kl-weight", "2"]);
+            argv.extend(["--slab-kl-weight", "2", "--spike-logit-l2", "0.01"]);
             if let Some(path) = input {
                 argv.extend(["--input", path]);
             }
@@ -507,6 +514,7 @@ mod tests {
             assert_eq!(cfg.model.sparsity, SparsityTarget::SpikeCodeLength);
             assert!(cfg.model.decoder_spikes);
             assert_eq!(cfg.model.slab_kl_weight, 2.0);
+            assert_eq!(cfg.model.spike_logit_l2, 0.01);
         }
         let w = Wrapper::try_parse_from(["train", "--out", "r", "--fixed-std", "0"]).unwrap();
         let err = apply_overrides(&w.args, &mut TrainConfig::edge(10)).unwrap_err();

@@ -158,6 +158,17 @@ pub struct ModelConfig {
     /// posterior towards its prior, as a β-VAE does to all of them. VSC only.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub slab_kl_weight: f32,
+    /// Weight w of a penalty w·Σ_j max(v_j, 0)² on the spike head's positive outputs, part
+    /// of the sparsity term. Nothing charges a spike that is on under the paper's term, so a
+    /// sigmoid head drifts to γ = 1 exactly, where a later per-example price
+    /// ([`TrainConfig::sparsity_from_step`]) has no gradient; the penalty keeps the "on"
+    /// logits where γ still responds. 0 (the paper) turns it off. VSC only.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub spike_logit_l2: f32,
+}
+
+fn is_zero(w: &f32) -> bool {
+    *w == 0.0
 }
 
 fn one() -> f32 {
@@ -291,6 +302,7 @@ impl TrainConfig {
                 slab_mean_bias_init: None,
                 decoder_spikes: false,
                 slab_kl_weight: 1.0,
+                spike_logit_l2: 0.0,
             },
             batch_size: 500,
             warmup_iters: 15_000,
@@ -343,6 +355,7 @@ impl TrainConfig {
                 slab_mean_bias_init: None,
                 decoder_spikes: false,
                 slab_kl_weight: 1.0,
+                spike_logit_l2: 0.0,
             },
             batch_size: 128,
             // 20k steps ≈ 8–9 min at the measured ~40 steps/s on flex (2 cores).
@@ -386,6 +399,7 @@ impl TrainConfig {
                 slab_mean_bias_init: None,
                 decoder_spikes: false,
                 slab_kl_weight: 1.0,
+                spike_logit_l2: 0.0,
             },
             batch_size: 16,
             warmup_iters: 40,

@@ -90,22 +90,23 @@ pub struct Posterior {
     pub logvar: Tensor<2>,
     /// log γ ≤ 0; `None` for Gaussian encoders.
     pub log_gamma: Option<Tensor<2>>,
+    /// The spike head's output v before the [`SpikeHead`] map; `None` for Gaussian encoders.
+    pub spike_logits: Option<Tensor<2>>,
 }
 
 impl Encoder {
     pub fn forward(&self, x: Tensor<2>) -> Posterior {
         let h = self.hidden.forward_relu(x);
+        let spike_logits = self.spike.as_ref().map(|s| s.forward(h.clone()));
         Posterior {
             mu: self.mu.forward(h.clone()),
-            logvar: self.logvar.forward(h.clone()),
-            log_gamma: self.spike.as_ref().map(|s| {
-                let v = s.forward(h);
-                match self.spike_head {
-                    // −ReLU(−v) = min(v, 0), one op instead of three.
-                    SpikeHead::Paper => v.clamp_max(0.0),
-                    SpikeHead::Sigmoid => log_sigmoid(v),
-                }
+            logvar: self.logvar.forward(h),
+            log_gamma: spike_logits.clone().map(|v| match self.spike_head {
+                // −ReLU(−v) = min(v, 0), one op instead of three.
+                SpikeHead::Paper => v.clamp_max(0.0),
+                SpikeHead::Sigmoid => log_sigmoid(v),
             }),
+            spike_logits,
         }
     }
 }
@@ -426,7 +427,18 @@ impl VscNet {
         };
         let nll = self.decoder.nll(x.clone(), z, cfg.likelihood);
 
-        let (kl, sparsity) = self.prior_terms(cfg, x, &post, c);
+        let (kl, mut sparsity) = self.prior_terms(cfg, x, &post, c);
+        if cfg.spike_logit_l2 > 0.0 {
+            let v = post
+                .spike_logits
+                .clone()
+                .expect("VSC encoder has a spike head");
+            sparsity = sparsity
+                + v.clamp_min(0.0)
+                    .square()
+                    .sum_dim(1)
+                    .mul_scalar(cfg.spike_logit_l2);
+        }
         let loss = (nll.clone() + kl.clone() + sparsity.clone()).mean();
         LossParts {
             loss,
@@ -614,6 +626,43 @@ mod tests {
                     "{prior:?} row {row}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_spike_logit_penalty_charges_positive_logits_only() {
+        let device = Device::flex();
+        let mut cfg = TrainConfig::tiny(12).model;
+        // Half the dims start well on, so both signs of v occur.
+        cfg.spike_bias_init = Some(0.0);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let net = VscNet::new(&cfg, &mut rng, &device, None);
+        let (rows, j) = (6, cfg.latent_dim);
+        let x: Vec<f32> = (0..rows * 12).map(|_| rng.random()).collect();
+        let x = Tensor::from_data(TensorData::new(x, [rows, 12]), &device);
+        let noise = StepNoise {
+            eps: Tensor::zeros([rows, j], &device),
+            eta: Tensor::from_data(TensorData::new(vec![0.5f32; rows * j], [rows, j]), &device),
+        };
+        let sparsity = |w: f32| {
+            let cfg = ModelConfig {
+                spike_logit_l2: w,
+                ..cfg.clone()
+            };
+            tensor_to_vec(net.vsc_loss(&cfg, x.clone(), &noise, 1.0, 50.0).sparsity)
+        };
+        let (off, on) = (sparsity(0.0), sparsity(0.5));
+        let v = tensor_to_vec(net.encoder.forward(x.clone()).spike_logits.unwrap());
+        assert!(v.iter().any(|v| *v > 0.0) && v.iter().any(|v| *v < 0.0));
+        for r in 0..rows {
+            let want: f32 = v[r * j..(r + 1) * j]
+                .iter()
+                .map(|v| 0.5 * v.max(0.0).powi(2))
+                .sum();
+            assert!(
+                (on[r] - off[r] - want).abs() < 1e-4 * want.max(1.0),
+                "row {r}"
+            );
         }
     }
 

@@ -338,6 +338,12 @@ pub fn train(
     {
         return Err(TrainError::BadConfig("VSC needs pseudo_inputs ≥ 1".into()));
     }
+    let l2 = cfg.model.spike_logit_l2;
+    if !(l2.is_finite() && l2 >= 0.0) {
+        return Err(TrainError::BadConfig(format!(
+            "model.spike_logit_l2 must be a number ≥ 0, got {l2}"
+        )));
+    }
     let slab_weight = cfg.model.slab_kl_weight;
     if !(slab_weight.is_finite() && slab_weight > 0.0) {
         return Err(TrainError::BadConfig(format!(
