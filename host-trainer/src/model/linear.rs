@@ -9,7 +9,9 @@
 //! dW, db and dx the same way.
 //!
 //! The products are the ones flex computes: the same gemm with the same operands, strides and
-//! threading rule, so they are bit-identical (the tests check this against burn's ops). gemm
+//! threading rule, so they are bit-identical (the tests check this against burn's ops), except
+//! dx at small batches, which multiplies by a laid-out Wᵀ instead of a view (faster there;
+//! equal to rounding). gemm
 //! splits the output, never a sum, across threads, and the bias gradient sums each column
 //! in row order, so results do not depend on the thread count. Tensors on other devices (or
 //! with gradient checkpointing) return `None`, and the caller uses burn's ops.
@@ -31,6 +33,9 @@ const PARALLEL_MACS: usize = 192 * 192 * 192;
 
 /// Elements per rayon task of the element-wise passes (whole rows).
 const TASK_ELEMS: usize = 1 << 15;
+
+/// Batches up to this many rows get dx from a transposed copy of W (see the backward).
+const TRANSPOSE_MAX_ROWS: usize = 256;
 
 /// `relu(x W + b)` (or without the ReLU) for `x` `[rows, d_in]`, `weight` `[d_in, d_out]`,
 /// `bias` `[d_out]`; `None` off flex, on other dtypes or shapes that do not fit.
@@ -234,18 +239,45 @@ impl Backward<Flex, 3> for LinearBackward {
             grads.register::<Flex>(node.id, flex_tensor(column_sums(dy, d_out), &[d_out]));
         }
         if let Some(node) = node_x {
-            // dx = dy Wᵀ
+            // dx = dy Wᵀ. For small batches Wᵀ is laid out first: gemm packs a transposed
+            // view element by element, which there costs more than the transpose (Smiley's
+            // shape, batch 128: 1.1-1.4x the whole step). At the `paper` shape (batch 500)
+            // the transposes cost more than they save (0.8-0.9x), so it reads the view.
             let ws = s.weight.storage::<f32>();
-            let dx = product(
-                rows,
-                d_in,
-                d_out,
-                view(dy, d_out, false),
-                view(ws, d_out, true),
-            );
+            let wt = (rows <= TRANSPOSE_MAX_ROWS).then(|| transpose(ws, d_in, d_out));
+            let rhs = match &wt {
+                Some(wt) => view(wt, d_in, false),
+                None => view(ws, d_out, true),
+            };
+            let dx = product(rows, d_in, d_out, view(dy, d_out, false), rhs);
             grads.register::<Flex>(node.id, flex_tensor(dx, &[rows, d_in]));
         }
     }
+}
+
+/// The `cols × rows` transpose of a row-major `rows × cols` buffer, in 32 × 32 tiles.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    let mut t = vec![0.0f32; rows * cols];
+    if rows == 0 {
+        return t;
+    }
+    // Each task writes TILE output rows (input columns c0..c1) whole.
+    t.par_chunks_mut(TILE * rows)
+        .enumerate()
+        .for_each(|(task, out)| {
+            let c0 = task * TILE;
+            let c1 = (c0 + TILE).min(cols);
+            for r0 in (0..rows).step_by(TILE) {
+                for r in r0..(r0 + TILE).min(rows) {
+                    let row = &m[r * cols..(r + 1) * cols];
+                    for c in c0..c1 {
+                        out[(c - c0) * rows + r] = row[c];
+                    }
+                }
+            }
+        });
+    t
 }
 
 /// Σ over rows of each column of a row-major buffer, each column summed in row order.
@@ -289,7 +321,7 @@ mod tests {
     #[test]
     fn fused_linear_matches_burns_linear_and_relu() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        for (rows, d_in, d_out) in [(5, 3, 4), (37, 70, 45), (300, 200, 210)] {
+        for (rows, d_in, d_out) in [(5, 3, 4), (37, 70, 45), (200, 150, 260), (300, 200, 210)] {
             let x = draw(&mut rng, rows * d_in);
             let w = draw(&mut rng, d_in * d_out);
             let b = draw(&mut rng, d_out);
@@ -328,7 +360,17 @@ mod tests {
                 let what = format!("{rows}×{d_in}→{d_out}, relu {relu_on}");
                 assert_eq!(y, y_ref, "y, {what}");
                 assert_eq!(dw, dw_ref, "dW, {what}");
-                assert_eq!(dx, dx_ref, "dx, {what}");
+                // Up to TRANSPOSE_MAX_ROWS rows dx comes from a laid-out Wᵀ: same sums,
+                // another kernel path, so equal to rounding; above it, bit for bit.
+                match (dx, dx_ref) {
+                    (Some(dx), Some(dx_ref)) if rows <= TRANSPOSE_MAX_ROWS => {
+                        let scale = dx_ref.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                        for (k, (a, r)) in dx.iter().zip(&dx_ref).enumerate() {
+                            assert!((a - r).abs() <= 1e-6 * scale, "dx[{k}] {a} vs {r}, {what}");
+                        }
+                    }
+                    (dx, dx_ref) => assert_eq!(dx, dx_ref, "dx, {what}"),
+                }
                 for (k, (a, r)) in db.iter().zip(&db_ref).enumerate() {
                     assert!(
                         (a - r).abs() <= 1e-5 * rows as f32,
@@ -371,6 +413,23 @@ mod tests {
             )
             .is_some()
         );
+    }
+
+    #[test]
+    fn transpose_moves_every_element() {
+        for (rows, cols) in [(0, 3), (1, 1), (3, 70), (65, 33), (100, 1)] {
+            let m: Vec<f32> = (0..rows * cols).map(|k| k as f32).collect();
+            let t = transpose(&m, rows, cols);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        t[c * rows + r],
+                        m[r * cols + c],
+                        "{rows}×{cols} at ({r}, {c})"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
