@@ -102,6 +102,10 @@ pub struct TrainArgs {
     /// from saturating at γ = 1 (config `spike_logit_l2`; 0 is the paper's).
     #[arg(long)]
     pub spike_logit_l2: Option<f32>,
+    /// Step from which `--sparsity` applies, the paper's term before it (config
+    /// `sparsity_from_step`; a step of the run after `--steps`).
+    #[arg(long)]
+    pub sparsity_from_step: Option<u64>,
     /// Also train on windows inside postural transitions.
     #[arg(long)]
     pub transitions: bool,
@@ -224,6 +228,9 @@ pub fn apply_overrides(args: &TrainArgs, cfg: &mut TrainConfig) -> anyhow::Resul
     }
     if let Some(w) = args.spike_logit_l2 {
         cfg.model.spike_logit_l2 = w;
+    }
+    if let Some(step) = args.sparsity_from_step {
+        cfg.sparsity_from_step = Some(step);
     }
     if let Some(std) = args.fixed_std {
         if std.is_nan() || std <= 0.0 {
@@ -494,6 +501,7 @@ mod tests {
             argv.extend(["--spike-head", "paper", "--prior", "fixed"]);
             argv.extend(["--sparsity", "spike-code-length", "--decoder-spikes"]);
             argv.extend(["--slab-kl-weight", "2", "--spike-logit-l2", "0.01"]);
+            argv.extend(["--sparsity-from-step", "60"]);
             if let Some(path) = input {
                 argv.extend(["--input", path]);
             }
@@ -515,6 +523,8 @@ mod tests {
             assert!(cfg.model.decoder_spikes);
             assert_eq!(cfg.model.slab_kl_weight, 2.0);
             assert_eq!(cfg.model.spike_logit_l2, 0.01);
+            // Given after --steps 100, so not scaled.
+            assert_eq!(cfg.sparsity_from_step, Some(60));
         }
         let w = Wrapper::try_parse_from(["train", "--out", "r", "--fixed-std", "0"]).unwrap();
         let err = apply_overrides(&w.args, &mut TrainConfig::edge(10)).unwrap_err();
