@@ -459,6 +459,33 @@ mod plan_files {
     }
 
     #[test]
+    fn every_smiley_plan_and_config_loads_and_the_late_recipe_is_its_plan_row() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/smiley");
+        let mut plans = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&path).unwrap();
+            if text.contains("[[step]]") {
+                let plan = AblationPlan::from_file(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(!plan.steps.is_empty(), "{name}");
+                plans.push((name, plan));
+            } else {
+                let _: TrainConfig =
+                    toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        }
+        assert!(plans.len() >= 3, "compare, ablation and sparse plans");
+        let sparse = &plans.iter().find(|(n, _)| n == "sparse.toml").unwrap().1;
+        let (_, row) = sparse
+            .steps
+            .iter()
+            .find(|(step, _)| step.id == "late-scl-a0.3-l2-0.005")
+            .expect("the recipe's plan row");
+        assert_eq!(*row, config("vsc-late-sparse.toml"));
+    }
+
+    #[test]
     fn the_ablation_goes_from_the_papers_schedule_to_vsc_toml() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/smiley/ablation.toml");
         let plan = AblationPlan::from_file(&path).unwrap();
