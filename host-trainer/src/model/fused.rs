@@ -22,10 +22,11 @@ use rayon::prelude::*;
 
 use super::vsc::LN_2PI;
 
-type AdFlex = Autodiff<Flex, NoCheckpointing>;
+/// Autodiff on flex without checkpointing: the only graph the fused ops join.
+pub(super) type AdFlex = Autodiff<Flex, NoCheckpointing>;
 
 /// Elements per rayon task (whole rows): small tensors stay on the calling thread.
-const TASK_ELEMS: usize = 1 << 15;
+pub(super) const TASK_ELEMS: usize = 1 << 15;
 
 /// The observation model of a fused reconstruction term.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -134,15 +135,16 @@ fn autodiff_nll(
 }
 
 /// A dense f32 buffer at offset 0 whose storage is exactly its elements.
-fn dense(t: FlexTensor) -> FlexTensor {
+pub(super) fn dense(t: FlexTensor) -> FlexTensor {
     match t.layout().contiguous_offsets() {
         Some((0, end)) if end == t.storage::<f32>().len() => t,
         _ => t.to_contiguous(),
     }
 }
 
-fn flex_2d(values: Vec<f32>, rows: usize, cols: usize) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, [rows, cols]))
+/// A flex tensor that takes `values` as its buffer (no copy).
+pub(super) fn flex_tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
 }
 
 /// What backward needs from forward.
@@ -213,7 +215,7 @@ fn sigmoid_and_e(l: f32) -> (f32, f32) {
 }
 
 /// Rows per rayon task for rows of `cols` elements.
-fn rows_per_task(cols: usize) -> usize {
+pub(super) fn rows_per_task(cols: usize) -> usize {
     (TASK_ELEMS / cols.max(1)).max(1)
 }
 
@@ -410,9 +412,9 @@ fn forward(
     );
     run_blocks(blocks, task);
     Forward {
-        nll: flex_2d(nll, rows, 1),
-        mean: keep.then(|| flex_2d(mean, rows, cols)),
-        inv_var: (keep && learned).then(|| flex_2d(inv_var, rows, cols)),
+        nll: flex_tensor(nll, &[rows, 1]),
+        mean: keep.then(|| flex_tensor(mean, &[rows, cols])),
+        inv_var: (keep && learned).then(|| flex_tensor(inv_var, &[rows, cols])),
     }
 }
 
@@ -501,8 +503,8 @@ fn backward_grads(saved: &SavedForward, g: &FlexTensor) -> (FlexTensor, Option<F
     );
     run_blocks(blocks, task);
     (
-        flex_2d(dl, rows, cols),
-        learned.then(|| flex_2d(dr, rows, cols)),
+        flex_tensor(dl, &[rows, cols]),
+        learned.then(|| flex_tensor(dr, &[rows, cols])),
     )
 }
 

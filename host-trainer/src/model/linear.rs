@@ -11,28 +11,24 @@
 //! The products are the ones flex computes: the same gemm with the same operands, strides and
 //! threading rule, so they are bit-identical (the tests check this against burn's ops), except
 //! dx at small batches, which multiplies by a laid-out Wᵀ instead of a view (faster there;
-//! equal to rounding). gemm
-//! splits the output, never a sum, across threads, and the bias gradient sums each column
-//! in row order, so results do not depend on the thread count. Tensors on other devices (or
+//! equal to rounding). gemm splits the output, never a sum, across threads, and the bias
+//! gradient sums each column in row order, so results do not depend on the thread count. Tensors on other devices (or
 //! with gradient checkpointing) return `None`, and the caller uses burn's ops.
 
+use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::{Autodiff, Flex};
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
-type AdFlex = Autodiff<Flex, NoCheckpointing>;
+use super::fused::{AdFlex, TASK_ELEMS, dense, flex_tensor, rows_per_task};
 
 /// m·n·k from which a product runs on the whole thread pool: burn-flex's threshold, so the
 /// same products take the same path.
 const PARALLEL_MACS: usize = 192 * 192 * 192;
-
-/// Elements per rayon task of the element-wise passes (whole rows).
-const TASK_ELEMS: usize = 1 << 15;
 
 /// Batches up to this many rows get dx from a transposed copy of W (see the backward).
 const TRANSPOSE_MAX_ROWS: usize = 256;
@@ -87,21 +83,9 @@ pub fn try_fused_linear(
     Some(Tensor::from_primitive::<Flex>(forward(&x, &w, &b, relu)))
 }
 
-/// A dense f32 buffer at offset 0 whose storage is exactly its elements.
-fn dense(t: FlexTensor) -> FlexTensor {
-    match t.layout().contiguous_offsets() {
-        Some((0, end)) if end == t.storage::<f32>().len() => t,
-        _ => t.to_contiguous(),
-    }
-}
-
 fn dims2(t: &FlexTensor) -> [usize; 2] {
     let shape = t.layout().shape();
     [shape[0], shape[1]]
-}
-
-fn flex_tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
 }
 
 /// An `m × n` row-major matrix seen through strides: `(pointer, row stride, column stride)`.
@@ -153,20 +137,6 @@ fn view(s: &[f32], cols: usize, transposed: bool) -> View {
     (s.as_ptr(), rs as isize, cs as isize)
 }
 
-/// Applies `f` to each row of a row-major buffer with `cols` columns, rows split over the
-/// pool in fixed blocks.
-fn for_rows(buf: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    let cols = cols.max(1);
-    let rows_per_task = (TASK_ELEMS / cols).max(1);
-    buf.par_chunks_mut(rows_per_task * cols)
-        .enumerate()
-        .for_each(|(task, block)| {
-            for (r, row) in block.chunks_mut(cols).enumerate() {
-                f(task * rows_per_task + r, row);
-            }
-        });
-}
-
 fn forward(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor, relu: bool) -> FlexTensor {
     let [rows, d_in] = dims2(x);
     let d_out = dims2(w)[1];
@@ -178,13 +148,16 @@ fn forward(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor, relu: bool) -> FlexTe
         view(xs, d_in, false),
         view(ws, d_out, false),
     );
-    for_rows(&mut y, d_out, |_, row| {
-        for (v, bias) in row.iter_mut().zip(bs) {
-            let s = *v + *bias;
-            // NaN stays NaN, as with burn's ReLU.
-            *v = if relu && s < 0.0 { 0.0 } else { s };
-        }
-    });
+    y.par_chunks_mut(rows_per_task(d_out) * d_out.max(1))
+        .for_each(|block| {
+            for row in block.chunks_mut(d_out.max(1)) {
+                for (v, bias) in row.iter_mut().zip(bs) {
+                    let s = *v + *bias;
+                    // NaN stays NaN, as with burn's ReLU.
+                    *v = if relu && s < 0.0 { 0.0 } else { s };
+                }
+            }
+        });
     flex_tensor(y, &[rows, d_out])
 }
 
@@ -208,18 +181,13 @@ impl Backward<Flex, 3> for LinearBackward {
         let s = &ops.state;
         let [rows, d_in] = dims2(&s.x);
         let d_out = dims2(&s.weight)[1];
+        // Through the ReLU the gradient passes where the output is > 0.
         let masked = s.relu_out.as_ref().map(|y| {
-            let mut dy = g.storage::<f32>().to_vec();
-            let ys = y.storage::<f32>();
-            for_rows(&mut dy, d_out, |r, row| {
-                let out = &ys[r * d_out..(r + 1) * d_out];
-                for (d, o) in row.iter_mut().zip(out) {
-                    if *o <= 0.0 {
-                        *d = 0.0;
-                    }
-                }
-            });
-            dy
+            (g.storage::<f32>(), y.storage::<f32>())
+                .into_par_iter()
+                .with_min_len(TASK_ELEMS)
+                .map(|(d, o)| if *o <= 0.0 { 0.0 } else { *d })
+                .collect::<Vec<f32>>()
         });
         let dy: &[f32] = masked.as_deref().unwrap_or_else(|| g.storage::<f32>());
         let [node_x, node_w, node_b] = ops.parents;
@@ -255,25 +223,22 @@ impl Backward<Flex, 3> for LinearBackward {
     }
 }
 
-/// The `cols × rows` transpose of a row-major `rows × cols` buffer, in 32 × 32 tiles.
+/// The `cols × rows` transpose of a row-major `rows × cols` buffer.
 fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    const TILE: usize = 32;
+    // Each task writes BLOCK output rows (input columns c0..c1) whole, reading BLOCK
+    // adjacent values of every input row.
+    const BLOCK: usize = 32;
     let mut t = vec![0.0f32; rows * cols];
     if rows == 0 {
         return t;
     }
-    // Each task writes TILE output rows (input columns c0..c1) whole.
-    t.par_chunks_mut(TILE * rows)
+    t.par_chunks_mut(BLOCK * rows)
         .enumerate()
         .for_each(|(task, out)| {
-            let c0 = task * TILE;
-            let c1 = (c0 + TILE).min(cols);
-            for r0 in (0..rows).step_by(TILE) {
-                for r in r0..(r0 + TILE).min(rows) {
-                    let row = &m[r * cols..(r + 1) * cols];
-                    for c in c0..c1 {
-                        out[(c - c0) * rows + r] = row[c];
-                    }
+            let c0 = task * BLOCK;
+            for (r, row) in m.chunks_exact(cols).enumerate() {
+                for (c, v) in row[c0..(c0 + BLOCK).min(cols)].iter().enumerate() {
+                    out[c * rows + r] = *v;
                 }
             }
         });
@@ -305,8 +270,8 @@ fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
 mod tests {
     use super::*;
     use crate::model::vsc::tensor_to_vec;
-    use burn::tensor::Device;
     use burn::tensor::activation::relu;
+    use burn::tensor::{Device, TensorData};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
