@@ -491,29 +491,18 @@ impl VscNet {
         let slab_weight = cfg.slab_kl_weight;
         if cfg.prior == PriorKind::Fixed {
             let zeros = post.mu.zeros_like();
-            let kl = if slab_weight == 1.0 {
-                spike_slab_kl(
-                    post.mu.clone(),
-                    post.logvar.clone(),
-                    gamma_i,
-                    zeros.clone(),
-                    zeros.clone(),
-                    zeros.clone().add_scalar(cfg.alpha),
-                )
-            } else {
-                // With the prior's γ set to the posterior's own the spike part vanishes and
-                // the slab part remains; the spike part against α is added unweighted.
-                spike_slab_kl(
-                    post.mu.clone(),
-                    post.logvar.clone(),
-                    gamma_i.clone(),
-                    zeros.clone(),
-                    zeros,
-                    gamma_i.clone(),
-                )
-                .mul_scalar(slab_weight)
-                    + bernoulli_kl(gamma_i, cfg.alpha).sum_dim(1)
-            };
+            // With the prior's γ set to the posterior's own the spike part vanishes and the
+            // slab part remains, to be weighted; the spike part against α is added as is.
+            let kl = spike_slab_kl(
+                post.mu.clone(),
+                post.logvar.clone(),
+                gamma_i.clone(),
+                zeros.clone(),
+                zeros,
+                gamma_i.clone(),
+            )
+            .mul_scalar(slab_weight)
+                + bernoulli_kl(gamma_i, cfg.alpha).sum_dim(1);
             let sparsity = own_sparsity.unwrap_or_else(|| kl.zeros_like());
             return (kl, sparsity);
         }
@@ -608,14 +597,49 @@ mod tests {
     }
 
     #[test]
+    fn at_slab_weight_one_the_fixed_prior_kl_is_the_papers() {
+        let ([k1, _, _], _) = kl_by_slab_weight(PriorKind::Fixed);
+        let device = Device::flex();
+        let cfg = TrainConfig::tiny(12).model;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let net = VscNet::new(
+            &ModelConfig {
+                prior: PriorKind::Fixed,
+                ..cfg.clone()
+            },
+            &mut rng,
+            &device,
+            None,
+        );
+        let x: Vec<f32> = (0..4 * 12).map(|_| rng.random()).collect();
+        let post = net
+            .encoder
+            .forward(Tensor::from_data(TensorData::new(x, [4, 12]), &device));
+        let zeros = post.mu.zeros_like();
+        let paper = tensor_to_vec(spike_slab_kl(
+            post.mu.clone(),
+            post.logvar.clone(),
+            post.log_gamma.unwrap().exp(),
+            zeros.clone(),
+            zeros.clone(),
+            zeros.add_scalar(cfg.alpha),
+        ));
+        for (row, (a, b)) in k1.iter().zip(&paper).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                "row {row}: {a} vs {b}"
+            );
+        }
+    }
+
+    #[test]
     fn the_slab_weight_scales_the_slab_part_of_the_kl_only() {
         for prior in [PriorKind::Fixed, PriorKind::PseudoInputs] {
             let ([k1, k2, k3], spikes) = kl_by_slab_weight(prior);
             for row in 0..k1.len() {
                 let slab = k1[row] - spikes[row];
                 assert!(slab > 1e-3, "{prior:?} row {row}: slab part {slab}");
-                // Weight 1 takes the paper's formula on the fixed prior and the split form
-                // above it: the three must lie on one line whose slope is the slab part.
+                // The three must lie on one line whose slope is the slab part.
                 let tol = 1e-5 * k3[row].abs().max(1.0);
                 assert!(
                     (k2[row] - k1[row] - slab).abs() < tol,
