@@ -155,7 +155,9 @@ pub struct ModelConfig {
     pub decoder_spikes: bool,
     /// Weight of the slab part of the KL term (the spikes' part keeps weight 1), a β on the
     /// slabs only; 1 is the paper's objective. A β above 1 presses each active dim's
-    /// posterior towards its prior, as a β-VAE does to all of them. VSC only.
+    /// posterior towards its prior, as a β-VAE does to all of them. VSC only, with the fixed
+    /// prior or `spike_code_length`, whose KL has the slab part apart (with
+    /// `sparsity_from_step` and the pseudo-inputs: from that step on).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub slab_kl_weight: f32,
     /// Weight w of a penalty w·Σ_j max(v_j, 0)² on the spike head's positive outputs, part
