@@ -225,20 +225,30 @@ impl Backward<Flex, 3> for LinearBackward {
 
 /// The `cols × rows` transpose of a row-major `rows × cols` buffer.
 fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    // Each task writes BLOCK output rows (input columns c0..c1) whole, reading BLOCK
-    // adjacent values of every input row.
-    const BLOCK: usize = 32;
+    // Each task writes TILE output rows (input columns c0..c0 + TILE) whole, TILE × TILE at
+    // a time through a local tile: reads and writes both run along rows, where writing each
+    // element straight to its place strides by `rows` (2-3.5x slower at Smiley's shapes).
+    const TILE: usize = 16;
     let mut t = vec![0.0f32; rows * cols];
-    if rows == 0 {
+    if rows == 0 || cols == 0 {
         return t;
     }
-    t.par_chunks_mut(BLOCK * rows)
+    t.par_chunks_mut(TILE * rows)
         .enumerate()
         .for_each(|(task, out)| {
-            let c0 = task * BLOCK;
-            for (r, row) in m.chunks_exact(cols).enumerate() {
-                for (c, v) in row[c0..(c0 + BLOCK).min(cols)].iter().enumerate() {
-                    out[c * rows + r] = *v;
+            let c0 = task * TILE;
+            let width = out.len() / rows;
+            for r0 in (0..rows).step_by(TILE) {
+                let height = TILE.min(rows - r0);
+                let mut tile = [[0.0f32; TILE]; TILE];
+                for (i, tile_row) in tile[..height].iter_mut().enumerate() {
+                    let start = (r0 + i) * cols + c0;
+                    tile_row[..width].copy_from_slice(&m[start..start + width]);
+                }
+                for (c, out_row) in out.chunks_exact_mut(rows).enumerate() {
+                    for (i, v) in out_row[r0..r0 + height].iter_mut().enumerate() {
+                        *v = tile[i][c];
+                    }
                 }
             }
         });
@@ -382,7 +392,7 @@ mod tests {
 
     #[test]
     fn transpose_moves_every_element() {
-        for (rows, cols) in [(0, 3), (1, 1), (3, 70), (65, 33), (100, 1)] {
+        for (rows, cols) in [(0, 3), (3, 0), (1, 1), (3, 70), (65, 33), (100, 1), (32, 48)] {
             let m: Vec<f32> = (0..rows * cols).map(|k| k as f32).collect();
             let t = transpose(&m, rows, cols);
             for r in 0..rows {
