@@ -10,7 +10,7 @@
 //!
 //! The products are the ones flex computes: the same gemm with the same operands, strides and
 //! threading rule, so they are bit-identical (the tests check this against burn's ops), except
-//! dx at small batches, which multiplies by a laid-out Wᵀ instead of a view (faster there;
+//! dx for wide layers at batches of 64-256 rows, which multiplies by a laid-out Wᵀ instead of a view (faster there;
 //! equal to rounding). gemm splits the output, never a sum, across threads, and the bias
 //! gradient sums each column in row order, so results do not depend on the thread count. Tensors on other devices (or
 //! with gradient checkpointing) return `None`, and the caller uses burn's ops.
@@ -30,8 +30,18 @@ use super::fused::{AdFlex, TASK_ELEMS, dense, flex_tensor, rows_per_task};
 /// same products take the same path.
 const PARALLEL_MACS: usize = 192 * 192 * 192;
 
-/// Batches up to this many rows get dx from a transposed copy of W (see the backward).
-const TRANSPOSE_MAX_ROWS: usize = 256;
+/// Whether dx = dy Wᵀ multiplies by a laid-out copy of Wᵀ rather than a transposed view of
+/// W. gemm packs a transposed view element by element; on the thread pool, with W wide
+/// (d_out ≥ 2·d_in) and a batch of 64-256 rows, that costs more than laying Wᵀ out first
+/// (Smiley's decoder heads, 128 rows × 256 → 1024: 1.38 → 0.46 ms; 128 × 128 → 768: 0.32 →
+/// 0.19 ms). Elsewhere the view is as fast or faster: narrow layers (128 × 256 → 60: 0.04
+/// against 0.09 ms), the 20 pseudo-input rows (20 × 1152 → 3000: 2.4 against 4.8 ms), and
+/// the `paper` batch of 500 (18 against 24 ms).
+fn lays_out_wt(rows: usize, d_in: usize, d_out: usize) -> bool {
+    (64..=256).contains(&rows)
+        && rows.saturating_mul(d_in).saturating_mul(d_out) >= PARALLEL_MACS
+        && d_out >= 2 * d_in
+}
 
 /// `relu(x W + b)` (or without the ReLU) for `x` `[rows, d_in]`, `weight` `[d_in, d_out]`,
 /// `bias` `[d_out]`; `None` off flex, on other dtypes or shapes that do not fit.
@@ -207,12 +217,9 @@ impl Backward<Flex, 3> for LinearBackward {
             grads.register::<Flex>(node.id, flex_tensor(column_sums(dy, d_out), &[d_out]));
         }
         if let Some(node) = node_x {
-            // dx = dy Wᵀ. For small batches Wᵀ is laid out first: gemm packs a transposed
-            // view element by element, which there costs more than the transpose (Smiley's
-            // shape, batch 128: 1.1-1.4x the whole step). At the `paper` shape (batch 500)
-            // the transposes cost more than they save (0.8-0.9x), so it reads the view.
+            // dx = dy Wᵀ, through a laid-out Wᵀ where that is faster.
             let ws = s.weight.storage::<f32>();
-            let wt = (rows <= TRANSPOSE_MAX_ROWS).then(|| transpose(ws, d_in, d_out));
+            let wt = lays_out_wt(rows, d_in, d_out).then(|| transpose(ws, d_in, d_out));
             let rhs = match &wt {
                 Some(wt) => view(wt, d_in, false),
                 None => view(ws, d_out, true),
@@ -307,7 +314,13 @@ mod tests {
     #[test]
     fn fused_linear_matches_burns_linear_and_relu() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        for (rows, d_in, d_out) in [(5, 3, 4), (37, 70, 45), (200, 150, 260), (300, 200, 210)] {
+        for (rows, d_in, d_out) in [
+            (5, 3, 4),
+            (37, 70, 45),
+            (96, 64, 1200),
+            (200, 150, 260),
+            (300, 200, 210),
+        ] {
             let x = draw(&mut rng, rows * d_in);
             let w = draw(&mut rng, d_in * d_out);
             let b = draw(&mut rng, d_out);
@@ -346,10 +359,10 @@ mod tests {
                 let what = format!("{rows}×{d_in}→{d_out}, relu {relu_on}");
                 assert_eq!(y, y_ref, "y, {what}");
                 assert_eq!(dw, dw_ref, "dW, {what}");
-                // Up to TRANSPOSE_MAX_ROWS rows dx comes from a laid-out Wᵀ: same sums,
-                // another kernel path, so equal to rounding; above it, bit for bit.
+                // dx from a laid-out Wᵀ: the same sums on another kernel path, so equal to
+                // rounding; from the view, bit for bit.
                 match (dx, dx_ref) {
-                    (Some(dx), Some(dx_ref)) if rows <= TRANSPOSE_MAX_ROWS => {
+                    (Some(dx), Some(dx_ref)) if lays_out_wt(rows, d_in, d_out) => {
                         let scale = dx_ref.iter().fold(1.0f32, |m, v| m.max(v.abs()));
                         for (k, (a, r)) in dx.iter().zip(&dx_ref).enumerate() {
                             assert!((a - r).abs() <= 1e-6 * scale, "dx[{k}] {a} vs {r}, {what}");
@@ -403,7 +416,15 @@ mod tests {
 
     #[test]
     fn transpose_moves_every_element() {
-        for (rows, cols) in [(0, 3), (3, 0), (1, 1), (3, 70), (65, 33), (100, 1), (32, 48)] {
+        for (rows, cols) in [
+            (0, 3),
+            (3, 0),
+            (1, 1),
+            (3, 70),
+            (65, 33),
+            (100, 1),
+            (32, 48),
+        ] {
             let m: Vec<f32> = (0..rows * cols).map(|k| k as f32).collect();
             let t = transpose(&m, rows, cols);
             for r in 0..rows {
