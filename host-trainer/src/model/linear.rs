@@ -10,10 +10,11 @@
 //!
 //! The products are the ones flex computes: the same gemm with the same operands, strides and
 //! threading rule, so they are bit-identical (the tests check this against burn's ops), except
-//! dx for wide layers at batches of 64-256 rows, which multiplies by a laid-out Wᵀ instead of a view (faster there;
-//! equal to rounding). gemm splits the output, never a sum, across threads, and the bias
-//! gradient sums each column in row order, so results do not depend on the thread count. Tensors on other devices (or
-//! with gradient checkpointing) return `None`, and the caller uses burn's ops.
+//! dx for wide layers at batches of 64-256 rows, which multiplies by a laid-out Wᵀ instead of
+//! a view (faster there; equal to rounding). gemm splits the output, never a sum, across
+//! threads, and the bias gradient sums each column in row order, so results do not depend on
+//! the thread count. Tensors on other devices (or with gradient checkpointing) return
+//! `None`, and the caller uses burn's ops.
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
