@@ -31,6 +31,11 @@ use super::fused::{AdFlex, TASK_ELEMS, dense, flex_tensor, rows_per_task};
 /// same products take the same path.
 const PARALLEL_MACS: usize = 192 * 192 * 192;
 
+/// Whether an `m × k` by `k × n` product runs on the pool (see [`PARALLEL_MACS`]).
+fn on_pool(m: usize, n: usize, k: usize) -> bool {
+    m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS
+}
+
 /// Whether dx = dy Wᵀ multiplies by a laid-out copy of Wᵀ rather than a transposed view of
 /// W. gemm packs a transposed view element by element; on the thread pool, with W wide
 /// (d_out ≥ 2·d_in) and a batch of 64-256 rows, that costs more than laying Wᵀ out first
@@ -39,9 +44,7 @@ const PARALLEL_MACS: usize = 192 * 192 * 192;
 /// against 0.09 ms), the 20 pseudo-input rows (20 × 1152 → 3000: 2.4 against 4.8 ms), and
 /// the `paper` batch of 500 (18 against 24 ms).
 fn lays_out_wt(rows: usize, d_in: usize, d_out: usize) -> bool {
-    (64..=256).contains(&rows)
-        && rows.saturating_mul(d_in).saturating_mul(d_out) >= PARALLEL_MACS
-        && d_out >= 2 * d_in
+    (64..=256).contains(&rows) && on_pool(rows, d_in, d_out) && d_out >= 2 * d_in
 }
 
 /// `relu(x W + b)` (or without the ReLU) for `x` `[rows, d_in]`, `weight` `[d_in, d_out]`,
@@ -106,7 +109,7 @@ type View = (*const f32, isize, isize);
 fn product(m: usize, n: usize, k: usize, lhs: View, rhs: View) -> Vec<f32> {
     let len = m * n;
     let mut out = Vec::<f32>::with_capacity(len);
-    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS {
+    let parallelism = if on_pool(m, n, k) {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
@@ -254,7 +257,7 @@ impl Backward<Flex, 3> for LinearBackward {
 }
 
 /// The `cols × rows` transpose of a row-major `rows × cols` buffer.
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub(super) fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     // Each task writes TILE output rows (input columns c0..c0 + TILE) whole, TILE × TILE at
     // a time through a local tile: reads and writes both run along rows, where writing each
     // element straight to its place strides by `rows` (2-3.5x slower at Smiley's shapes).

@@ -13,7 +13,7 @@ use super::config::{
 };
 use super::fused::{FusedLikelihood, try_fused_nll};
 use super::kl::{GAMMA_EPS, bernoulli_kl, spike_slab_kl, spike_slab_kl_pairs};
-use super::linear::try_fused_linear;
+use super::linear::{transpose, try_fused_linear};
 
 /// ln(2π), used by Gaussian log densities.
 pub const LN_2PI: f32 = 1.837_877_1;
@@ -61,13 +61,7 @@ impl Dense {
     pub fn to_out_in(&self) -> (Vec<f32>, Vec<f32>) {
         let [d_in, d_out] = self.weight.val().dims();
         let w = tensor_to_vec(self.weight.val());
-        let mut t = vec![0.0f32; d_in * d_out];
-        for i in 0..d_in {
-            for o in 0..d_out {
-                t[o * d_in + i] = w[i * d_out + o];
-            }
-        }
-        (t, tensor_to_vec(self.bias.val()))
+        (transpose(&w, d_in, d_out), tensor_to_vec(self.bias.val()))
     }
 }
 
