@@ -11,11 +11,12 @@
 //!   spike head) or `−Softplus(−v)` (sigmoid spike head).
 //! - **int8** ([`int8_model`]): the integer semantics of `edge_runtime::encoder`
 //!   (module docs there are normative), operator by operator: `Sub, Mul, Clip, Mul(255),
-//!   Round, Cast(uint8)` for the input, `MatMulInteger` (uint8 × int8 → int32) + int32
-//!   bias, requantisation as int64 `Mul, Add, Div` (and `Mod` for the signed floor
-//!   shift), the spike decision as `Greater` on the γ accumulator, γ = exp via `Gather`
-//!   from the same Q15 table with the same interpolation (for sigmoid heads after the
-//!   same range reduction and division as `edge_runtime::spike::sigmoid_q15`). Outputs [`INT8_OUTPUTS`]: the
+//!   Round, Cast(uint8)` for the input, `MatMulInteger` (uint8 × uint8: the int8 weights
+//!   stored +128 with zero point 128) + int32 bias, requantisation as int64 `Mul, Add, Div`
+//!   (and `Mod` for the signed floor shift), the spike decision as `Greater` on the γ
+//!   accumulator, γ = exp via `Gather` from the same Q15 table with the same interpolation
+//!   (for sigmoid heads after the same range reduction and division as
+//!   `edge_runtime::spike::sigmoid_q15`). Outputs [`INT8_OUTPUTS`]: the
 //!   final sparse code (`spike`, `gamma_q15`, `mu_q`, and their f32 values `gamma`, `mu`)
 //!   and every integer intermediate (`x_q`, `hidden_acc`, `h_q`, `mu_acc`, `gamma_acc`),
 //!   so a parity test can show *where* two runtimes would diverge.
@@ -477,26 +478,44 @@ pub fn read_f32_model(
     Ok(enc)
 }
 
-/// `[rows][cols]` int8 weights transposed to `[cols][rows]` (MatMulInteger's B).
-fn transposed(layer: &LayerParams) -> Vec<i8> {
-    let mut out = vec![0i8; layer.rows * layer.cols];
+/// `[rows][cols]` int8 weights transposed to `[cols][rows]` (MatMulInteger's B) and offset
+/// by +128 into uint8, which [`wire_int_layer`] undoes with a zero point of 128.
+fn transposed_u8(layer: &LayerParams) -> Vec<u8> {
+    let mut out = vec![0u8; layer.rows * layer.cols];
     for (r, row) in layer.weights.chunks_exact(layer.cols).enumerate() {
         for (c, &w) in row.iter().enumerate() {
-            out[c * layer.rows + r] = w;
+            out[c * layer.rows + r] = (i16::from(w) + WEIGHT_ZERO_POINT as i16) as u8;
         }
     }
     out
 }
 
-/// Wires `acc = x · Wᵀ + bias` in int32 (`MatMulInteger`, uint8 × int8) for `layer`.
+/// Zero point of the uint8 weights in the int8 graph: `w_u8 − 128` is the blob's int8 weight.
+const WEIGHT_ZERO_POINT: u8 = 128;
+
+/// Wires `acc = x · Wᵀ + bias` in int32 (`MatMulInteger`, uint8 × uint8 with the weights'
+/// zero point 128, the same integers as uint8 × int8) for `layer`.
+///
+/// Why not int8 weights directly: onnxruntime's uint8 × int8 kernel on x86 CPUs without
+/// VNNI (AVX2 only) sums pairs of products with `vpmaddubsw`, which saturates at ±32767
+/// (2 · 255 · 127 does not fit), so its accumulators differed from the device's on such a
+/// CPU (measured with onnxruntime 1.32: off by up to 885,504 on a 64-input row of 255s).
+/// Its uint8 × uint8 kernel widens to 16 bits first and is exact.
 fn wire_int_layer(g: &mut Graph, x: &str, layer: &LayerParams, name: &str, output: &str) -> String {
     let w = g.constant(
         &format!("{name}_weight_t"),
         &[layer.cols, layer.rows],
-        &transposed(layer),
+        &transposed_u8(layer),
     );
+    let x_zero = g.constant("input_zero_point", &[], &[0u8]);
+    let w_zero = g.constant("weight_zero_point", &[], &[WEIGHT_ZERO_POINT]);
     let b = g.constant(&format!("{name}_bias"), &[layer.rows], &layer.bias);
-    let prod = g.op("MatMulInteger", &[x, &w], vec![], &format!("{name}_matmul"));
+    let prod = g.op(
+        "MatMulInteger",
+        &[x, &w, &x_zero, &w_zero],
+        vec![],
+        &format!("{name}_matmul"),
+    );
     g.op("Add", &[&prod, &b], vec![], output)
 }
 

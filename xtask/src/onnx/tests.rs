@@ -375,7 +375,7 @@ const ORT_CPU_KERNELS: &[(&str, &[DataType], DataType)] = {
         ("Neg", &[F32], F32),
         ("Softplus", &[F32], F32),
         ("Cast", &[F32], Uint8),
-        ("MatMulInteger", &[Uint8, Int8], I32),
+        ("MatMulInteger", &[Uint8, Uint8, Uint8, Uint8], I32),
         ("Add", &[I32, I32], I32),
         ("Max", &[I32, I32], I32),
         ("Greater", &[I32, I32], Bool),
