@@ -363,7 +363,7 @@ fn elem_type(v: &pb::ValueInfoProto) -> i32 {
 /// an onnxruntime session for a one-node graph of each (opset 15). Among the pairs it
 /// lacks: int16 `Where`, `Max`, `Min`, `Relu`, `Clip`; int64 `Relu`.
 const ORT_CPU_KERNELS: &[(&str, &[DataType], DataType)] = {
-    use DataType::{Bool, Float as F32, Int8, Int16, Int32 as I32, Int64 as I64, Uint8};
+    use DataType::{Bool, Float as F32, Int16, Int32 as I32, Int64 as I64, Uint8};
     &[
         ("Sub", &[F32, F32], F32),
         ("Mul", &[F32, F32], F32),
