@@ -8,13 +8,13 @@
 //! into an uninitialised `Vec<f32>`, bias and ReLU are one pass over it, and backward writes
 //! dW, db and dx the same way.
 //!
-//! The products are the ones flex computes: the same gemm with the same operands, strides and
-//! threading rule, so they are bit-identical (the tests check this against burn's ops), except
-//! dx for wide layers at batches of 64-256 rows, which multiplies by a laid-out Wᵀ instead of
-//! a view (faster there; equal to rounding). gemm splits the output, never a sum, across
-//! threads, and the bias gradient sums each column in row order, so results do not depend on
-//! the thread count. Tensors on other devices (or with gradient checkpointing) return
-//! `None`, and the caller uses burn's ops.
+//! The products are the ones flex computes: the same gemm with the same operands and strides,
+//! so they are bit-identical (the tests check this against burn's ops), except dx for wide
+//! layers at batches of 64-256 rows, which multiplies by a laid-out Wᵀ instead of a view
+//! (faster there; equal to rounding). gemm splits the output, never a sum, across threads,
+//! and the bias gradient sums each column in row order, so results depend neither on the
+//! thread count nor on which products run on the pool. Tensors on other devices (or with
+//! gradient checkpointing) return `None`, and the caller uses burn's ops.
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -27,9 +27,12 @@ use rayon::prelude::*;
 
 use super::fused::{AdFlex, TASK_ELEMS, dense, flex_tensor, rows_per_task};
 
-/// m·n·k from which a product runs on the whole thread pool: burn-flex's threshold, so the
-/// same products take the same path.
-const PARALLEL_MACS: usize = 192 * 192 * 192;
+/// m·n·k from which a product runs on the whole thread pool. burn-flex uses 192³; the
+/// 128-row heads and decoder inputs of the small shapes (about 1 M multiply-adds) then ran
+/// on one thread while the other waited, which on a 2-core AVX2 host cost 2–11 % of an
+/// `edge` step. gemm splits only the output columns across threads, so the products are
+/// the same either way (the layer tests compare them with burn's to the bit).
+const PARALLEL_MACS: usize = 64 * 64 * 64;
 
 /// Whether an `m × k` by `k × n` product runs on the pool (see [`PARALLEL_MACS`]).
 fn on_pool(m: usize, n: usize, k: usize) -> bool {
@@ -343,6 +346,8 @@ mod tests {
         for (rows, d_in, d_out) in [
             (5, 3, 4),
             (37, 70, 45),
+            // About 1 M multiply-adds: on the pool here, on one thread in burn-flex.
+            (128, 128, 64),
             (96, 64, 1200),
             (200, 150, 260),
             (300, 200, 210),
