@@ -106,6 +106,11 @@ pub struct TrainArgs {
     /// `sparsity_from_step`; a step of the run after `--steps`).
     #[arg(long)]
     pub sparsity_from_step: Option<u64>,
+    /// Step from which the encoder's hidden layer and slab heads stop training, so a later
+    /// sparsity price only chooses which features each example switches on (config
+    /// `freeze_features_from_step`; a step of the run after `--steps`).
+    #[arg(long)]
+    pub freeze_features_from_step: Option<u64>,
     /// Also train on windows inside postural transitions.
     #[arg(long)]
     pub transitions: bool,
@@ -182,6 +187,7 @@ pub fn override_steps(cfg: &mut TrainConfig, steps: u64) {
     cfg.main_iters = steps.saturating_sub(cfg.warmup_iters + cfg.ramp_iters);
     cfg.lr_drop_step = cfg.lr_drop_step.map(scale);
     cfg.sparsity_from_step = cfg.sparsity_from_step.map(scale);
+    cfg.freeze_features_from_step = cfg.freeze_features_from_step.map(scale);
     cfg.checkpoint_every = cfg.checkpoint_every.min(steps.max(1));
 }
 
@@ -231,6 +237,9 @@ pub fn apply_overrides(args: &TrainArgs, cfg: &mut TrainConfig) -> anyhow::Resul
     }
     if let Some(step) = args.sparsity_from_step {
         cfg.sparsity_from_step = Some(step);
+    }
+    if let Some(step) = args.freeze_features_from_step {
+        cfg.freeze_features_from_step = Some(step);
     }
     if let Some(std) = args.fixed_std {
         if std.is_nan() || std <= 0.0 {
@@ -483,12 +492,17 @@ mod tests {
     fn a_new_step_count_scales_every_step_of_the_schedule() {
         let mut cfg = TrainConfig::paper(10);
         (cfg.lr_drop_step, cfg.sparsity_from_step) = (Some(5_000), Some(10_000));
+        cfg.freeze_features_from_step = Some(20_000);
         let total = cfg.total_iters();
         override_steps(&mut cfg, total / 10);
         assert_eq!(cfg.total_iters(), total / 10);
         assert_eq!(
-            (cfg.lr_drop_step, cfg.sparsity_from_step),
-            (Some(500), Some(1_000))
+            (
+                cfg.lr_drop_step,
+                cfg.sparsity_from_step,
+                cfg.freeze_features_from_step
+            ),
+            (Some(500), Some(1_000), Some(2_000))
         );
     }
 
@@ -502,6 +516,7 @@ mod tests {
             argv.extend(["--sparsity", "spike-code-length", "--decoder-spikes"]);
             argv.extend(["--slab-kl-weight", "2", "--spike-logit-l2", "0.01"]);
             argv.extend(["--sparsity-from-step", "60"]);
+            argv.extend(["--freeze-features-from-step", "70"]);
             if let Some(path) = input {
                 argv.extend(["--input", path]);
             }
@@ -525,6 +540,7 @@ mod tests {
             assert_eq!(cfg.model.spike_logit_l2, 0.01);
             // Given after --steps 100, so not scaled.
             assert_eq!(cfg.sparsity_from_step, Some(60));
+            assert_eq!(cfg.freeze_features_from_step, Some(70));
         }
         let w = Wrapper::try_parse_from(["train", "--out", "r", "--fixed-std", "0"]).unwrap();
         let err = apply_overrides(&w.args, &mut TrainConfig::edge(10)).unwrap_err();

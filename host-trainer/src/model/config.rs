@@ -207,6 +207,14 @@ pub struct TrainConfig {
     /// them afterwards. `None`: from the start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sparsity_from_step: Option<u64>,
+    /// Step from which the encoder's features stay as they are: its hidden layer and its
+    /// μ and log σ² heads get no more updates, while the spike head, the decoder, the
+    /// pseudo-inputs and the selector keep training. With `sparsity_from_step` at the same
+    /// step, the per-example price then decides only which features an example switches
+    /// on, and cannot trade the features themselves for fewer spikes. VSC only; `None`:
+    /// every parameter trains throughout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze_features_from_step: Option<u64>,
     pub c_schedule: CSchedule,
     pub seed: u64,
     /// Steps between checkpoints (0 = only at the end).
@@ -243,6 +251,12 @@ impl TrainConfig {
             }
             _ => std::borrow::Cow::Borrowed(&self.model),
         }
+    }
+
+    /// Whether the encoder's features are frozen at `step` (`freeze_features_from_step`).
+    pub fn features_frozen_at(&self, step: u64) -> bool {
+        self.freeze_features_from_step
+            .is_some_and(|from| step >= from)
     }
 
     /// Learning rate at `step`: `lr` until the ramp ends (or `lr_drop_step`), then `lr_after`.
@@ -314,6 +328,7 @@ impl TrainConfig {
             lr_after: 1e-4,
             lr_drop_step: None,
             sparsity_from_step: None,
+            freeze_features_from_step: None,
             c_schedule: CSchedule::Anneal {
                 start: 50.0,
                 end: 200.0,
@@ -368,6 +383,7 @@ impl TrainConfig {
             lr_after: 1e-4,
             lr_drop_step: None,
             sparsity_from_step: None,
+            freeze_features_from_step: None,
             c_schedule: CSchedule::Anneal {
                 start: 50.0,
                 end: 200.0,
@@ -411,6 +427,7 @@ impl TrainConfig {
             lr_after: 1e-3,
             lr_drop_step: None,
             sparsity_from_step: None,
+            freeze_features_from_step: None,
             c_schedule: CSchedule::Anneal {
                 start: 50.0,
                 end: 200.0,

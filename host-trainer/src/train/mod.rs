@@ -283,6 +283,16 @@ pub fn load_net(net: VscNet, path: &Path) -> Result<VscNet, TrainError> {
     net.try_load_record(record).map_err(|e| record_err(path, e))
 }
 
+/// Removes the gradients of the encoder's hidden layer and slab heads, which the optimiser
+/// then leaves as they are (`freeze_features_from_step`).
+fn drop_feature_grads(net: &VscNet, grads: &mut GradientsParams) {
+    let enc = &net.encoder;
+    for dense in [&enc.hidden, &enc.mu, &enc.logvar] {
+        grads.remove::<2>(dense.weight.id);
+        grads.remove::<1>(dense.bias.id);
+    }
+}
+
 fn adam() -> ModuleOptimizer {
     // ε = 1e-8 as in TensorFlow's Adam used by the authors.
     ModuleOptimizer::from(FusedAdam::new(1e-8))
@@ -375,6 +385,12 @@ fn train_on_pool(
             "model.slab_kl_weight {slab_weight} needs a VSC model with prior = \"fixed\" or \
              sparsity = \"spike_code_length\""
         )));
+    }
+    if cfg.freeze_features_from_step.is_some() && !matches!(cfg.model.kind, ModelKind::Vsc) {
+        // A Gaussian encoder has nothing left to train once its features are frozen.
+        return Err(TrainError::BadConfig(
+            "freeze_features_from_step needs a VSC model (the spike head keeps training)".into(),
+        ));
     }
     std::fs::create_dir_all(run_dir).map_err(|source| TrainError::Io {
         path: run_dir.to_path_buf(),
@@ -497,7 +513,10 @@ fn train_on_pool(
             ));
             last = Some(sm);
         }
-        let grads = GradientsParams::from_grads(parts.loss.backward(), &net);
+        let mut grads = GradientsParams::from_grads(parts.loss.backward(), &net);
+        if cfg.features_frozen_at(step) {
+            drop_feature_grads(&net, &mut grads);
+        }
         net = optim.step(cfg.lr_at(step), net, grads);
         bar.set_position(done);
 
@@ -584,6 +603,73 @@ mod tests {
         assert!(one.0.len() == 17, "{} parameter tensors", one.0.len());
         assert!(one.0 == two.0, "weights differ between 1 and 2 threads");
         assert_eq!(one.1, two.1, "metrics.csv differs between 1 and 2 threads");
+    }
+
+    /// From `freeze_features_from_step` on, the encoder's hidden layer and slab heads keep
+    /// their values (the step-3 checkpoint against the final model), while the spike head
+    /// and the decoder go on changing.
+    #[test]
+    fn frozen_features_keep_the_encoder_trunk_and_slab_heads() {
+        let (rows, cols) = (64, 24);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let data = TrainData {
+            x01: (0..rows * cols).map(|_| rng.random()).collect(),
+            rows,
+            cols,
+        };
+        let mut cfg = TrainConfig::tiny(cols);
+        (cfg.warmup_iters, cfg.ramp_iters, cfg.main_iters) = (0, 0, 6);
+        (cfg.checkpoint_every, cfg.log_every) = (3, 1);
+        cfg.freeze_features_from_step = Some(3);
+        let dir = tempfile::tempdir().unwrap();
+        train(
+            &cfg,
+            &data,
+            InputScaling::Identity,
+            dir.path(),
+            &TrainOptions::default(),
+        )
+        .unwrap();
+        let ck = checkpoint::find_latest(dir.path()).unwrap().unwrap();
+        assert_eq!(ck.state.step, 3);
+        let device = Device::flex();
+        let at_3 = load_net(
+            init_net(&cfg, Some(&data), &device),
+            &ck.dir.join(checkpoint::MODEL_FILE),
+        )
+        .unwrap();
+        let last = TrainedModel::open(dir.path()).unwrap().net;
+        use crate::model::vsc::tensor_to_vec;
+        let values =
+            |d: &crate::model::Dense| (tensor_to_vec(d.weight.val()), tensor_to_vec(d.bias.val()));
+        let (a, b) = (&at_3.encoder, &last.encoder);
+        for (name, x, y) in [
+            ("hidden", &a.hidden, &b.hidden),
+            ("mu", &a.mu, &b.mu),
+            ("logvar", &a.logvar, &b.logvar),
+        ] {
+            assert!(
+                values(x) == values(y),
+                "encoder.{name} changed after step 3"
+            );
+        }
+        let spike = |e: &crate::model::vsc::Encoder| values(e.spike.as_ref().unwrap());
+        assert!(spike(a) != spike(b), "the spike head stopped training");
+        assert!(
+            values(&at_3.decoder.hidden) != values(&last.decoder.hidden),
+            "the decoder stopped training"
+        );
+
+        cfg.model.kind = ModelKind::BetaVae { beta: 2.0 };
+        let err = train(
+            &cfg,
+            &data,
+            InputScaling::Identity,
+            tempfile::tempdir().unwrap().path(),
+            &TrainOptions::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("needs a VSC model"), "{err}");
     }
 
     #[test]
