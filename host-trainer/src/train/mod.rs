@@ -557,18 +557,23 @@ fn train_on_pool(
 mod tests {
     use super::*;
 
+    /// `rows × cols` uniform values in [0, 1), drawn from `seed`.
+    fn random_data(rows: usize, cols: usize, seed: u64) -> TrainData {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        TrainData {
+            x01: (0..rows * cols).map(|_| rng.random()).collect(),
+            rows,
+            cols,
+        }
+    }
+
     /// Thread count does not change the result: gemm splits the output, never the sum over
     /// the inner dimension, and every reduction and Adam update splits by row or fixed chunk.
     /// The shapes are large enough that the matmuls and Adam do run on several threads.
     #[test]
     fn training_is_bit_identical_on_one_and_two_threads() {
-        let (rows, cols) = (256, 384);
-        let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let data = TrainData {
-            x01: (0..rows * cols).map(|_| rng.random()).collect(),
-            rows,
-            cols,
-        };
+        let cols = 384;
+        let data = random_data(256, cols, 7);
         let mut cfg = TrainConfig::tiny(cols);
         // [64, 384] × [384, 512] is above flex's threshold for a threaded matmul, and the
         // 384 × 512 weights above the fused Adam's threshold for splitting into tasks.
@@ -610,13 +615,8 @@ mod tests {
     /// and the decoder go on changing.
     #[test]
     fn frozen_features_keep_the_encoder_trunk_and_slab_heads() {
-        let (rows, cols) = (64, 24);
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let data = TrainData {
-            x01: (0..rows * cols).map(|_| rng.random()).collect(),
-            rows,
-            cols,
-        };
+        let cols = 24;
+        let data = random_data(64, cols, 3);
         let mut cfg = TrainConfig::tiny(cols);
         (cfg.warmup_iters, cfg.ramp_iters, cfg.main_iters) = (0, 0, 6);
         (cfg.checkpoint_every, cfg.log_every) = (3, 1);
@@ -695,13 +695,8 @@ mod tests {
     #[cfg(feature = "ndarray")]
     #[test]
     fn ndarray_training_matches_flex_on_the_first_step_and_stays_finite() {
-        let (rows, cols) = (128, 48);
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let data = TrainData {
-            x01: (0..rows * cols).map(|_| rng.random()).collect(),
-            rows,
-            cols,
-        };
+        let cols = 48;
+        let data = random_data(128, cols, 3);
         let mut cfg = TrainConfig::tiny(cols);
         (cfg.warmup_iters, cfg.ramp_iters, cfg.main_iters) = (5, 5, 10);
         (cfg.checkpoint_every, cfg.log_every) = (0, 1);
