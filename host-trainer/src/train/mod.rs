@@ -557,6 +557,21 @@ fn train_on_pool(
 mod tests {
     use super::*;
 
+    /// [`train`] on unscaled data with the default options.
+    fn train_with_defaults(
+        cfg: &TrainConfig,
+        data: &TrainData,
+        dir: &Path,
+    ) -> Result<TrainOutcome, TrainError> {
+        train(
+            cfg,
+            data,
+            InputScaling::Identity,
+            dir,
+            &TrainOptions::default(),
+        )
+    }
+
     /// `rows × cols` uniform values in [0, 1), drawn from `seed`.
     fn random_data(rows: usize, cols: usize, seed: u64) -> TrainData {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -587,16 +602,8 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            pool.install(|| {
-                train(
-                    &cfg,
-                    &data,
-                    InputScaling::Identity,
-                    dir.path(),
-                    &TrainOptions::default(),
-                )
-            })
-            .unwrap();
+            pool.install(|| train_with_defaults(&cfg, &data, dir.path()))
+                .unwrap();
             let net = TrainedModel::open(dir.path()).unwrap().net;
             let mut weights = AllWeights(Vec::new());
             net.visit(&mut weights);
@@ -622,14 +629,7 @@ mod tests {
         (cfg.checkpoint_every, cfg.log_every) = (3, 1);
         cfg.freeze_features_from_step = Some(3);
         let dir = tempfile::tempdir().unwrap();
-        train(
-            &cfg,
-            &data,
-            InputScaling::Identity,
-            dir.path(),
-            &TrainOptions::default(),
-        )
-        .unwrap();
+        train_with_defaults(&cfg, &data, dir.path()).unwrap();
         let ck = checkpoint::find_latest(dir.path()).unwrap().unwrap();
         assert_eq!(ck.state.step, 3);
         let device = Device::flex();
@@ -661,14 +661,8 @@ mod tests {
         );
 
         cfg.model.kind = ModelKind::BetaVae { beta: 2.0 };
-        let err = train(
-            &cfg,
-            &data,
-            InputScaling::Identity,
-            tempfile::tempdir().unwrap().path(),
-            &TrainOptions::default(),
-        )
-        .unwrap_err();
+        let err =
+            train_with_defaults(&cfg, &data, tempfile::tempdir().unwrap().path()).unwrap_err();
         assert!(err.to_string().contains("needs a VSC model"), "{err}");
     }
 
