@@ -639,9 +639,7 @@ mod tests {
         )
         .unwrap();
         let last = TrainedModel::open(dir.path()).unwrap().net;
-        use crate::model::vsc::tensor_to_vec;
-        let values =
-            |d: &crate::model::Dense| (tensor_to_vec(d.weight.val()), tensor_to_vec(d.bias.val()));
+        let values = crate::model::Dense::to_out_in;
         let (a, b) = (&at_3.encoder, &last.encoder);
         for (name, x, y) in [
             ("hidden", &a.hidden, &b.hidden),
