@@ -102,6 +102,14 @@ pub struct TrainArgs {
     /// from saturating at γ = 1 (config `spike_logit_l2`; 0 is the paper's).
     #[arg(long)]
     pub spike_logit_l2: Option<f32>,
+    /// Share of examples a dim may be on for before it is charged (config
+    /// `spike_rate_cap`; needs `--spike-rate-weight`).
+    #[arg(long)]
+    pub spike_rate_cap: Option<f32>,
+    /// Nats per example charged at a batch on-rate 1 above `--spike-rate-cap`, squared
+    /// (config `spike_rate_weight`; 0 is the paper's).
+    #[arg(long)]
+    pub spike_rate_weight: Option<f32>,
     /// Step from which `--sparsity` applies, the paper's term before it (config
     /// `sparsity_from_step`; a step of the run after `--steps`).
     #[arg(long)]
@@ -234,6 +242,12 @@ pub fn apply_overrides(args: &TrainArgs, cfg: &mut TrainConfig) -> anyhow::Resul
     }
     if let Some(w) = args.spike_logit_l2 {
         cfg.model.spike_logit_l2 = w;
+    }
+    if let Some(cap) = args.spike_rate_cap {
+        cfg.model.spike_rate_cap = cap;
+    }
+    if let Some(w) = args.spike_rate_weight {
+        cfg.model.spike_rate_weight = w;
     }
     if let Some(step) = args.sparsity_from_step {
         cfg.sparsity_from_step = Some(step);

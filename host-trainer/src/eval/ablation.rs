@@ -477,12 +477,21 @@ mod plan_files {
         }
         assert!(plans.len() >= 3, "compare, ablation and sparse plans");
         let sparse = &plans.iter().find(|(n, _)| n == "sparse.toml").unwrap().1;
-        let (_, row) = sparse
-            .steps
-            .iter()
-            .find(|(step, _)| step.id == "late-scl-a0.3-l2-0.005")
-            .expect("the recipe's plan row");
-        assert_eq!(*row, config("vsc-late-sparse.toml"));
+        // The recipes' files are their plan rows, so either command reproduces the README.
+        for (id, file) in [
+            ("late-scl-a0.3-l2-0.005", "vsc-late-sparse.toml"),
+            (
+                "late6k-scl-a0.35-l2-0.005-rate0.55-w20",
+                "vsc-per-image.toml",
+            ),
+        ] {
+            let (_, row) = sparse
+                .steps
+                .iter()
+                .find(|(step, _)| step.id == id)
+                .unwrap_or_else(|| panic!("the plan row {id}"));
+            assert_eq!(*row, config(file), "{file}");
+        }
     }
 
     #[test]

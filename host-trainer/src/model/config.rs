@@ -167,6 +167,19 @@ pub struct ModelConfig {
     /// logits where γ still responds. 0 (the paper) turns it off. VSC only.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub spike_logit_l2: f32,
+    /// Highest share of a batch's examples a dim may be on for before it is charged: the
+    /// batch's mean γ_j above it costs w·(mean γ_j − cap)² per example
+    /// (`spike_rate_weight` w), part of the sparsity term. The per-example prices charge
+    /// every on spike alike, so a dim that is on for every example (one that codes an
+    /// attribute's absence as a value instead of switching off) costs no more per spike
+    /// than one on for half of them; this charges dims by how often they are on, as a
+    /// lifetime-sparsity prior does, and leaves dims under the cap alone. VSC only; with
+    /// `sparsity_from_step`, from that step on. 1 (the default) turns it off.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub spike_rate_cap: f32,
+    /// Weight w of the `spike_rate_cap` charge, nats per example at a rate 1 above the cap.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub spike_rate_weight: f32,
 }
 
 fn is_zero(w: &f32) -> bool {
@@ -244,9 +257,14 @@ impl TrainConfig {
     /// term before `sparsity_from_step`.
     pub fn model_at(&self, step: u64) -> std::borrow::Cow<'_, ModelConfig> {
         match self.sparsity_from_step {
-            Some(from) if step < from && self.model.sparsity != SparsityTarget::Prior => {
+            Some(from)
+                if step < from
+                    && (self.model.sparsity != SparsityTarget::Prior
+                        || self.model.spike_rate_weight != 0.0) =>
+            {
                 let mut m = self.model.clone();
                 m.sparsity = SparsityTarget::Prior;
+                m.spike_rate_weight = 0.0;
                 std::borrow::Cow::Owned(m)
             }
             _ => std::borrow::Cow::Borrowed(&self.model),
@@ -319,6 +337,8 @@ impl TrainConfig {
                 decoder_spikes: false,
                 slab_kl_weight: 1.0,
                 spike_logit_l2: 0.0,
+                spike_rate_cap: 1.0,
+                spike_rate_weight: 0.0,
             },
             batch_size: 500,
             warmup_iters: 15_000,
@@ -373,6 +393,8 @@ impl TrainConfig {
                 decoder_spikes: false,
                 slab_kl_weight: 1.0,
                 spike_logit_l2: 0.0,
+                spike_rate_cap: 1.0,
+                spike_rate_weight: 0.0,
             },
             batch_size: 128,
             // 20k steps ≈ 8–9 min at the measured ~40 steps/s on flex (2 cores).
@@ -418,6 +440,8 @@ impl TrainConfig {
                 decoder_spikes: false,
                 slab_kl_weight: 1.0,
                 spike_logit_l2: 0.0,
+                spike_rate_cap: 1.0,
+                spike_rate_weight: 0.0,
             },
             batch_size: 16,
             warmup_iters: 40,
@@ -495,13 +519,21 @@ mod tests {
             m.sparsity = SparsityTarget::Prior;
             m
         });
+        // The on-rate charge is part of the late price too, even with the paper's target.
+        cfg.model.sparsity = SparsityTarget::Prior;
+        (cfg.model.spike_rate_cap, cfg.model.spike_rate_weight) = (0.5, 3.0);
+        assert_eq!(cfg.model_at(99).spike_rate_weight, 0.0);
+        assert_eq!(cfg.model_at(100).spike_rate_weight, 3.0);
+        assert_eq!(cfg.model_at(99).spike_rate_cap, 0.5);
     }
 
     #[test]
     fn older_configs_load_with_the_papers_sparsity_and_schedule() {
         let cfg = TrainConfig::tiny(10);
         let text = toml::to_string(&cfg).unwrap();
-        assert!(!text.contains("sparsity") && !text.contains("lr_drop_step"));
+        assert!(
+            !text.contains("sparsity") && !text.contains("lr_drop_step") && !text.contains("rate")
+        );
         let back: TrainConfig = toml::from_str(&text).unwrap();
         assert_eq!(back.model.sparsity, SparsityTarget::Prior);
         assert_eq!(back.lr_drop_step, None);

@@ -351,6 +351,19 @@ pub fn spike_step(log_gamma: Tensor<2>, eta: Tensor<2>, c: f32) -> Tensor<2> {
     sigmoid((eta.sub_scalar(1.0) + log_gamma.exp()).mul_scalar(c))
 }
 
+/// `ModelConfig::spike_rate_cap`'s charge for a batch's γ `[B, J]`: w·Σ_j max(γ̄_j − cap, 0)²
+/// with γ̄_j the batch's mean γ of dim j, the same for every example, `[1, 1]` (it adds to
+/// each example's sparsity term, and so once to the batch mean).
+pub fn spike_rate_charge(gamma: Tensor<2>, cfg: &ModelConfig) -> Tensor<2> {
+    gamma
+        .mean_dim(0)
+        .sub_scalar(cfg.spike_rate_cap)
+        .clamp_min(0.0)
+        .square()
+        .sum_dim(1)
+        .mul_scalar(cfg.spike_rate_weight)
+}
+
 /// Selector weights w_u = u*_u / Σ_u u*_u for each row, `[B, U]`.
 pub fn selector_weights(selector: &Dense, kind: SelectorKind, x: Tensor<2>) -> Tensor<2> {
     let u_star = match kind {
@@ -432,6 +445,9 @@ impl VscNet {
                     .square()
                     .sum_dim(1)
                     .mul_scalar(cfg.spike_logit_l2);
+        }
+        if cfg.spike_rate_weight > 0.0 {
+            sparsity = sparsity + spike_rate_charge(log_gamma.clone().exp(), cfg);
         }
         let loss = (nll.clone() + kl.clone() + sparsity.clone()).mean();
         LossParts {
@@ -721,5 +737,42 @@ mod tests {
         let spike = net.encoder.spike.as_ref().unwrap();
         let g = tensor_to_vec(spike.bias.grad(&grads).unwrap());
         assert!(g.iter().any(|v| v.abs() > 0.0), "{g:?}");
+    }
+
+    #[test]
+    fn the_spike_rate_charge_falls_on_dims_on_more_often_than_the_cap() {
+        let device = Device::flex().autodiff();
+        let cfg = ModelConfig {
+            spike_rate_cap: 0.55,
+            spike_rate_weight: 4.0,
+            ..TrainConfig::tiny(12).model
+        };
+        // 4 examples × 3 dims: dim 0 is on for all of them (mean γ 0.9), dim 1 for half
+        // (0.5, under the cap), dim 2 for none.
+        let rows: [[f32; 3]; 4] = [
+            [0.9, 0.9, 0.1],
+            [0.9, 0.1, 0.1],
+            [0.9, 0.9, 0.1],
+            [0.9, 0.1, 0.1],
+        ];
+        let gamma =
+            Tensor::from_data(TensorData::new(rows.concat(), [4, 3]), &device).require_grad();
+        let charge = spike_rate_charge(gamma.clone(), &cfg);
+        assert_eq!(charge.dims(), [1, 1]);
+        let want = 4.0 * (0.9f32 - 0.55).powi(2);
+        let got = tensor_to_vec(charge.clone())[0];
+        assert!((got - want).abs() < 1e-6, "{got} against {want}");
+
+        // Each example's γ of dim 0 pays d/dγ = 2w(γ̄ − cap)/B; the dims under the cap pay nothing.
+        let grads = charge.sum().backward();
+        let g = tensor_to_vec(gamma.grad(&grads).unwrap());
+        for row in g.chunks(3) {
+            assert!((row[0] - 2.0 * 4.0 * 0.35 / 4.0).abs() < 1e-6, "{g:?}");
+            assert_eq!(&row[1..], &[0.0, 0.0], "{g:?}");
+        }
+
+        // Off by default, so the paper's objective is unchanged.
+        let paper = TrainConfig::tiny(12).model;
+        assert_eq!((paper.spike_rate_cap, paper.spike_rate_weight), (1.0, 0.0));
     }
 }

@@ -369,6 +369,18 @@ fn train_on_pool(
             "model.spike_logit_l2 must be a number ≥ 0, got {l2}"
         )));
     }
+    let (cap, rate_weight) = (cfg.model.spike_rate_cap, cfg.model.spike_rate_weight);
+    if !((0.0..=1.0).contains(&cap) && rate_weight.is_finite() && rate_weight >= 0.0) {
+        return Err(TrainError::BadConfig(format!(
+            "model.spike_rate_cap must be in [0, 1] and model.spike_rate_weight a number ≥ 0, \
+             got {cap} and {rate_weight}"
+        )));
+    }
+    if rate_weight > 0.0 && !matches!(cfg.model.kind, ModelKind::Vsc) {
+        return Err(TrainError::BadConfig(
+            "model.spike_rate_weight needs a VSC model (only VSC has spikes)".into(),
+        ));
+    }
     let slab_weight = cfg.model.slab_kl_weight;
     if !(slab_weight.is_finite() && slab_weight > 0.0) {
         return Err(TrainError::BadConfig(format!(
