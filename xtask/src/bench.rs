@@ -21,6 +21,10 @@ pub struct BenchTrainArgs {
     /// flex, ndarray, wgpu or cuda (all but flex need host-trainer's feature of the same name).
     #[arg(long, default_value = "flex")]
     pub device: String,
+    /// Train with IEEE subnormals instead of flushing them to zero (the presets flush them;
+    /// configs written before `flush_subnormals` existed do not): the A/B of that option.
+    #[arg(long)]
+    pub keep_subnormals: bool,
 }
 
 /// Prints one line per row: samples/s, ms/step, GFLOP/s and threads.
@@ -43,9 +47,14 @@ pub fn train(args: &BenchTrainArgs) -> anyhow::Result<()> {
     let pool = pool.build()?;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "bench train on {}, {} threads, load average at start {}",
+        "bench train on {}, {} threads, subnormals {}, load average at start {}",
         args.device,
         pool.current_num_threads(),
+        if args.keep_subnormals {
+            "kept"
+        } else {
+            "flushed"
+        },
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()
@@ -58,7 +67,8 @@ pub fn train(args: &BenchTrainArgs) -> anyhow::Result<()> {
     pool.install(|| -> anyhow::Result<()> {
         for &row in &args.rows {
             let shape = BENCH_SHAPES[row - 1];
-            let cfg = shape.config();
+            let mut cfg = shape.config();
+            cfg.flush_subnormals = !args.keep_subnormals;
             let trial = bench_train(&cfg, 2, &device)?;
             let steps = ((args.seconds / trial.seconds * 2.0).round() as u64).max(2);
             let mut ms: Vec<f64> = (0..args.repeats)

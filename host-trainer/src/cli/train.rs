@@ -110,6 +110,10 @@ pub struct TrainArgs {
     /// (config `spike_rate_weight`; 0 is the paper's).
     #[arg(long)]
     pub spike_rate_weight: Option<f32>,
+    /// Flush subnormal floats to zero while training (config `flush_subnormals`; every
+    /// preset sets it, config files without the key train with IEEE subnormals).
+    #[arg(long)]
+    pub flush_subnormals: Option<bool>,
     /// Step from which `--sparsity` applies, the paper's term before it (config
     /// `sparsity_from_step`; a step of the run after `--steps`).
     #[arg(long)]
@@ -248,6 +252,9 @@ pub fn apply_overrides(args: &TrainArgs, cfg: &mut TrainConfig) -> anyhow::Resul
     }
     if let Some(w) = args.spike_rate_weight {
         cfg.model.spike_rate_weight = w;
+    }
+    if let Some(on) = args.flush_subnormals {
+        cfg.flush_subnormals = on;
     }
     if let Some(step) = args.sparsity_from_step {
         cfg.sparsity_from_step = Some(step);

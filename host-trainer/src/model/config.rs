@@ -228,6 +228,15 @@ pub struct TrainConfig {
     /// every parameter trains throughout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub freeze_features_from_step: Option<u64>,
+    /// Train with subnormal floats flushed to zero (x86's FTZ and DAZ on every training
+    /// thread), as TensorFlow does. Gradients hold many subnormals, and on some CPUs each
+    /// operation on one can fall back to microcode: on a 2-core Intel Xeon the `edge` step ran
+    /// 1.1-1.5× and the `paper` step 1.15-1.4× faster with them flushed. Results stay
+    /// deterministic but round differently, so configs written before this option (which
+    /// load as `false`) still reproduce their runs; every preset sets it. Rust assumes the
+    /// default floating-point mode (see `train::subnormal`). No effect off x86-64.
+    #[serde(default)]
+    pub flush_subnormals: bool,
     pub c_schedule: CSchedule,
     pub seed: u64,
     /// Steps between checkpoints (0 = only at the end).
@@ -349,6 +358,7 @@ impl TrainConfig {
             lr_drop_step: None,
             sparsity_from_step: None,
             freeze_features_from_step: None,
+            flush_subnormals: true,
             c_schedule: CSchedule::Anneal {
                 start: 50.0,
                 end: 200.0,
@@ -406,6 +416,7 @@ impl TrainConfig {
             lr_drop_step: None,
             sparsity_from_step: None,
             freeze_features_from_step: None,
+            flush_subnormals: true,
             c_schedule: CSchedule::Anneal {
                 start: 50.0,
                 end: 200.0,
@@ -452,6 +463,7 @@ impl TrainConfig {
             lr_drop_step: None,
             sparsity_from_step: None,
             freeze_features_from_step: None,
+            flush_subnormals: true,
             c_schedule: CSchedule::Anneal {
                 start: 50.0,
                 end: 200.0,
