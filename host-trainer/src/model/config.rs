@@ -229,8 +229,8 @@ pub struct TrainConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub freeze_features_from_step: Option<u64>,
     /// Train with subnormal floats flushed to zero (x86's FTZ and DAZ on every training
-    /// thread), as TensorFlow does. Gradients hold many subnormals, and on some CPUs each
-    /// operation on one can fall back to microcode: on a 2-core Intel Xeon the `edge` step ran
+    /// thread), as TensorFlow does. A step meets subnormals (relaxed spikes near 0, products
+    /// of tiny gradients), and on some CPUs each operation on one can fall back to microcode: on a 2-core Intel Xeon the `edge` step ran
     /// 1.1-1.5× and the `paper` step 1.15-1.4× faster with them flushed. Results stay
     /// deterministic but round differently, so configs written before this option (which
     /// load as `false`) still reproduce their runs; every preset sets it. Rust assumes the
