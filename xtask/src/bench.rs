@@ -21,7 +21,8 @@ pub struct BenchTrainArgs {
     /// flex, ndarray, wgpu or cuda (all but flex need host-trainer's feature of the same name).
     #[arg(long, default_value = "flex")]
     pub device: String,
-    /// Train with IEEE subnormals instead of flushing them to zero (the presets flush them;
+    /// Train with IEEE subnormals in the dense layers instead of reading them as zero (the
+    /// presets flush them;
     /// configs written before `flush_subnormals` existed do not): the A/B of that option.
     #[arg(long)]
     pub keep_subnormals: bool,

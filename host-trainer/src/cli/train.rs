@@ -110,8 +110,9 @@ pub struct TrainArgs {
     /// (config `spike_rate_weight`; 0 is the paper's).
     #[arg(long)]
     pub spike_rate_weight: Option<f32>,
-    /// Flush subnormal floats to zero while training (config `flush_subnormals`; every
-    /// preset sets it, config files without the key train with IEEE subnormals).
+    /// Read subnormal floats as zero in the dense layers and Adam while training (config
+    /// `flush_subnormals`; every preset sets it, config files without the key train with
+    /// IEEE subnormals).
     #[arg(long)]
     pub flush_subnormals: Option<bool>,
     /// Step from which `--sparsity` applies, the paper's term before it (config

@@ -228,13 +228,16 @@ pub struct TrainConfig {
     /// every parameter trains throughout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub freeze_features_from_step: Option<u64>,
-    /// Train with subnormal floats flushed to zero (x86's FTZ and DAZ on every training
-    /// thread), as TensorFlow does. A step meets subnormals (relaxed spikes near 0, products
-    /// of tiny gradients), and on some CPUs each operation on one can fall back to microcode: on a 2-core Intel Xeon the `edge` step ran
-    /// 1.1-1.5× and the `paper` step 1.15-1.4× faster with them flushed. Results stay
-    /// deterministic but round differently, so configs written before this option (which
-    /// load as `false`) still reproduce their runs; every preset sets it. Rust assumes the
-    /// default floating-point mode (see `train::subnormal`). No effect off x86-64.
+    /// Train without subnormal floats where a step meets them: the dense layers read
+    /// subnormal inputs (forward) and output gradients (backward) as zero
+    /// (`model::linear::with_subnormals_flushed`), and Adam drops moment-update terms that
+    /// would be subnormal (`train::adam::FusedAdam::flush_subnormals`). The decoder's input
+    /// (spikes relaxed to almost 0), the spike head's gradient and decayed moments hold
+    /// them, and on x86 each multiply-add that reads one takes a slow microcode path: on a
+    /// 2-core Intel Xeon a `paper` step ran 1.2-1.3x faster with them flushed. The
+    /// floating-point mode is not touched. Results stay deterministic but round
+    /// differently, so configs written before this option (which load as `false`) still
+    /// reproduce their runs; every preset sets it.
     #[serde(default)]
     pub flush_subnormals: bool,
     pub c_schedule: CSchedule,

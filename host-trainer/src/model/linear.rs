@@ -13,7 +13,8 @@
 //! layers at batches of 64-256 rows, which multiplies by a laid-out Wᵀ instead of a view
 //! (faster there; equal to rounding). gemm splits the output, never a sum, across threads,
 //! and the bias gradient sums each column in row order, so results depend neither on the
-//! thread count nor on which products run on the pool. Tensors on other devices (or with
+//! thread count nor on which products run on the pool. Under [`with_subnormals_flushed`] the
+//! operands' subnormal values are read as 0 first. Tensors on other devices (or with
 //! gradient checkpointing) return `None`, and the caller uses burn's ops.
 
 use burn::backend::Flex;
@@ -24,6 +25,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
+use std::cell::Cell;
 
 use super::fused::{AdFlex, TASK_ELEMS, dense, flex_tensor, rows_per_task};
 
@@ -71,8 +73,9 @@ pub fn try_fused_linear(
     if let Ok(w) = weight.clone().try_into_primitive::<AdFlex>() {
         let x = x.clone().try_into_primitive::<AdFlex>().ok()?;
         let b = bias.clone().try_into_primitive::<AdFlex>().ok()?;
+        let flush = FLUSH_SUBNORMALS.get();
         let (xs, ws, bs) = (
-            dense(x.primitive().clone()),
+            flushed_if(flush, dense(x.primitive().clone())),
             dense(w.primitive().clone()),
             dense(b.primitive().clone()),
         );
@@ -87,6 +90,7 @@ pub fn try_fused_linear(
                     x: xs,
                     weight: ws,
                     relu_out: relu.then(|| y.clone()),
+                    flush,
                 };
                 prep.finish(state, y)
             }
@@ -96,6 +100,7 @@ pub fn try_fused_linear(
     }
     let w = dense(weight.clone().try_into_primitive::<Flex>().ok()?);
     let x = dense(x.clone().try_into_primitive::<Flex>().ok()?);
+    let x = flushed_if(FLUSH_SUBNORMALS.get(), x);
     let b = dense(bias.clone().try_into_primitive::<Flex>().ok()?);
     Some(Tensor::from_primitive::<Flex>(forward(&x, &w, &b, relu)))
 }
@@ -185,6 +190,8 @@ struct Saved {
     weight: FlexTensor,
     /// The layer's output when it ends in a ReLU (its gradient passes where this is > 0).
     relu_out: Option<FlexTensor>,
+    /// Whether the layer ran under [`with_subnormals_flushed`]: dy is flushed too.
+    flush: bool,
 }
 
 #[derive(Debug)]
@@ -200,12 +207,18 @@ impl Backward<Flex, 3> for LinearBackward {
         let d_out = dims2(&s.weight)[1];
         // Through the ReLU the gradient passes where the output is > 0.
         let masked = s.relu_out.as_ref().map(|y| {
-            (g.storage::<f32>(), y.storage::<f32>())
-                .into_par_iter()
-                .with_min_len(TASK_ELEMS)
-                .map(|(d, o)| if *o <= 0.0 { 0.0 } else { *d })
-                .collect::<Vec<f32>>()
+            let (d, y) = (g.storage::<f32>(), y.storage::<f32>());
+            if s.flush {
+                relu_masked(d, y, flush_one)
+            } else {
+                relu_masked(d, y, |v| v)
+            }
         });
+        let g = if masked.is_some() {
+            g
+        } else {
+            flushed_if(s.flush, g)
+        };
         let dy: &[f32] = masked.as_deref().unwrap_or_else(|| g.storage::<f32>());
         let [node_x, node_w, node_b] = ops.parents;
         let (xs, ws) = (s.x.storage::<f32>(), s.weight.storage::<f32>());
@@ -257,6 +270,90 @@ impl Backward<Flex, 3> for LinearBackward {
             }
         }
     }
+}
+
+thread_local! {
+    /// Set by [`with_subnormals_flushed`] for the thread that builds the graph.
+    static FLUSH_SUBNORMALS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with the dense layers that run on this thread reading subnormal floats as zero:
+/// their input x forward (and so in dW) and their output gradient dy backward. Nothing else
+/// changes; outside `f` (and with `on` false) the layers compute with IEEE subnormals, as
+/// burn's ops do. The previous setting is restored afterwards, also when `f` panics.
+///
+/// Why: on x86 an FMA that reads a subnormal takes a microcode assist of some hundred
+/// cycles, and in a product every subnormal in an operand meets a whole row or column of the
+/// other. A VSC step has them in the decoder's input z (spikes relaxed to almost 0 times
+/// slab values, 3 % of z on the `paper` shape) and in the gradient of the spike head
+/// (saturated spikes). On a 2-core Intel Xeon (AVX-512) the decoder's first layer ran 3-9x
+/// slower forward and in dW, and the heads' dW and dx 5-6x slower. Flushed here (with
+/// Adam's moments, `train::adam`), a `paper` step is within 1 % of x86's flush-to-zero
+/// mode (FTZ/DAZ), which changes the floating-point mode Rust assumes stays at its default.
+/// A subnormal's share of a sum is below 1.2e-38 times the other factor, far under the
+/// rounding of any value training reads.
+pub fn with_subnormals_flushed<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FLUSH_SUBNORMALS.set(self.0);
+        }
+    }
+    let _restore = Restore(FLUSH_SUBNORMALS.replace(on));
+    f()
+}
+
+/// `v`, or 0 where `v` is subnormal (or ±0). A compare and a select, so loops over it
+/// vectorise; `is_subnormal` classifies with branches.
+#[inline(always)]
+fn flush_one(v: f32) -> f32 {
+    if v.abs() < f32::MIN_POSITIVE { 0.0 } else { v }
+}
+
+#[inline(always)]
+fn is_subnormal(v: f32) -> bool {
+    v.abs() < f32::MIN_POSITIVE && v != 0.0
+}
+
+/// `t` with its subnormal values replaced by 0 when `on`: `t` itself when it holds none (a
+/// read-only scan, the common case), a new buffer otherwise.
+fn flushed_if(on: bool, t: FlexTensor) -> FlexTensor {
+    let s = t.storage::<f32>();
+    let any = on
+        && s.par_chunks(TASK_ELEMS)
+            .any(|c| c.iter().fold(false, |a, v| a | is_subnormal(*v)));
+    if !any {
+        return t;
+    }
+    let flushed = s
+        .par_iter()
+        .with_min_len(TASK_ELEMS)
+        .map(|v| flush_one(*v))
+        .collect();
+    let shape = t.layout().shape().to_vec();
+    flex_tensor(flushed, &shape)
+}
+
+/// `then(dy)` where the ReLU's output `y` is > 0, else 0, into a new buffer. Written through
+/// slices of whole tasks rather than as a collected parallel iterator, which fills the
+/// vector one element at a time (scalar code, 3-4 % of a `paper` step).
+fn relu_masked(dy: &[f32], y: &[f32], then: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let len = dy.len();
+    let mut out = Vec::<f32>::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(TASK_ELEMS)
+        .zip(dy.par_chunks(TASK_ELEMS).zip(y.par_chunks(TASK_ELEMS)))
+        .for_each(|(out, (dy, y))| {
+            for (o, (d, y)) in out.iter_mut().zip(dy.iter().zip(y)) {
+                // Both read before the select, so the loop has no branch and vectorises.
+                let (d, y) = (then(*d), *y);
+                o.write(if y <= 0.0 { 0.0 } else { d });
+            }
+        });
+    // SAFETY: the chunks of `out`, `dy` and `y` line up (same lengths, same chunk size), and
+    // every element of every chunk of `out` is written.
+    unsafe { out.set_len(len) };
+    out
 }
 
 /// The `cols × rows` transpose of a row-major `rows × cols` buffer.
@@ -412,6 +509,99 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Under [`with_subnormals_flushed`] the layer computes what burn's ops compute on x and
+    /// dy with their subnormals zeroed; outside it, what they compute on the values as given.
+    /// Column 1 of x and column 2 of dy are all subnormal, so the difference shows: dW's row
+    /// 1 and column 2 and db's element 2 are exactly 0 flushed and subnormal sums otherwise.
+    #[test]
+    fn dense_layers_read_subnormals_as_zero_only_when_asked() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let (rows, d_in, d_out) = (70, 5, 4);
+        let tiny = |rng: &mut ChaCha8Rng| f32::from_bits(rng.random_range(1..1 << 20));
+        let mut x = draw(&mut rng, rows * d_in);
+        let mut c = draw(&mut rng, rows * d_out);
+        for r in 0..rows {
+            x[r * d_in + 1] = tiny(&mut rng);
+            c[r * d_out + 2] = tiny(&mut rng);
+        }
+        // A few more scattered through the other columns.
+        for k in [3, 17, 40, 111] {
+            x[k] = -tiny(&mut rng);
+            c[k + 1] = tiny(&mut rng);
+        }
+        let (w, b) = (draw(&mut rng, d_in * d_out), draw(&mut rng, d_out));
+        let zeroed = |v: &[f32]| -> Vec<f32> {
+            v.iter()
+                .map(|v| if v.is_subnormal() { 0.0 } else { *v })
+                .collect()
+        };
+        let d = Device::flex().autodiff();
+        // y, dW, db, dx of `sum(layer(x) * c)`, fused or with burn's ops.
+        let run = |x: &[f32], c: &[f32], relu_on: bool, fused: bool| {
+            let xt = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [rows, d_in]), &d)
+                .require_grad();
+            let wt = Tensor::<2>::from_data(TensorData::new(w.clone(), [d_in, d_out]), &d)
+                .require_grad();
+            let bt = Tensor::<1>::from_data(TensorData::new(b.clone(), [d_out]), &d).require_grad();
+            let ct = Tensor::<2>::from_data(TensorData::new(c.to_vec(), [rows, d_out]), &d);
+            let y = if fused {
+                try_fused_linear(&xt, &wt, &bt, relu_on).expect("flex autodiff")
+            } else {
+                let y = burn::tensor::module::linear(xt.clone(), wt.clone(), Some(bt.clone()));
+                if relu_on { relu(y) } else { y }
+            };
+            let grads = (y.clone() * ct).sum().backward();
+            [
+                tensor_to_vec(y),
+                tensor_to_vec(wt.grad(&grads).unwrap()),
+                tensor_to_vec(bt.grad(&grads).unwrap()),
+                tensor_to_vec(xt.grad(&grads).unwrap()),
+            ]
+        };
+        for relu_on in [false, true] {
+            let flushed = with_subnormals_flushed(true, || run(&x, &c, relu_on, true));
+            let kept = run(&x, &c, relu_on, true);
+            let want_flushed = run(&zeroed(&x), &zeroed(&c), relu_on, false);
+            let want_kept = run(&x, &c, relu_on, false);
+            for (name, k) in [("y", 0), ("dW", 1), ("dx", 3)] {
+                assert_eq!(
+                    flushed[k], want_flushed[k],
+                    "{name} flushed, relu {relu_on}"
+                );
+                assert_eq!(kept[k], want_kept[k], "{name} kept, relu {relu_on}");
+            }
+            let (dw, db) = (&flushed[1], &flushed[2]);
+            assert!((0..d_out).all(|o| dw[d_out + o] == 0.0), "{dw:?}");
+            assert!((0..d_in).all(|i| dw[i * d_out + 2] == 0.0), "{dw:?}");
+            assert_eq!(db[2], 0.0);
+            let (dw, db) = (&kept[1], &kept[2]);
+            assert!((0..d_out).any(|o| dw[d_out + o].is_subnormal()), "{dw:?}");
+            assert!(db[2] != 0.0 && db[2].abs() < f32::MIN_POSITIVE * rows as f32);
+        }
+    }
+
+    #[test]
+    fn the_flush_setting_is_restored_after_the_call_also_on_panic() {
+        assert!(!FLUSH_SUBNORMALS.get());
+        with_subnormals_flushed(true, || {
+            assert!(FLUSH_SUBNORMALS.get());
+            with_subnormals_flushed(false, || assert!(!FLUSH_SUBNORMALS.get()));
+            assert!(FLUSH_SUBNORMALS.get());
+        });
+        assert!(!FLUSH_SUBNORMALS.get());
+        let panicked = std::panic::catch_unwind(|| with_subnormals_flushed(true, || panic!("x")));
+        assert!(panicked.is_err());
+        assert!(!FLUSH_SUBNORMALS.get());
+        // Another thread has its own setting.
+        with_subnormals_flushed(true, || {
+            assert!(
+                !std::thread::spawn(|| FLUSH_SUBNORMALS.get())
+                    .join()
+                    .unwrap()
+            )
+        });
     }
 
     #[test]
