@@ -21,9 +21,9 @@ pub struct BenchTrainArgs {
     /// flex, ndarray, wgpu or cuda (all but flex need host-trainer's feature of the same name).
     #[arg(long, default_value = "flex")]
     pub device: String,
-    /// Train with IEEE subnormals in the dense layers instead of reading them as zero (the
-    /// presets flush them;
-    /// configs written before `flush_subnormals` existed do not): the A/B of that option.
+    /// Train with IEEE subnormals instead of flushing them in the dense layers and Adam
+    /// (`flush_subnormals`: the presets flush them, configs written before it existed do
+    /// not): the A/B of that option.
     #[arg(long)]
     pub keep_subnormals: bool,
 }
