@@ -231,7 +231,7 @@ pub(crate) fn parse_u8_column(
     file: &str,
     field: IntField,
 ) -> Result<Vec<u8>, DataError> {
-    debug_assert!(field.min >= 0 && field.max <= i64::from(u8::MAX));
+    assert!(field.min >= 0 && field.max <= i64::from(u8::MAX));
     Ok(parse_int_rows(text, file, &[field])?
         .into_iter()
         // In range by the check above, so the cast cannot truncate.

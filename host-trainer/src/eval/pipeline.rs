@@ -478,7 +478,7 @@ fn generation_figures(
 ) -> Result<(), EvalError> {
     let per_channel = input.features.values_per_channel();
     let (dim, j) = (per_channel * input.channels.len(), codes.latent_dim);
-    debug_assert_eq!(test01.len(), dim * test.len());
+    assert_eq!(test01.len(), dim * test.len());
     // Waveforms: the samples; spectra: the band amplitudes (the channel mean is left out).
     let (skip, x_axis, y_label) = match input.features {
         InputFeatures::Waveform => (0, XAxis::time(SAMPLE_RATE_HZ), "raw units"),

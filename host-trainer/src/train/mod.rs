@@ -2,6 +2,7 @@
 //! resume on flex, metrics.csv, and loading trained runs ([`TrainedModel`]).
 
 pub mod adam;
+mod awake;
 pub mod bench;
 pub mod checkpoint;
 pub mod metrics;
@@ -483,6 +484,8 @@ fn train_on_pool(
     let mut last = None;
     let mut batch = vec![0.0f32; b * m];
     let mut first_step_done = None;
+    // Before the loop issues any work (see `awake` for why that matters).
+    let _awake = awake::WorkersAwake::start();
     for step in start_step..end {
         for r in 0..b {
             let i = rng.random_range(0..data.rows);
