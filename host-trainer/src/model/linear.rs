@@ -18,6 +18,7 @@
 //! gradient checkpointing) return `None`, and the caller uses burn's ops.
 
 use burn::backend::Flex;
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -103,6 +104,82 @@ pub fn try_fused_linear(
     let x = flushed_if(FLUSH_SUBNORMALS.get(), x);
     let b = dense(bias.clone().try_into_primitive::<Flex>().ok()?);
     Some(Tensor::from_primitive::<Flex>(forward(&x, &w, &b, relu)))
+}
+
+/// `relu([x; p] W + b)` (or without the ReLU): one layer over the rows of `x` followed by
+/// those of `p`, `[rows_x + rows_p, d_out]`, as one operation. The VSC encoder reads the batch
+/// and the pseudo-inputs this way: run as two layers, backward produced two full-size weight
+/// gradients (the pseudo-inputs' one a product of depth U = 20 that writes all of `W`'s
+/// elements) and autodiff summed them on one thread, about 5 ms of a `paper` step. Here dW
+/// is one product over all rows, and dx is computed only for the inputs that need it.
+pub fn try_fused_linear_stacked(
+    x: &Tensor<2>,
+    p: &Tensor<2>,
+    weight: &Tensor<2>,
+    bias: &Tensor<1>,
+    relu: bool,
+) -> Option<Tensor<2>> {
+    let ([rows_x, d_in], [_, p_in]) = (x.dims(), p.dims());
+    let [w_in, d_out] = weight.dims();
+    if w_in != d_in
+        || p_in != d_in
+        || bias.dims() != [d_out]
+        || [x.dtype(), p.dtype(), weight.dtype(), bias.dtype()]
+            .iter()
+            .any(|d| *d != DType::F32)
+    {
+        return None;
+    }
+    let flush = FLUSH_SUBNORMALS.get();
+    if let Ok(w) = weight.clone().try_into_primitive::<AdFlex>() {
+        let x = x.clone().try_into_primitive::<AdFlex>().ok()?;
+        let p = p.clone().try_into_primitive::<AdFlex>().ok()?;
+        let b = bias.clone().try_into_primitive::<AdFlex>().ok()?;
+        let xs = stacked(flush, x.primitive(), p.primitive(), d_in);
+        let (ws, bs) = (dense(w.primitive().clone()), dense(b.primitive().clone()));
+        let y = forward(&xs, &ws, &bs, relu);
+        let out = match StackedLinearBackward
+            .prepare::<NoCheckpointing>([x.node(), p.node(), w.node(), b.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = StackedSaved {
+                    layer: Saved {
+                        x: xs,
+                        weight: ws,
+                        relu_out: relu.then(|| y.clone()),
+                        flush,
+                    },
+                    rows_x,
+                };
+                prep.finish(state, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        return Some(Tensor::from_primitive::<AdFlex>(out));
+    }
+    let w = dense(weight.clone().try_into_primitive::<Flex>().ok()?);
+    let x = x.clone().try_into_primitive::<Flex>().ok()?;
+    let p = p.clone().try_into_primitive::<Flex>().ok()?;
+    let xs = stacked(flush, &x, &p, d_in);
+    let b = dense(bias.clone().try_into_primitive::<Flex>().ok()?);
+    Some(Tensor::from_primitive::<Flex>(forward(&xs, &w, &b, relu)))
+}
+
+/// The rows of `x` followed by those of `p` in one new buffer, subnormals read as 0 when
+/// `flush`.
+fn stacked(flush: bool, x: &FlexTensor, p: &FlexTensor, cols: usize) -> FlexTensor {
+    let (x, p) = (dense(x.clone()), dense(p.clone()));
+    let (xs, ps) = (x.storage::<f32>(), p.storage::<f32>());
+    let mut all = Vec::with_capacity(xs.len() + ps.len());
+    all.extend_from_slice(xs);
+    all.extend_from_slice(ps);
+    if flush {
+        flush_in_place(&mut all);
+    }
+    let rows = all.len() / cols.max(1);
+    flex_tensor(all, &[rows, cols])
 }
 
 fn dims2(t: &FlexTensor) -> [usize; 2] {
@@ -202,73 +279,124 @@ impl Backward<Flex, 3> for LinearBackward {
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let g = dense(grads.consume::<Flex>(&ops.node));
+        let [node_x, node_w, node_b] = ops.parents.map(|n| n.map(|n| n.id));
+        let rows = dims2(&ops.state.x)[0];
+        layer_backward(&ops.state, g, node_w, node_b, &[(node_x, rows)], grads);
+    }
+}
+
+/// What backward needs from a stacked layer's forward.
+#[derive(Clone, Debug)]
+struct StackedSaved {
+    /// With `x` the stacked rows.
+    layer: Saved,
+    /// How many of them came from the first input.
+    rows_x: usize,
+}
+
+#[derive(Debug)]
+struct StackedLinearBackward;
+
+impl Backward<Flex, 4> for StackedLinearBackward {
+    type State = StackedSaved;
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let g = dense(grads.consume::<Flex>(&ops.node));
+        let [node_x, node_p, node_w, node_b] = ops.parents.map(|n| n.map(|n| n.id));
         let s = &ops.state;
-        let [rows, d_in] = dims2(&s.x);
-        let d_out = dims2(&s.weight)[1];
-        // Through the ReLU the gradient passes where the output is > 0.
-        let masked = s.relu_out.as_ref().map(|y| {
-            let (d, y) = (g.storage::<f32>(), y.storage::<f32>());
-            if s.flush {
-                relu_masked(d, y, flush_one)
-            } else {
-                relu_masked(d, y, |v| v)
-            }
-        });
-        let g = if masked.is_some() {
-            g
+        let rows_p = dims2(&s.layer.x)[0] - s.rows_x;
+        let blocks = [(node_x, s.rows_x), (node_p, rows_p)];
+        layer_backward(&s.layer, g, node_w, node_b, &blocks, grads);
+    }
+}
+
+/// dW, db and, for each block of the input's rows whose node is tracked, that block's dx,
+/// registered with `grads`. `g` is the gradient of the layer's output.
+fn layer_backward(
+    s: &Saved,
+    g: FlexTensor,
+    node_w: Option<NodeId>,
+    node_b: Option<NodeId>,
+    blocks: &[(Option<NodeId>, usize)],
+    grads: &mut Gradients,
+) {
+    let [rows, d_in] = dims2(&s.x);
+    let d_out = dims2(&s.weight)[1];
+    // Through the ReLU the gradient passes where the output is > 0.
+    let masked = s.relu_out.as_ref().map(|y| {
+        let (d, y) = (g.storage::<f32>(), y.storage::<f32>());
+        if s.flush {
+            relu_masked(d, y, flush_one)
         } else {
-            flushed_if(s.flush, g)
-        };
-        let dy: &[f32] = masked.as_deref().unwrap_or_else(|| g.storage::<f32>());
-        let [node_x, node_w, node_b] = ops.parents;
-        let (xs, ws) = (s.x.storage::<f32>(), s.weight.storage::<f32>());
-        // dW, db and dx read only dy and saved values, so they run side by side on the
-        // pool: two products of equal size at once instead of one after the other, each on
-        // the threads the other leaves (1.3-1.7x at 128 rows, where products under
-        // PARALLEL_MACS run on one thread; a few % at the `paper` shape). Each sum is
-        // still computed whole by one task, so nothing depends on the thread count.
-        let (dw, (db, dx)) = rayon::join(
-            // dW = xᵀ dy
-            || {
-                node_w.is_some().then(|| {
-                    let dw = product(
-                        d_in,
-                        d_out,
-                        rows,
-                        view(xs, d_in, true),
-                        view(dy, d_out, false),
-                    );
-                    flex_tensor(dw, &[d_in, d_out])
-                })
-            },
-            || {
-                rayon::join(
-                    || {
-                        node_b
-                            .is_some()
-                            .then(|| flex_tensor(column_sums(dy, d_out), &[d_out]))
-                    },
-                    // dx = dy Wᵀ, through a laid-out Wᵀ where that is faster.
-                    || {
-                        node_x.is_some().then(|| {
-                            let wt =
-                                lays_out_wt(rows, d_in, d_out).then(|| transpose(ws, d_in, d_out));
-                            let rhs = match &wt {
-                                Some(wt) => view(wt, d_in, false),
-                                None => view(ws, d_out, true),
-                            };
-                            let dx = product(rows, d_in, d_out, view(dy, d_out, false), rhs);
-                            flex_tensor(dx, &[rows, d_in])
-                        })
-                    },
-                )
-            },
-        );
-        for (node, grad) in [(node_w, dw), (node_b, db), (node_x, dx)] {
-            if let (Some(node), Some(grad)) = (node, grad) {
-                grads.register::<Flex>(node.id, grad);
-            }
+            relu_masked(d, y, |v| v)
         }
+    });
+    let g = if masked.is_some() {
+        g
+    } else {
+        flushed_if(s.flush, g)
+    };
+    let dy: &[f32] = masked.as_deref().unwrap_or_else(|| g.storage::<f32>());
+    let (xs, ws) = (s.x.storage::<f32>(), s.weight.storage::<f32>());
+    // dW, db and dx read only dy and saved values, so they run side by side on the
+    // pool: two products of equal size at once instead of one after the other, each on
+    // the threads the other leaves (1.3-1.7x at 128 rows, where products under
+    // PARALLEL_MACS run on one thread; a few % at the `paper` shape). Each sum is
+    // still computed whole by one task, so nothing depends on the thread count.
+    let (dw, (db, dxs)) = rayon::join(
+        // dW = xᵀ dy
+        || {
+            node_w.is_some().then(|| {
+                let dw = product(
+                    d_in,
+                    d_out,
+                    rows,
+                    view(xs, d_in, true),
+                    view(dy, d_out, false),
+                );
+                flex_tensor(dw, &[d_in, d_out])
+            })
+        },
+        || {
+            rayon::join(
+                || {
+                    node_b
+                        .is_some()
+                        .then(|| flex_tensor(column_sums(dy, d_out), &[d_out]))
+                },
+                // dx = dy Wᵀ per block, through a laid-out Wᵀ where that is faster.
+                || {
+                    let mut wt = None;
+                    let mut first = 0;
+                    let mut dxs = Vec::with_capacity(blocks.len());
+                    for &(node, block_rows) in blocks {
+                        let dy = &dy[first * d_out..(first + block_rows) * d_out];
+                        first += block_rows;
+                        let Some(node) = node else { continue };
+                        let rhs = if lays_out_wt(block_rows, d_in, d_out) {
+                            view(
+                                wt.get_or_insert_with(|| transpose(ws, d_in, d_out)),
+                                d_in,
+                                false,
+                            )
+                        } else {
+                            view(ws, d_out, true)
+                        };
+                        let dx = product(block_rows, d_in, d_out, view(dy, d_out, false), rhs);
+                        dxs.push((node, flex_tensor(dx, &[block_rows, d_in])));
+                    }
+                    dxs
+                },
+            )
+        },
+    );
+    for (node, grad) in [(node_w, dw), (node_b, db)] {
+        if let (Some(node), Some(grad)) = (node, grad) {
+            grads.register::<Flex>(node, grad);
+        }
+    }
+    for (node, dx) in dxs {
+        grads.register::<Flex>(node, dx);
     }
 }
 
@@ -327,13 +455,18 @@ fn flushed_if(on: bool, t: FlexTensor) -> FlexTensor {
     }
     // A copy and an in-place pass over slices, which vectorises (see `relu_masked`).
     let mut flushed = s.to_vec();
-    flushed.par_chunks_mut(TASK_ELEMS).for_each(|chunk| {
+    flush_in_place(&mut flushed);
+    let shape = t.layout().shape().to_vec();
+    flex_tensor(flushed, &shape)
+}
+
+/// Subnormal values replaced by 0, in place over slices of whole tasks (vectorises).
+fn flush_in_place(values: &mut [f32]) {
+    values.par_chunks_mut(TASK_ELEMS).for_each(|chunk| {
         for v in chunk {
             *v = flush_one(*v);
         }
     });
-    let shape = t.layout().shape().to_vec();
-    flex_tensor(flushed, &shape)
 }
 
 /// `then(dy)` where the ReLU's output `y` is > 0, else 0, into a new buffer. Written through
@@ -509,6 +642,83 @@ mod tests {
                 if relu_on {
                     assert!(y.contains(&0.0) && y.iter().any(|v| *v > 0.0));
                 }
+            }
+        }
+    }
+
+    /// The stacked layer against burn's `linear` on the concatenated rows (+ `relu`): values
+    /// and dW bit for bit (the same product), dx of each input to rounding where it comes
+    /// from a laid-out Wᵀ, else bit for bit, db to rounding; an untracked first input (the
+    /// batch) gets no dx while the second (the pseudo-inputs) does.
+    #[test]
+    fn stacked_linear_matches_burns_linear_on_the_concatenated_rows() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for (rows_x, rows_p, d_in, d_out, relu_on, x_tracked) in [
+            (7, 3, 5, 4, true, false),
+            (128, 20, 96, 200, true, false),
+            (128, 20, 64, 160, false, true),
+            (300, 20, 150, 210, true, true),
+        ] {
+            let x = draw(&mut rng, rows_x * d_in);
+            let p = draw(&mut rng, rows_p * d_in);
+            let w = draw(&mut rng, d_in * d_out);
+            let b = draw(&mut rng, d_out);
+            let c = draw(&mut rng, (rows_x + rows_p) * d_out);
+            let d = Device::flex().autodiff();
+            let run = |fused: bool| {
+                let mut xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [rows_x, d_in]), &d);
+                if x_tracked {
+                    xt = xt.require_grad();
+                }
+                let pt = Tensor::<2>::from_data(TensorData::new(p.clone(), [rows_p, d_in]), &d)
+                    .require_grad();
+                let wt = Tensor::<2>::from_data(TensorData::new(w.clone(), [d_in, d_out]), &d)
+                    .require_grad();
+                let bt =
+                    Tensor::<1>::from_data(TensorData::new(b.clone(), [d_out]), &d).require_grad();
+                let ct = Tensor::<2>::from_data(
+                    TensorData::new(c.clone(), [rows_x + rows_p, d_out]),
+                    &d,
+                );
+                let y = if fused {
+                    try_fused_linear_stacked(&xt, &pt, &wt, &bt, relu_on).expect("flex autodiff")
+                } else {
+                    let all = Tensor::cat(vec![xt.clone(), pt.clone()], 0);
+                    let y = burn::tensor::module::linear(all, wt.clone(), Some(bt.clone()));
+                    if relu_on { relu(y) } else { y }
+                };
+                let grads = (y.clone() * ct).sum().backward();
+                (
+                    tensor_to_vec(y),
+                    tensor_to_vec(wt.grad(&grads).unwrap()),
+                    tensor_to_vec(bt.grad(&grads).unwrap()),
+                    xt.grad(&grads).map(tensor_to_vec),
+                    tensor_to_vec(pt.grad(&grads).unwrap()),
+                )
+            };
+            let (y, dw, db, dx, dp) = run(true);
+            let (y_ref, dw_ref, db_ref, dx_ref, dp_ref) = run(false);
+            let what = format!("{rows_x}+{rows_p}×{d_in}→{d_out}, relu {relu_on}");
+            assert_eq!(y, y_ref, "y, {what}");
+            assert_eq!(dw, dw_ref, "dW, {what}");
+            assert_eq!(dx.is_some(), x_tracked, "dx of the first input, {what}");
+            for (rows, got, want) in [
+                (rows_x, dx.unwrap_or_default(), dx_ref.unwrap_or_default()),
+                (rows_p, dp, dp_ref),
+            ] {
+                assert_eq!(got.len(), want.len(), "{what}");
+                if lays_out_wt(rows, d_in, d_out) {
+                    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                    for (k, (a, r)) in got.iter().zip(&want).enumerate() {
+                        assert!((a - r).abs() <= 1e-6 * scale, "dx[{k}] {a} vs {r}, {what}");
+                    }
+                } else {
+                    assert_eq!(got, want, "dx of a {rows}-row input, {what}");
+                }
+            }
+            for (k, (a, r)) in db.iter().zip(&db_ref).enumerate() {
+                let rows = (rows_x + rows_p) as f32;
+                assert!((a - r).abs() <= 1e-5 * rows, "db[{k}] {a} vs {r}, {what}");
             }
         }
     }

@@ -13,7 +13,7 @@ use super::config::{
 };
 use super::fused::{FusedLikelihood, try_fused_nll};
 use super::kl::{GAMMA_EPS, bernoulli_kl, spike_slab_kl, spike_slab_kl_pairs};
-use super::linear::{transpose, try_fused_linear};
+use super::linear::{transpose, try_fused_linear, try_fused_linear_stacked};
 
 /// ln(2π), used by Gaussian log densities.
 pub const LN_2PI: f32 = 1.837_877_1;
@@ -45,6 +45,20 @@ impl Dense {
     /// `relu(x W + b)`.
     pub fn forward_relu(&self, x: Tensor<2>) -> Tensor<2> {
         self.forward_then(x, true)
+    }
+
+    /// `relu([x; p] W + b)`: the rows of `x`, then those of `p`, as one layer (one fused op
+    /// on flex, so the weight gradient is one product over all rows).
+    pub fn forward_relu_stacked(&self, x: Tensor<2>, p: Tensor<2>) -> Tensor<2> {
+        let (w, b) = (self.weight.val(), self.bias.val());
+        if let Some(y) = try_fused_linear_stacked(&x, &p, &w, &b, true) {
+            return y;
+        }
+        relu(burn::tensor::module::linear(
+            Tensor::cat(vec![x, p], 0),
+            w,
+            Some(b),
+        ))
     }
 
     /// One fused op on flex ([`super::linear`]), burn's ops elsewhere.
@@ -88,9 +102,33 @@ pub struct Posterior {
     pub spike_logits: Option<Tensor<2>>,
 }
 
+impl Posterior {
+    /// The posteriors of rows `first..first + len`.
+    fn rows(&self, first: usize, len: usize) -> Posterior {
+        let rows = |t: &Tensor<2>| t.clone().narrow(0, first, len);
+        Posterior {
+            mu: rows(&self.mu),
+            logvar: rows(&self.logvar),
+            log_gamma: self.log_gamma.as_ref().map(rows),
+            spike_logits: self.spike_logits.as_ref().map(rows),
+        }
+    }
+}
+
 impl Encoder {
     pub fn forward(&self, x: Tensor<2>) -> Posterior {
-        let h = self.hidden.forward_relu(x);
+        self.heads(self.hidden.forward_relu(x))
+    }
+
+    /// The posteriors of `x` and of `p` from one pass over the rows of both, which trains
+    /// the same as two passes but costs less (see [`Dense::forward_relu_stacked`]).
+    pub fn forward_stacked(&self, x: Tensor<2>, p: Tensor<2>) -> (Posterior, Posterior) {
+        let (rows_x, rows_p) = (x.dims()[0], p.dims()[0]);
+        let both = self.heads(self.hidden.forward_relu_stacked(x, p));
+        (both.rows(0, rows_x), both.rows(rows_x, rows_p))
+    }
+
+    fn heads(&self, h: Tensor<2>) -> Posterior {
         let spike_logits = self.spike.as_ref().map(|s| s.forward(h.clone()));
         Posterior {
             mu: self.mu.forward(h.clone()),
@@ -389,20 +427,36 @@ pub struct PriorSlabs {
     pub gamma: Tensor<2>,
 }
 
+/// [`PriorSlabs`] from the pseudo-inputs' posteriors (VSC only).
+fn prior_slabs_of(post: Posterior, cfg: &ModelConfig, c: f32) -> Option<PriorSlabs> {
+    let mut gamma = post.log_gamma?.exp();
+    if cfg.sharpen_prior_gamma {
+        gamma = sigmoid(gamma.sub_scalar(0.5).mul_scalar(c));
+    }
+    Some(PriorSlabs {
+        mu: post.mu,
+        logvar: post.logvar,
+        gamma,
+    })
+}
+
 impl VscNet {
     /// Encode the pseudo-inputs through the shared encoder (VSC only).
     pub fn prior_slabs(&self, cfg: &ModelConfig, c: f32) -> Option<PriorSlabs> {
         let p = self.pseudo_inputs.as_ref()?.val();
-        let post = self.encoder.forward(p);
-        let mut gamma = post.log_gamma?.exp();
-        if cfg.sharpen_prior_gamma {
-            gamma = sigmoid(gamma.sub_scalar(0.5).mul_scalar(c));
+        prior_slabs_of(self.encoder.forward(p), cfg, c)
+    }
+
+    /// The encoder's posteriors for a batch `x` and, with pseudo-inputs, theirs too, from
+    /// one pass.
+    fn encode_with_prior(&self, x: Tensor<2>) -> (Posterior, Option<Posterior>) {
+        match &self.pseudo_inputs {
+            Some(p) => {
+                let (post, prior) = self.encoder.forward_stacked(x, p.val());
+                (post, Some(prior))
+            }
+            None => (self.encoder.forward(x), None),
         }
-        Some(PriorSlabs {
-            mu: post.mu,
-            logvar: post.logvar,
-            gamma,
-        })
     }
 
     /// VSC objective for a batch `x` `[B, M]` in [0, 1] (VSC.md §1–3).
@@ -414,7 +468,7 @@ impl VscNet {
         lambda: f32,
         c: f32,
     ) -> LossParts {
-        let post = self.encoder.forward(x.clone());
+        let (post, prior_post) = self.encode_with_prior(x.clone());
         let log_gamma = post
             .log_gamma
             .clone()
@@ -434,7 +488,7 @@ impl VscNet {
         };
         let nll = self.decoder.nll(x.clone(), z, cfg.likelihood);
 
-        let (kl, mut sparsity) = self.prior_terms(cfg, x, &post, c);
+        let (kl, mut sparsity) = self.prior_terms_with(cfg, x, &post, prior_post, c);
         if cfg.spike_logit_l2 > 0.0 {
             let v = post
                 .spike_logits
@@ -467,6 +521,18 @@ impl VscNet {
         cfg: &ModelConfig,
         x: Tensor<2>,
         post: &Posterior,
+        c: f32,
+    ) -> (Tensor<2>, Tensor<2>) {
+        self.prior_terms_with(cfg, x, post, None, c)
+    }
+
+    /// [`VscNet::prior_terms`] with the pseudo-inputs' posteriors when the caller has them.
+    fn prior_terms_with(
+        &self,
+        cfg: &ModelConfig,
+        x: Tensor<2>,
+        post: &Posterior,
+        prior_post: Option<Posterior>,
         c: f32,
     ) -> (Tensor<2>, Tensor<2>) {
         let gamma_i = post
@@ -516,9 +582,11 @@ impl VscNet {
             let sparsity = own_sparsity.unwrap_or_else(|| kl.zeros_like());
             return (kl, sparsity);
         }
-        let prior = self
-            .prior_slabs(cfg, c)
-            .expect("VSC model has pseudo-inputs");
+        let prior = match prior_post {
+            Some(post) => prior_slabs_of(post, cfg, c),
+            None => self.prior_slabs(cfg, c),
+        }
+        .expect("VSC model has pseudo-inputs");
         let selector = self.selector.as_ref().expect("VSC model has a selector");
         let w = selector_weights(selector, cfg.selector, x);
         let [b, j] = post.mu.dims();
