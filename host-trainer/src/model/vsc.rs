@@ -674,6 +674,46 @@ mod tests {
         ([kl(1.0), kl(2.0), kl(3.0)], spikes)
     }
 
+    /// One stacked pass over the batch and the pseudo-inputs gives each their own
+    /// posteriors (as two passes do), on the autodiff device the trainer uses and on plain
+    /// flex, and the objective's KL term is the one computed from two passes.
+    #[test]
+    fn the_stacked_encoder_pass_equals_two_passes() {
+        let cfg = TrainConfig::tiny(12).model;
+        for device in [Device::flex().autodiff(), Device::flex()] {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+            let net = VscNet::new(&cfg, &mut rng, &device, None);
+            let x: Vec<f32> = (0..6 * 12).map(|_| rng.random()).collect();
+            let x = Tensor::<2>::from_data(TensorData::new(x, [6, 12]), &device);
+            let p = net.pseudo_inputs.as_ref().expect("pseudo-inputs").val();
+            let (post, prior) = net.encoder.forward_stacked(x.clone(), p.clone());
+            let (post_ref, prior_ref) = (net.encoder.forward(x.clone()), net.encoder.forward(p));
+            for (got, want) in [(&post, &post_ref), (&prior, &prior_ref)] {
+                let pairs = [
+                    (got.mu.clone(), want.mu.clone()),
+                    (got.logvar.clone(), want.logvar.clone()),
+                    (
+                        got.log_gamma.clone().unwrap(),
+                        want.log_gamma.clone().unwrap(),
+                    ),
+                ];
+                for (a, b) in pairs {
+                    assert_eq!(a.dims(), b.dims());
+                    for (u, v) in tensor_to_vec(a).iter().zip(tensor_to_vec(b)) {
+                        assert!((u - v).abs() <= 1e-5 * (1.0 + v.abs()), "{u} vs {v}");
+                    }
+                }
+            }
+            let kl = |stacked: bool| {
+                let prior = stacked.then(|| prior.clone());
+                tensor_to_vec(net.prior_terms_with(&cfg, x.clone(), &post, prior, 50.0).0)
+            };
+            for (u, v) in kl(true).iter().zip(kl(false)) {
+                assert!((u - v).abs() <= 1e-4 * (1.0 + v.abs()), "KL {u} vs {v}");
+            }
+        }
+    }
+
     #[test]
     fn at_slab_weight_one_the_fixed_prior_kl_is_the_papers() {
         let ([k1, _, _], _) = kl_by_slab_weight(PriorKind::Fixed);
