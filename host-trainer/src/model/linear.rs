@@ -61,14 +61,7 @@ pub fn try_fused_linear(
     bias: &Tensor<1>,
     relu: bool,
 ) -> Option<Tensor<2>> {
-    let [_, d_in] = x.dims();
-    let [w_in, d_out] = weight.dims();
-    if w_in != d_in
-        || bias.dims() != [d_out]
-        || [x.dtype(), weight.dtype(), bias.dtype()]
-            .iter()
-            .any(|d| *d != DType::F32)
-    {
+    if !fits(&[x], weight, bias) {
         return None;
     }
     if let Ok(w) = weight.clone().try_into_primitive::<AdFlex>() {
@@ -119,17 +112,10 @@ pub fn try_fused_linear_stacked(
     bias: &Tensor<1>,
     relu: bool,
 ) -> Option<Tensor<2>> {
-    let ([rows_x, d_in], [_, p_in]) = (x.dims(), p.dims());
-    let [w_in, d_out] = weight.dims();
-    if w_in != d_in
-        || p_in != d_in
-        || bias.dims() != [d_out]
-        || [x.dtype(), p.dtype(), weight.dtype(), bias.dtype()]
-            .iter()
-            .any(|d| *d != DType::F32)
-    {
+    if !fits(&[x, p], weight, bias) {
         return None;
     }
+    let [rows_x, d_in] = x.dims();
     let flush = FLUSH_SUBNORMALS.get();
     if let Ok(w) = weight.clone().try_into_primitive::<AdFlex>() {
         let x = x.clone().try_into_primitive::<AdFlex>().ok()?;
@@ -165,6 +151,18 @@ pub fn try_fused_linear_stacked(
     let xs = stacked(flush, &x, &p, d_in);
     let b = dense(bias.clone().try_into_primitive::<Flex>().ok()?);
     Some(Tensor::from_primitive::<Flex>(forward(&xs, &w, &b, relu)))
+}
+
+/// Whether f32 inputs of `weight`'s `d_in` columns, `weight` `[d_in, d_out]` and `bias`
+/// `[d_out]` (all f32) make a dense layer.
+fn fits(inputs: &[&Tensor<2>], weight: &Tensor<2>, bias: &Tensor<1>) -> bool {
+    let [d_in, d_out] = weight.dims();
+    inputs
+        .iter()
+        .all(|x| x.dims()[1] == d_in && x.dtype() == DType::F32)
+        && bias.dims() == [d_out]
+        && weight.dtype() == DType::F32
+        && bias.dtype() == DType::F32
 }
 
 /// The rows of `x` followed by those of `p` in one new buffer, subnormals read as 0 when
